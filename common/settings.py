@@ -39,6 +39,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "PROTECT_READS": ("false", "Require an API key for reads as well"),
     "RATE_LIMIT_PER_MIN": ("60", "Writes allowed per client per minute; 0 turns the limit off"),
     "MAX_QUEUE_LENGTH": ("1000", "Submissions are refused with 503 while the queue is this long"),
+    "PROXY_HOPS": ("0", "Reverse proxies in front of rest (1 behind an ingress) trusted for client address"),
     "DEMUCS_MODEL": ("htdemucs", "Demucs model name (htdemucs, htdemucs_ft, demucs_unittest, ...)"),
     "DEMUCS_REPO": ("", "Local folder with model files; empty means the Hugging Face hub and cache"),
     "DEMUCS_DEVICE": ("auto", "auto (CUDA when available), cpu or cuda[:n]"),
@@ -51,8 +52,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "ENCODE_PROCESSES": ("0", "Processes encoding stems; 0 means one per usable core, at most 4"),
     "MP3_BITRATE": ("320", "Bitrate of the stem mp3s, kbps"),
     "WORKER_ID": ("", "Unique worker name; empty means <host>-<pid>"),
-    "HEARTBEAT_TTL_S": ("15", "A worker silent this long is presumed dead and its jobs requeued"),
-    "REAPER_INTERVAL_S": ("5", "How often each worker looks for dead workers' jobs"),
+    "HEARTBEAT_TTL_S": ("10", "A worker silent this long is presumed dead and its jobs requeued"),
+    "REAPER_INTERVAL_S": ("2", "How often each worker looks for dead workers' jobs"),
     "MAX_ATTEMPTS": ("3", "Worker deaths a song may cause before it is failed as worker_lost"),
     "SHUTDOWN_GRACE_S": ("60", "On SIGTERM, time to finish the current job before handing it back"),
     "CALLBACK_TIMEOUT_S": ("5", "Timeout of each callback request"),
@@ -145,6 +146,7 @@ class Settings:
     protect_reads: bool = False
     rate_limit_per_min: int = 60
     max_queue_length: int = 1000
+    proxy_hops: int = 0
     demucs_model: str = "htdemucs"
     demucs_repo: str = ""
     demucs_device: str = "auto"
@@ -157,8 +159,8 @@ class Settings:
     encode_processes: int = 0
     mp3_bitrate: int = 320
     worker_id: str = ""
-    heartbeat_ttl_s: int = 15
-    reaper_interval_s: int = 5
+    heartbeat_ttl_s: int = 10
+    reaper_interval_s: int = 2
     max_attempts: int = 3
     shutdown_grace_s: int = 60
     callback_timeout_s: float = 5.0
@@ -194,6 +196,7 @@ class Settings:
             protect_reads=_bool(env, "PROTECT_READS"),
             rate_limit_per_min=_int(env, "RATE_LIMIT_PER_MIN"),
             max_queue_length=_int(env, "MAX_QUEUE_LENGTH", 1),
+            proxy_hops=_int(env, "PROXY_HOPS"),
             demucs_model=_text(env, "DEMUCS_MODEL"),
             demucs_repo=_text(env, "DEMUCS_REPO"),
             demucs_device=_text(env, "DEMUCS_DEVICE").lower(),

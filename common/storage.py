@@ -1,0 +1,150 @@
+"""The object store (MinIO or any S3 server) through the `minio` client.
+
+Songs live in the songs bucket as `<hash>.mp3`; stems in the output bucket as
+`<hash>/<stem>.mp3`. Every failure to reach the store is raised as StorageError.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Iterator
+
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
+
+from common.settings import Settings
+
+_MISSING = ("NoSuchKey", "NoSuchObject", "NoSuchBucket")
+
+
+class StorageError(RuntimeError):
+    """The object store could not be reached or refused the request."""
+
+
+class NotFound(LookupError):
+    """The object does not exist."""
+
+
+def song_object(song_hash: str) -> str:
+    return f"{song_hash}.mp3"
+
+
+def stem_object(song_hash: str, stem: str) -> str:
+    return f"{song_hash}/{stem}.mp3"
+
+
+def _http_client() -> urllib3.PoolManager:
+    # Short timeouts and few retries, so that an outage becomes a 503 in seconds, not minutes.
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=3, read=60),
+        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+        maxsize=16,
+    )
+
+
+class Storage:
+    """Songs and stems in two buckets."""
+
+    def __init__(self, settings: Settings):
+        self.songs_bucket = settings.songs_bucket
+        self.output_bucket = settings.output_bucket
+        self.client = Minio(
+            settings.minio_host,
+            access_key=settings.minio_access_key,
+            secret_key=settings.minio_secret_key,
+            secure=settings.minio_secure,
+            region=settings.minio_region,
+            http_client=_http_client(),
+        )
+
+    def _call(self, action, *args, **kwargs):
+        try:
+            return action(*args, **kwargs)
+        except S3Error as error:
+            if error.code in _MISSING:
+                raise NotFound(error.message) from error
+            raise StorageError(f"object store refused the request: {error.code}") from error
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as error:
+            raise StorageError(f"object store unreachable: {error}") from error
+
+    def ensure_buckets(self) -> None:
+        """Create both buckets if they do not exist yet."""
+        for bucket in (self.songs_bucket, self.output_bucket):
+            if not self._call(self.client.bucket_exists, bucket):
+                try:
+                    self._call(self.client.make_bucket, bucket)
+                except StorageError as error:
+                    if "BucketAlreadyOwnedByYou" not in str(error):
+                        raise
+
+    def ping(self) -> None:
+        """Raise StorageError unless the store answers and the songs bucket exists."""
+        if not self._call(self.client.bucket_exists, self.songs_bucket):
+            raise StorageError(f"bucket {self.songs_bucket!r} does not exist")
+
+    def _put(self, bucket: str, name: str, data: bytes) -> None:
+        self._call(self.client.put_object, bucket, name, io.BytesIO(data), len(data),
+                   content_type="audio/mpeg")
+
+    def _exists(self, bucket: str, name: str) -> bool:
+        try:
+            self._call(self.client.stat_object, bucket, name)
+        except NotFound:
+            return False
+        return True
+
+    def _get(self, bucket: str, name: str) -> bytes:
+        response = self._call(self.client.get_object, bucket, name)
+        try:
+            return self._call(response.read)
+        finally:
+            response.close()
+            response.release_conn()
+
+    # -- songs ------------------------------------------------------------------------
+    def song_exists(self, song_hash: str) -> bool:
+        return self._exists(self.songs_bucket, song_object(song_hash))
+
+    def put_song(self, song_hash: str, data: bytes) -> None:
+        self._put(self.songs_bucket, song_object(song_hash), data)
+
+    def get_song(self, song_hash: str) -> bytes:
+        return self._get(self.songs_bucket, song_object(song_hash))
+
+    def remove_song(self, song_hash: str) -> None:
+        self._call(self.client.remove_object, self.songs_bucket, song_object(song_hash))
+
+    # -- stems ------------------------------------------------------------------------
+    def put_stem(self, song_hash: str, stem: str, data: bytes) -> None:
+        self._put(self.output_bucket, stem_object(song_hash, stem), data)
+
+    def get_stem(self, song_hash: str, stem: str) -> bytes:
+        return self._get(self.output_bucket, stem_object(song_hash, stem))
+
+    def stem_exists(self, song_hash: str, stem: str) -> bool:
+        return self._exists(self.output_bucket, stem_object(song_hash, stem))
+
+    def stream_stem(self, song_hash: str, stem: str) -> tuple[int, Iterator[bytes]]:
+        """Size and chunks of a stem, for streaming it to a client."""
+        response = self._call(self.client.get_object, self.output_bucket,
+                              stem_object(song_hash, stem))
+        size = int(response.headers.get("Content-Length", 0))
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(64 * 1024)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return size, chunks()
+
+    def remove_stem(self, song_hash: str, stem: str) -> None:
+        self._call(self.client.remove_object, self.output_bucket, stem_object(song_hash, stem))
+
+    def stems(self, song_hash: str) -> list[str]:
+        """Names of the stems stored for a song."""
+        objects = self._call(lambda: list(self.client.list_objects(
+            self.output_bucket, prefix=f"{song_hash}/")))
+        return sorted(obj.object_name.rsplit("/", 1)[1].removesuffix(".mp3") for obj in objects)

@@ -1,0 +1,74 @@
+"""Every error leaves the gateway as JSON `{"error": "..."}` with the right status."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from common.storage import StorageError
+
+log = logging.getLogger("rest")
+
+RETRY_AFTER_S = 5
+
+
+class ApiError(Exception):
+    """An error a client can fix or wait out; `extra` fields join the JSON body."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None, **extra):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _render(status: int, message: str, headers: dict | None = None, **extra):
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+_HTTP_MESSAGES = {
+    404: "no such route; see /apiv1/openapi.json for the API",
+    413: "request body is too large",
+}
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError):
+        return _render(error.status, error.message, error.headers, **error.extra)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        message = _HTTP_MESSAGES.get(error.code, error.description)
+        if error.code == 413:
+            limit = app.config["MAX_UPLOAD_MB"]
+            message = f"request body is too large: the limit is {limit} MB of mp3 (base64-encoded)"
+        headers = {"Allow": ", ".join(error.valid_methods)} if getattr(
+            error, "valid_methods", None) else None
+        return _render(error.code or 500, message, headers)
+
+    @app.errorhandler(redis.RedisError)
+    def redis_down(error: redis.RedisError):
+        log.error("Redis unavailable: %s", error)
+        return api_error(unavailable("the job queue (Redis) is unavailable; retry shortly"))
+
+    @app.errorhandler(StorageError)
+    def storage_down(error: StorageError):
+        log.error("object store unavailable: %s", error)
+        return api_error(unavailable("the object store is unavailable; retry shortly"))
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        log.exception("unexpected error")
+        return _render(500, "internal error; the request was not processed")

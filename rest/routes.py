@@ -1,0 +1,195 @@
+"""The routes of the API, all under /apiv1/, plus the health probes."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import redis
+from flask import Blueprint, Response, current_app, request
+
+from common.jobs import EnqueueResult, JobStatus, JobStore
+from common.storage import NotFound, Storage, StorageError
+from rest import openapi
+from rest.access import authorize, rate_limit
+from rest.errors import ApiError, unavailable
+from rest.validate import json_object, song_hash_param, submission, track_param
+
+log = logging.getLogger("rest")
+api = Blueprint("api", __name__)
+
+_REASONS = {
+    EnqueueResult.ENQUEUED: "Song enqueued for separation",
+    EnqueueResult.RETRIED: "Song enqueued for separation again (the previous attempt did "
+                           "not complete)",
+    EnqueueResult.ALREADY_QUEUED: "Song already queued",
+    EnqueueResult.ALREADY_PROCESSING: "Song already being separated",
+    EnqueueResult.ALREADY_DONE: "Song already separated",
+}
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _jobs() -> JobStore:
+    return current_app.extensions["jobs"]
+
+
+def _storage() -> Storage:
+    return current_app.extensions["storage"]
+
+
+def _check_access(write: bool) -> str | None:
+    settings = _settings()
+    return authorize(request, settings.api_keys, write, settings.protect_reads)
+
+
+def _client_id(api_key: str | None) -> str:
+    if api_key:
+        return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return request.remote_addr or "unknown"
+
+
+def _existing_answer(status: JobStatus | None, complete: bool) -> EnqueueResult | None:
+    if status in (JobStatus.QUEUED, JobStatus.PROCESSING) or (
+            status is JobStatus.DONE and complete):
+        return EnqueueResult(status.value)
+    return None
+
+
+@api.post("/apiv1/separate")
+def separate():
+    settings = _settings()
+    api_key = _check_access(write=True)
+    rate_limit(current_app.extensions["redis"], _client_id(api_key), settings.rate_limit_per_min)
+    song = submission(json_object(request), settings.max_upload_bytes, settings.max_duration_s,
+                      settings.callback_allow_private)
+    job = _jobs().get(song.song_hash)
+    if job is not None:
+        known = _existing_answer(job.status, job.complete)
+        if known is not None:
+            return {"hash": song.song_hash, "reason": _REASONS[known]}
+    if _jobs().queue_length() >= settings.max_queue_length:
+        raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
+    started = time.monotonic()
+    stored_before = _storage().song_exists(song.song_hash)
+    if not stored_before:
+        _storage().put_song(song.song_hash, song.mp3)
+    try:
+        result = _jobs().enqueue(song.song_hash, song.callback, settings.max_queue_length,
+                                 time.monotonic() - started)
+    except redis.RedisError:
+        _forget_upload(song.song_hash, stored_before)
+        raise
+    if result is EnqueueResult.QUEUE_FULL:
+        _forget_upload(song.song_hash, stored_before)
+        raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
+    log.info("song %s: %s (%.1f s of audio)", song.song_hash, result.value, song.duration_s)
+    return {"hash": song.song_hash, "reason": _REASONS[result]}
+
+
+def _forget_upload(song_hash: str, stored_before: bool) -> None:
+    """Remove an upload that no job refers to, so a failed submission leaves nothing behind."""
+    if stored_before:
+        return
+    try:
+        _storage().remove_song(song_hash)
+    except (StorageError, NotFound) as error:
+        log.error("song %s: could not remove the orphaned upload: %s", song_hash, error)
+
+
+@api.get("/apiv1/queue")
+def queue():
+    # The body is never read: the original client sends `null` as JSON with this GET.
+    _check_access(write=False)
+    return {"queue": _jobs().queued()}
+
+
+def _job_or_404(song_hash: str):
+    job = _jobs().get(song_hash)
+    if job is None:
+        raise ApiError(404, f"no song with hash {song_hash}; submit it to /apiv1/separate")
+    return job
+
+
+@api.get("/apiv1/status/<songhash>")
+def status(songhash: str):
+    _check_access(write=False)
+    job = _job_or_404(song_hash_param(songhash))
+    return {
+        "hash": job.song_hash,
+        "status": job.status.value,
+        "tracks": job.tracks,
+        "error": job.error or None,
+        "progress": job.progress,
+        "attempts": job.attempts,
+        "callback": job.callback_status or None,
+        "timings": job.timings,
+    }
+
+
+def _done_track(songhash: str, track: str):
+    song_hash, name = song_hash_param(songhash), track_param(track)
+    job = _job_or_404(song_hash)
+    if job.status is not JobStatus.DONE:
+        raise ApiError(404, f"song {song_hash} is not separated yet (status {job.status.value})",
+                       status=job.status.value, progress=job.progress)
+    if name not in job.tracks:
+        raise ApiError(404, f"song {song_hash} has no track {name}; it has "
+                            f"{', '.join(job.tracks) or 'none left'}", tracks=job.tracks)
+    return song_hash, name
+
+
+@api.get("/apiv1/track/<songhash>/<track>")
+def track(songhash: str, track: str):
+    _check_access(write=False)
+    song_hash, name = _done_track(songhash, track)
+    try:
+        size, chunks = _storage().stream_stem(song_hash, name.removesuffix(".mp3"))
+    except NotFound:
+        raise ApiError(404, f"track {name} of song {song_hash} is missing from the object "
+                            "store; resubmit the song") from None
+    headers = {"Content-Disposition": f'attachment; filename="{song_hash}-{name}"',
+               "Content-Length": str(size)}
+    return Response(chunks, mimetype="audio/mpeg", headers=headers)
+
+
+@api.route("/apiv1/remove/<songhash>/<track>", methods=["GET", "DELETE"])
+def remove(songhash: str, track: str):
+    _check_access(write=True)
+    song_hash, name = _done_track(songhash, track)
+    _jobs().remove_track(song_hash, name)
+    try:
+        _storage().remove_stem(song_hash, name.removesuffix(".mp3"))
+    except NotFound:
+        pass  # already gone: the record now agrees
+    log.info("song %s: removed %s", song_hash, name)
+    return {"hash": song_hash, "track": name, "reason": "Track removed"}
+
+
+@api.get("/apiv1/openapi.json")
+def openapi_document():
+    return openapi.document()
+
+
+@api.get("/healthz")
+def healthz():
+    return {"status": "alive"}
+
+
+@api.get("/readyz")
+def readyz():
+    problems = {}
+    try:
+        current_app.extensions["redis"].ping()
+    except redis.RedisError as error:
+        problems["redis"] = str(error)
+    try:
+        _storage().ping()
+    except (StorageError, NotFound) as error:
+        problems["storage"] = str(error)
+    if problems:
+        raise unavailable("not ready: " + "; ".join(f"{k}: {v}" for k, v in problems.items()))
+    return {"status": "ready"}

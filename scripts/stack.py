@@ -1,0 +1,187 @@
+"""The local stack: Redis, an S3 server, the REST gateway under gunicorn, and workers.
+
+    python scripts/stack.py up      # start in the background; returns once /readyz answers
+    python scripts/stack.py down    # stop exactly the processes `up` started
+
+Process ids go to .run/<name>.pid and logs to .run/<name>.log. The same functions start the
+servers of the test suite, so tests run the services the way users do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".run"
+S3_ACCESS_KEY = "rootuser"
+S3_SECRET_KEY = "rootpass123"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
+
+def _spawn(command: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env=env, start_new_session=True)
+
+
+def start_redis(port: int, data_dir: Path, log: Path) -> subprocess.Popen:
+    """A Redis server with the persistence the shipped configuration uses (AOF, everysec)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = _spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                      "--dir", str(data_dir), "--save", "", "--appendonly", "yes",
+                      "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"], log)
+    wait_for_port(port, process)
+    return process
+
+
+def start_object_store(port: int, data_dir: Path, log: Path) -> subprocess.Popen:
+    """A `minio` server when one is on PATH, otherwise moto's S3 server."""
+    env = {**os.environ, "MINIO_ROOT_USER": S3_ACCESS_KEY, "MINIO_ROOT_PASSWORD": S3_SECRET_KEY}
+    if shutil.which("minio"):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        command = ["minio", "server", str(data_dir), "--address", f"127.0.0.1:{port}", "--quiet"]
+    else:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = _spawn(command, log, env)
+    wait_for_port(port, process)
+    return process
+
+
+def service_env(redis_port: int, s3_port: int, **extra: str) -> dict[str, str]:
+    """The environment both services get in the local stack."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env.setdefault("CALLBACK_ALLOW_PRIVATE", "true")
+    env.update({
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "MINIO_HOST": f"127.0.0.1:{s3_port}",
+        "MINIO_ACCESS_KEY": S3_ACCESS_KEY,
+        "MINIO_SECRET_KEY": S3_SECRET_KEY,
+        **extra,
+    })
+    return env
+
+
+def start_rest(port: int, env: dict, log: Path) -> subprocess.Popen:
+    process = _spawn([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+                      "--workers", "2", "--threads", "4", "--timeout", "120",
+                      "rest.app:create_app()"], log, env)
+    wait_ready(f"http://127.0.0.1:{port}", process)
+    return process
+
+
+def start_worker(env: dict, log: Path) -> subprocess.Popen:
+    return _spawn([sys.executable, "-m", "worker.main"], log, env)
+
+
+def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the REST server exited with {process.returncode}")
+        try:
+            if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{base_url}/readyz did not answer 200 within {timeout} s")
+
+
+def create_buckets(env: dict) -> None:
+    sys.path.insert(0, str(ROOT))
+    from common.settings import Settings
+    from common.storage import Storage
+
+    Storage(Settings.from_env(env)).ensure_buckets()
+
+
+def stop(process_id: int, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    try:
+        os.kill(process_id, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(process_id, 0)
+        except ProcessLookupError:
+            return
+        # Reap our own children so they do not linger as zombies.
+        try:
+            if os.waitpid(process_id, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    os.kill(process_id, signal.SIGKILL)
+
+
+def up() -> None:
+    if any(RUN.glob("*.pid")):
+        sys.exit("the stack is already up (pid files in .run/); run `make down` first")
+    RUN.mkdir(exist_ok=True)
+    redis_port, s3_port = free_port(), free_port()
+    rest_port = int(os.environ.get("REST_PORT", "5000"))
+    env = service_env(redis_port, s3_port)
+    started = {"redis": start_redis(redis_port, RUN / "redis", RUN / "redis.log"),
+               "s3": start_object_store(s3_port, RUN / "s3", RUN / "s3.log")}
+    for name, process in started.items():
+        (RUN / f"{name}.pid").write_text(str(process.pid))
+    create_buckets(env)
+    for number in range(1, int(os.environ.get("WORKERS", "1")) + 1):
+        name = f"worker-{number}"
+        worker = start_worker({**env, "WORKER_ID": f"{socket.gethostname()}-{name}"},
+                              RUN / f"{name}.log")
+        (RUN / f"{name}.pid").write_text(str(worker.pid))
+    rest = start_rest(rest_port, env, RUN / "rest.log")
+    (RUN / "rest.pid").write_text(str(rest.pid))
+    (RUN / "stack.env").write_text(
+        f"REDIS_URL={env['REDIS_URL']}\nMINIO_HOST={env['MINIO_HOST']}\n"
+        f"REST=127.0.0.1:{rest_port}\n")
+    print(f"stack up: REST on http://127.0.0.1:{rest_port}, Redis on {redis_port}, "
+          f"S3 on {s3_port}; logs in .run/")
+
+
+def down() -> None:
+    # Workers first, so that they hand back their jobs while Redis is still there.
+    pid_files = sorted(RUN.glob("*.pid"), key=lambda p: (p.stem in ("redis", "s3"), p.stem))
+    for pid_file in pid_files:
+        stop(int(pid_file.read_text()))
+        pid_file.unlink()
+        print(f"stopped {pid_file.stem}")
+
+
+if __name__ == "__main__":
+    commands = {"up": up, "down": down}
+    if len(sys.argv) != 2 or sys.argv[1] not in commands:
+        sys.exit("usage: stack.py up|down")
+    commands[sys.argv[1]]()
