@@ -227,9 +227,9 @@ class JobStore:
         return bool(self._set_if_current(keys=[keys.job(song_hash)],
                                          args=[token, "progress", round(progress, 4), time.time()]))
 
-    def set_callback_status(self, song_hash: str, token: str, status: str) -> bool:
-        return bool(self._set_if_current(keys=[keys.job(song_hash)],
-                                         args=[token, "callback_status", status, time.time()]))
+    def record_callback(self, song_hash: str, outcome: str) -> None:
+        """What happened to the job's callback; only the attempt that ended the job sends one."""
+        self.redis.hset(keys.job(song_hash), "callback_status", outcome)
 
     def finish(self, song_hash: str, worker_id: str, token: str, status: JobStatus,
                error: str = "", tracks: list[str] | None = None,

@@ -1,0 +1,1 @@
+"""The worker: claims a song, separates it with Demucs, encodes and stores the stems, reports."""

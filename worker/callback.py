@@ -1,0 +1,90 @@
+"""Sending a job's callback: safe destinations only, signed, retried, never followed.
+
+The host name is resolved here and the request goes to the checked address itself, so a
+name that resolves to a private address (or changes between check and use) is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import socket
+import time
+from urllib.parse import urlsplit
+
+import urllib3
+
+from common.netguard import UnsafeUrl, address_allowed, check_callback_url, literal_address
+from common.settings import Settings
+
+log = logging.getLogger("worker")
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 over `<timestamp>.<body>`, hex, as sent in X-Signature."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def _safe_address(host: str, port: int, allow_private: bool) -> str:
+    """The first address of `host`, after checking every address it resolves to."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise UnsafeUrl(f"cannot resolve {host}: {error}") from None
+    addresses = [info[4][0] for info in infos]
+    for address in addresses:
+        if not address_allowed(literal_address(address), allow_private):
+            raise UnsafeUrl(f"{host} resolves to the non-public address {address}")
+    return addresses[0]
+
+
+def _host_header(host: str, port: int) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return name if port in (80, 443) else f"{name}:{port}"
+
+
+def _pool(scheme: str, host: str, address: str, port: int, timeout: float):
+    options = {"timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(address, port, server_hostname=host,
+                                           assert_hostname=host, **options)
+    return urllib3.HTTPConnectionPool(address, port, **options)
+
+
+def send(url: str, data, delivery_id: str, settings: Settings) -> str:
+    """Deliver `data` as JSON; returns what happened, for the job record. Never raises."""
+    try:
+        scheme, host, port = check_callback_url(url, settings.callback_allow_private)
+        address = _safe_address(host, port, settings.callback_allow_private)
+    except UnsafeUrl as error:
+        return f"refused: {error}"
+    body = json.dumps(data).encode()
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    outcome = "failed: not attempted"
+    for attempt in range(1, settings.callback_retries + 1):
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "User-Agent": "micro-demucs",
+                   "Host": _host_header(host, port),
+                   "X-Delivery-Id": delivery_id, "X-Timestamp": timestamp}
+        if settings.callback_secret:
+            headers["X-Signature"] = "sha256=" + signature(settings.callback_secret, timestamp, body)
+        try:
+            with _pool(scheme, host, address, port, settings.callback_timeout_s) as pool:
+                response = pool.urlopen("POST", path, body=body, headers=headers, redirect=False,
+                                        assert_same_host=False, release_conn=True)
+        except urllib3.exceptions.HTTPError as error:
+            outcome = f"failed: {type(error).__name__} on attempt {attempt}"
+        else:
+            if 200 <= response.status < 300:
+                return f"delivered: HTTP {response.status}"
+            outcome = f"failed: HTTP {response.status}"
+            if response.status < 500 and response.status != 429:
+                if 300 <= response.status < 400:
+                    outcome += " (redirects are not followed)"
+                return outcome  # the receiver refused it; sending again will not help
+        if attempt < settings.callback_retries:
+            time.sleep(0.5 * 2 ** (attempt - 1))
+    return outcome

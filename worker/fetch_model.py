@@ -1,0 +1,41 @@
+"""Download the Demucs model named by DEMUCS_MODEL / DEMUCS_REPO into the caches, at image build.
+
+`python -m worker.fetch_model` loads the model once, the same way the worker does, so its files
+land in the Hugging Face cache under HF_HOME (or TORCH_HOME for legacy checkpoints). It prints
+one line and exits 0 when the model loads, or one line naming the problem and exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from common.settings import Settings, SettingsError
+
+
+def fetch(name: str, repo: str) -> str:
+    """Load model `name` (from folder `repo` when given) and return a one-line summary."""
+    from demucs.pretrained import get_model  # imports torch: keep it out of module import
+
+    repo_path = Path(repo) if repo else None
+    if repo_path is not None and not repo_path.is_dir():
+        raise FileNotFoundError(f"DEMUCS_REPO={repo} is not a directory")
+    model = get_model(name, repo_path)
+    return f"{name}: {', '.join(model.sources)} at {model.samplerate} Hz"
+
+
+def main() -> int:
+    """Fetch the configured model; return the process exit code."""
+    try:
+        settings = Settings.from_env()
+        summary = fetch(settings.demucs_model, settings.demucs_repo)
+    except (Exception, SystemExit) as exc:  # demucs calls sys.exit on some bad repos
+        reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        print(f"fetch_model: cannot load Demucs model: {reason}", file=sys.stderr)
+        return 1
+    print(f"fetch_model: loaded {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

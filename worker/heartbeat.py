@@ -1,0 +1,50 @@
+"""The worker's heartbeat: a Redis key with a short TTL, refreshed by a thread while it lives."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+
+from common import keys
+
+log = logging.getLogger("worker")
+
+
+def beat(client: redis.Redis, worker_id: str, ttl_s: int) -> None:
+    """Mark the worker alive for `ttl_s` seconds and registered as a holder of jobs."""
+    pipe = client.pipeline()
+    pipe.set(keys.heartbeat(worker_id), str(time.time()), ex=ttl_s)
+    pipe.sadd(keys.WORKERS, worker_id)
+    pipe.execute()
+
+
+def is_alive(client: redis.Redis, worker_id: str) -> bool:
+    return bool(client.exists(keys.heartbeat(worker_id)))
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the heartbeat every third of its TTL, including while Demucs computes."""
+
+    def __init__(self, client: redis.Redis, worker_id: str, ttl_s: int):
+        super().__init__(name="heartbeat", daemon=True)
+        self.client, self.worker_id, self.ttl_s = client, worker_id, ttl_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                beat(self.client, self.worker_id, self.ttl_s)
+            except redis.RedisError as error:
+                log.warning("heartbeat not sent (Redis unavailable: %s)", error)
+            self.stopped.wait(self.ttl_s / 3)
+
+    def stop(self) -> None:
+        """Stop beating and withdraw the heartbeat, once no job is held any more."""
+        self.stopped.set()
+        try:
+            self.client.delete(keys.heartbeat(self.worker_id))
+        except redis.RedisError:
+            pass

@@ -1,0 +1,276 @@
+"""The worker loop: claim, fetch, decode, separate; then encode, store and report in the background.
+
+While one song's stems are encoded and stored (a second thread, a pool of processes), the
+next song is already being separated, so the model never waits for LAME or the object store.
+Run with `python -m worker.main`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import redis
+
+from common.jobs import JobStatus, JobStore
+from common.logship import setup_logging
+from common.redisconn import connect
+from common.settings import Settings, SettingsError
+from common.storage import NotFound, Storage, StorageError
+from worker import callback
+from worker.audio import decode
+from worker.encode import StemEncoder
+from worker.errors import InputMissing, JobFailed, ModelLoadError, TooLong
+from worker.heartbeat import Heartbeat
+from worker.reaper import Reaper, requeue_jobs_of
+from worker.separator import Separator
+
+log = logging.getLogger("worker")
+EXIT_MODEL_UNAVAILABLE = 3
+
+
+class HandBack(Exception):
+    """The job must go back to the queue (a dependency is down); it is not the song's fault."""
+
+
+def retry(action, what: str, attempts: int = 6, first_wait: float = 0.5):
+    """Run `action`, retrying Redis and object-store outages with exponential backoff."""
+    wait = first_wait
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except (redis.RedisError, StorageError) as error:
+            if attempt == attempts:
+                raise
+            log.warning("%s failed (%s); retry %d/%d in %.1f s", what, error, attempt,
+                        attempts - 1, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 10)
+
+
+class Worker:
+    def __init__(self, settings: Settings, separator: Separator, client: redis.Redis):
+        self.settings = settings
+        self.worker_id = settings.worker_id
+        self.redis = client
+        self.jobs = JobStore(self.redis)
+        self.storage = Storage(settings)
+        self.separator = separator
+        self.encoder = StemEncoder(settings.encode_processes, separator.samplerate,
+                                   settings.mp3_bitrate)
+        self.finisher = ThreadPoolExecutor(1, thread_name_prefix="finisher")
+        self.callbacks = ThreadPoolExecutor(2, thread_name_prefix="callback")
+        self.pending: Future | None = None
+        self.active: dict[str, str] = {}  # hash -> token of every job this worker holds
+        self.active_lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.heartbeat = Heartbeat(self.redis, self.worker_id, settings.heartbeat_ttl_s)
+        self.reaper = Reaper(self.jobs, self.worker_id, settings.max_attempts,
+                             settings.reaper_interval_s, on_failed=self._send_final_callback)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def run(self) -> None:
+        retry(self.storage.ensure_buckets, "creating the buckets", attempts=30)
+        # Jobs left in our own list were held by an earlier process with this id, now dead.
+        retry(lambda: requeue_jobs_of(self.jobs, self.worker_id, self.settings.max_attempts),
+              "recovering jobs of a previous run", attempts=30)
+        self.heartbeat.start()
+        self.reaper.start()
+        log.info("worker %s ready, waiting for songs", self.worker_id)
+        while not self.stopping.is_set():
+            song_hash = self._claim()
+            if song_hash:
+                self._process(song_hash)
+        self._drain()
+
+    def request_stop(self, signum: int, _frame=None) -> None:
+        """SIGTERM: stop claiming, finish what is held within the grace period, then exit."""
+        if self.stopping.is_set():
+            return
+        log.info("signal %d: finishing current jobs within %d s", signum,
+                 self.settings.shutdown_grace_s)
+        self.stopping.set()
+        threading.Thread(target=self._hand_back_after_grace, daemon=True).start()
+
+    def _hand_back_after_grace(self) -> None:
+        time.sleep(self.settings.shutdown_grace_s)
+        with self.active_lock:
+            for song_hash, token in list(self.active.items()):
+                try:
+                    self.jobs.hand_back(song_hash, self.worker_id, token)
+                    log.warning("song %s: handed back to the queue at shutdown", song_hash)
+                except redis.RedisError as error:
+                    log.error("song %s: could not hand back (%s); the reaper will", song_hash,
+                              error)
+        logging.shutdown()
+        os._exit(0)
+
+    def _drain(self) -> None:
+        if self.pending is not None:
+            self.pending.result()
+        self.finisher.shutdown(wait=True)
+        self.callbacks.shutdown(wait=True)
+        self.reaper.stopped.set()
+        self.heartbeat.stop()
+        self.encoder.close()
+        log.info("worker %s stopped", self.worker_id)
+
+    # -- one job --------------------------------------------------------------------------
+    def _claim(self) -> str | None:
+        try:
+            return self.jobs.claim(self.worker_id, timeout=1)
+        except redis.RedisError as error:
+            log.warning("cannot reach Redis to claim a job (%s); retrying in 2 s", error)
+            self.stopping.wait(2)
+            return None
+
+    def _process(self, song_hash: str) -> None:
+        token = retry(lambda: self.jobs.start(song_hash, self.worker_id), "starting a job")
+        if token is None:
+            return  # finished or removed meanwhile: the stale queue entry is dropped
+        with self.active_lock:
+            self.active[song_hash] = token
+        job = self.jobs.get(song_hash)
+        timings = dict(job.timings) if job else {}
+        timings["queue_wait"] = round(time.time() - job.created, 3) if job else 0.0
+        log.info("song %s: separating (attempt %d)", song_hash, job.attempts if job else 1)
+        try:
+            stems = self._separate(song_hash, token, timings)
+        except JobFailed as error:
+            self._finish(song_hash, token, JobStatus.FAILED, str(error), [], timings)
+            return
+        except HandBack as error:
+            self._hand_back(song_hash, token, str(error))
+            return
+        if self.pending is not None:
+            self.pending.result()  # at most one song waits for encoding
+        self.pending = self.finisher.submit(self._encode_and_store, song_hash, token, stems,
+                                            timings)
+
+    def _separate(self, song_hash: str, token: str, timings: dict) -> dict:
+        started = time.monotonic()
+        try:
+            mp3 = retry(lambda: self.storage.get_song(song_hash), "fetching the song", 4)
+        except NotFound:
+            raise InputMissing("the uploaded mp3 is no longer in the object store; "
+                               "submit the song again") from None
+        except StorageError as error:
+            raise HandBack(f"object store unavailable: {error}") from None
+        timings["fetch"] = round(time.monotonic() - started, 3)
+        started = time.monotonic()
+        wav = decode(mp3, self.separator.samplerate, self.separator.audio_channels)
+        duration = wav.shape[-1] / self.separator.samplerate
+        if duration > self.settings.max_duration_s:
+            raise TooLong(f"the song plays for {duration:.0f} s; the limit is "
+                          f"{self.settings.max_duration_s} s")
+        timings["decode"] = round(time.monotonic() - started, 3)
+        started = time.monotonic()
+        stems = self.separator.separate(wav, self._progress_reporter(song_hash, token))
+        timings["separate"] = round(time.monotonic() - started, 3)
+        timings["audio_seconds"] = round(duration, 3)
+        return {name: wav.numpy() for name, wav in stems.items()}
+
+    def _progress_reporter(self, song_hash: str, token: str):
+        last = [0.0]
+
+        def report(fraction: float) -> None:
+            now = time.monotonic()
+            if fraction < 1.0 and now - last[0] < 0.25:
+                return
+            last[0] = now
+            try:
+                # Separation is 95 % of the work; the rest is encoding and storing.
+                self.jobs.set_progress(song_hash, token, 0.95 * fraction)
+            except redis.RedisError:
+                pass  # progress is advisory; the heartbeat and the result are what matter
+
+        return report
+
+    def _encode_and_store(self, song_hash: str, token: str, stems: dict, timings: dict) -> None:
+        try:
+            started = time.monotonic()
+            encoded = self.encoder.encode(stems)
+            timings["encode"] = round(time.monotonic() - started, 3)
+            started = time.monotonic()
+            for name, data in encoded.items():
+                retry(lambda: self.storage.put_stem(song_hash, name, data), f"storing {name}")
+            timings["store_stems"] = round(time.monotonic() - started, 3)
+        except JobFailed as error:
+            self._finish(song_hash, token, JobStatus.FAILED, str(error), [], timings)
+            return
+        except StorageError as error:
+            self._hand_back(song_hash, token, f"object store unavailable: {error}")
+            return
+        tracks = [f"{name}.mp3" for name in self.separator.sources]
+        self._finish(song_hash, token, JobStatus.DONE, "", tracks, timings)
+
+    def _finish(self, song_hash: str, token: str, status: JobStatus, error: str,
+                tracks: list[str], timings: dict) -> None:
+        try:
+            current = retry(lambda: self.jobs.finish(song_hash, self.worker_id, token, status,
+                                                     error, tracks, timings),
+                            "recording the result", attempts=12)
+        finally:
+            with self.active_lock:
+                self.active.pop(song_hash, None)
+        if not current:
+            log.warning("song %s: result dropped, another worker took the job over", song_hash)
+            return
+        log.info("song %s: %s%s %s", song_hash, status.value, f" ({error})" if error else "",
+                 timings)
+        self._send_final_callback(song_hash)
+
+    def _hand_back(self, song_hash: str, token: str, why: str) -> None:
+        log.warning("song %s: handed back to the queue: %s", song_hash, why)
+        try:
+            retry(lambda: self.jobs.hand_back(song_hash, self.worker_id, token), "handing back")
+        finally:
+            with self.active_lock:
+                self.active.pop(song_hash, None)
+        self.stopping.wait(2)  # give the dependency a moment before the next claim
+
+    def _send_final_callback(self, song_hash: str) -> None:
+        job = self.jobs.get(song_hash)
+        if job is None or not job.callback or not job.callback.get("url"):
+            return
+        self.callbacks.submit(self._deliver, job)
+
+    def _deliver(self, job) -> None:
+        delivery_id = f"{job.song_hash}.{job.attempts}.{job.status.value}"
+        outcome = callback.send(job.callback["url"], job.callback.get("data"), delivery_id,
+                                self.settings)
+        level = logging.INFO if outcome.startswith("delivered") else logging.WARNING
+        log.log(level, "song %s: callback %s", job.song_hash, outcome)
+        try:
+            self.jobs.record_callback(job.song_hash, outcome)
+        except redis.RedisError:
+            pass
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"worker: bad configuration: {error}", file=sys.stderr)
+        return 2
+    client = connect(settings, socket_timeout=10)
+    setup_logging(settings, "worker", client)
+    try:
+        separator = Separator(settings)
+    except ModelLoadError as error:
+        log.critical("%s", error)
+        return EXIT_MODEL_UNAVAILABLE
+    worker = Worker(settings, separator, client)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    signal.signal(signal.SIGINT, worker.request_stop)
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

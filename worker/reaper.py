@@ -1,0 +1,74 @@
+"""Give the jobs of dead workers back to the queue.
+
+Every worker runs a reaper. A worker is dead when its heartbeat key has expired, so a job
+is back in the queue at most HEARTBEAT_TTL_S + REAPER_INTERVAL_S seconds after its worker
+died. A lock keeps reapers from working at once, and each requeue is itself atomic
+(the entry is removed from the dead worker's list by the same script that requeues it),
+so even two reapers cannot put a job back twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+
+import redis
+
+from common import keys
+from common.jobs import JobStore
+from worker.heartbeat import is_alive
+
+log = logging.getLogger("worker")
+
+
+def requeue_jobs_of(jobs: JobStore, worker_id: str, max_lost: int) -> dict[str, str]:
+    """Requeue (or fail as poison) every job a dead worker held; returns hash -> outcome."""
+    outcomes = {}
+    for song_hash in jobs.claimed_by(worker_id):
+        outcome = jobs.requeue_orphan(song_hash, worker_id, max_lost)
+        if outcome != "gone":
+            outcomes[song_hash] = outcome
+            log.warning("song %s: worker %s died holding it; %s", song_hash, worker_id, outcome)
+    return outcomes
+
+
+def reap_once(jobs: JobStore, self_id: str, max_lost: int, lock_ttl_s: int = 30) -> dict[str, str]:
+    """One pass over all registered workers; returns what was done to which job."""
+    client = jobs.redis
+    lock = uuid.uuid4().hex
+    if not client.set(keys.REAPER_LOCK, lock, nx=True, ex=lock_ttl_s):
+        return {}
+    outcomes: dict[str, str] = {}
+    try:
+        for worker_id in client.smembers(keys.WORKERS):
+            if worker_id == self_id or is_alive(client, worker_id):
+                continue
+            outcomes.update(requeue_jobs_of(jobs, worker_id, max_lost))
+            if not jobs.claimed_by(worker_id):
+                client.srem(keys.WORKERS, worker_id)
+    finally:
+        if client.get(keys.REAPER_LOCK) == lock:
+            client.delete(keys.REAPER_LOCK)
+    return outcomes
+
+
+class Reaper(threading.Thread):
+    def __init__(self, jobs: JobStore, self_id: str, max_lost: int, interval_s: int,
+                 on_failed=None):
+        super().__init__(name="reaper", daemon=True)
+        self.jobs, self.self_id, self.max_lost = jobs, self_id, max_lost
+        self.interval_s = interval_s
+        self.on_failed = on_failed  # called with each hash failed as worker_lost
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            try:
+                outcomes = reap_once(self.jobs, self.self_id, self.max_lost)
+            except redis.RedisError as error:
+                log.warning("reaper skipped a pass (Redis unavailable: %s)", error)
+                continue
+            for song_hash, outcome in outcomes.items():
+                if outcome == "failed" and self.on_failed:
+                    self.on_failed(song_hash)
