@@ -123,26 +123,28 @@ def create_buckets(env: dict) -> None:
     Storage(Settings.from_env(env)).ensure_buckets()
 
 
-def stop(process_id: int, timeout: float = 30) -> None:
-    """SIGTERM, then SIGKILL after `timeout` seconds."""
+def stop(process: subprocess.Popen | int, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds; takes a Popen or a process id."""
+    if isinstance(process, subprocess.Popen):
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        return
     try:
-        os.kill(process_id, signal.SIGTERM)
+        os.kill(process, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(process_id, 0)
+            os.kill(process, 0)
         except ProcessLookupError:
             return
-        # Reap our own children so they do not linger as zombies.
-        try:
-            if os.waitpid(process_id, os.WNOHANG)[0]:
-                return
-        except ChildProcessError:
-            pass
         time.sleep(0.1)
-    os.kill(process_id, signal.SIGKILL)
+    os.kill(process, signal.SIGKILL)
 
 
 def up() -> None:
