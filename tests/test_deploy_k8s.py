@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import re
+import shutil
 import subprocess
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -31,8 +34,10 @@ KEDA_REDIS_KEYS = {
 @functools.cache
 def render(path: str) -> tuple[dict[str, Any], ...]:
     """Objects that `kubectl kustomize` renders for a folder under k8s/."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is missing: the manifests cannot be rendered"
     out = subprocess.run(
-        ["kubectl", "kustomize", str(ROOT / "k8s" / path)],
+        [kubectl, "kustomize", str(ROOT / "k8s" / path)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 0, out.stderr
@@ -230,7 +235,8 @@ def test_gpu_overlay(overlay: str) -> None:
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
     assert "/cache/inductor" in mounts
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    assert toleration in spec["tolerations"]
     assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert config(objs)["DEMUCS_DEVICE"] == "cuda" and config(objs)["DEMUCS_COMPILE"] == "true"
     cpu = pod_spec(one(render("overlays/cpu"), "Deployment", "worker"))["containers"][0]
@@ -269,7 +275,8 @@ def _allowed_peers(objs: tuple[dict, ...], app: str) -> list[tuple[str, str, int
             for o in workloads(objs)}
     pods["intruder"] = {"app.kubernetes.io/name": "intruder"}
     policies = [p for p in objs if p["kind"] == "NetworkPolicy"
-                and "Ingress" in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], pods[app])]
+                and "Ingress" in p["spec"]["policyTypes"]
+                and _selects(p["spec"]["podSelector"], pods[app])]
     assert policies, f"no NetworkPolicy restricts ingress to {app}"
     allowed = []
     for rule in (r for p in policies for r in p["spec"].get("ingress", [])):
@@ -296,3 +303,13 @@ def test_network_policies(overlay: str) -> None:
     if overlay != "gpu-external-s3":
         assert set(_allowed_peers(objs, "minio")) == {
             ("pod", "rest", 9000), ("pod", "worker", 9000), ("pod", "createbuckets", 9000)}
+
+
+def test_image_tags_follow_the_project_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    images = [c["image"] for _, c in app_containers(render("overlays/gpu"))]
+    images += [c["image"] for _, c in app_containers(render("overlays/cpu"))]
+    images += [s["image"] for s in compose.values() if s["image"].startswith("micro-demucs/")]
+    assert images and all(re.fullmatch(rf"micro-demucs/\w+:{version}(-cpu|-cuda)?", i)
+                          for i in images), images

