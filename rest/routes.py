@@ -67,6 +67,9 @@ def separate():
     song = submission(json_object(request), settings.max_upload_bytes, settings.max_duration_s,
                       settings.callback_allow_private)
     job = _jobs().get(song.song_hash)
+    if job is not None and job.status is JobStatus.DONE and job.complete:
+        _forget_lost_stems(job)
+        job = _jobs().get(song.song_hash)
     if job is not None:
         known = _existing_answer(job.status, job.complete)
         if known is not None:
@@ -88,6 +91,14 @@ def separate():
         raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
     log.info("song %s: %s (%.1f s of audio)", song.song_hash, result.value, song.duration_s)
     return {"hash": song.song_hash, "reason": _REASONS[result]}
+
+
+def _forget_lost_stems(job) -> None:
+    """Mark stems missing from the store as removed, so that resubmitting separates again."""
+    stored = {f"{name}.mp3" for name in _storage().stems(job.song_hash)}
+    for track in set(job.tracks) - stored:
+        log.warning("song %s: %s is missing from the object store", job.song_hash, track)
+        _jobs().remove_track(job.song_hash, track)
 
 
 def _forget_upload(song_hash: str, stored_before: bool) -> None:

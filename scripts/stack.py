@@ -139,12 +139,23 @@ def stop(process: subprocess.Popen | int, timeout: float = 30) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(process, 0)
-        except ProcessLookupError:
+        if _exited(process):
             return
         time.sleep(0.1)
     os.kill(process, signal.SIGKILL)
+
+
+def _exited(process_id: int) -> bool:
+    try:
+        if os.waitpid(process_id, os.WNOHANG)[0]:
+            return True  # our own child, now reaped
+    except ChildProcessError:
+        pass  # not our child: `make down` runs in a process of its own
+    try:
+        os.kill(process_id, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def up() -> None:
@@ -154,6 +165,10 @@ def up() -> None:
     redis_port, s3_port = free_port(), free_port()
     rest_port = int(os.environ.get("REST_PORT", "5000"))
     env = service_env(redis_port, s3_port)
+    if not shutil.which("minio"):
+        # moto keeps objects in memory only: start Redis empty too, so that no job record
+        # outlives the stems it describes.
+        shutil.rmtree(RUN / "redis", ignore_errors=True)
     started = {"redis": start_redis(redis_port, RUN / "redis", RUN / "redis.log"),
                "s3": start_object_store(s3_port, RUN / "s3", RUN / "s3.log")}
     for name, process in started.items():

@@ -26,6 +26,7 @@ from worker import callback
 from worker.audio import decode
 from worker.encode import StemEncoder
 from worker.errors import InputMissing, JobFailed, ModelLoadError, TooLong
+from worker.healthcheck import ID_FILE
 from worker.heartbeat import Heartbeat
 from worker.reaper import Reaper, requeue_jobs_of
 from worker.separator import Separator
@@ -81,6 +82,7 @@ class Worker:
               "recovering jobs of a previous run", attempts=30)
         self.heartbeat.start()
         self.reaper.start()
+        ID_FILE.write_text(self.worker_id)  # for the exec probe, `python -m worker.healthcheck`
         log.info("worker %s ready, waiting for songs", self.worker_id)
         while not self.stopping.is_set():
             song_hash = self._claim()

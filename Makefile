@@ -1,0 +1,45 @@
+# Two commands matter: `make demo` (the main job) and `make test` (the whole suite).
+# Both create the virtual environment themselves on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test up down logs bench chaos lint clean
+
+$(STAMP): requirements-dev.txt rest/requirements.txt worker/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The CPU build of torch first, so that demucs does not pull a CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)  ## separate data/song.mp3 through the whole local stack
+	$(PY) scripts/demo.py
+
+test: $(STAMP)  ## lint, then the whole test suite against real Redis and S3 servers
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+up: $(STAMP)  ## start the local stack in the background (REST_PORT, WORKERS, DEMUCS_MODEL)
+	$(PY) scripts/stack.py up
+
+down:  ## stop exactly what `make up` started
+	$(PY) scripts/stack.py down
+
+logs: $(STAMP)  ## print the log lines both services push to Redis
+	set -a; . .run/stack.env; $(PY) -m logs
+
+bench: $(STAMP)  ## stock Demucs against this service, side by side
+	$(PY) scripts/bench.py
+
+chaos: $(STAMP)  ## 50 songs, 3 workers, one killed every few seconds
+	$(PY) scripts/chaos.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf .run output bench-results
