@@ -18,9 +18,9 @@ RETRY_AFTER_S = 5
 class ApiError(Exception):
     """An error a client can fix or wait out; `extra` fields join the JSON body."""
 
-    def __init__(self, status: int, message: str, headers: dict | None = None, **extra):
+    def __init__(self, code: int, message: str, headers: dict | None = None, **extra):
         super().__init__(message)
-        self.status = status
+        self.status = code
         self.message = message
         self.headers = headers or {}
         self.extra = extra
@@ -30,9 +30,9 @@ def unavailable(message: str) -> ApiError:
     return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
-def _render(status: int, message: str, headers: dict | None = None, **extra):
+def _render(code: int, message: str, headers: dict | None = None, **extra):
     response = jsonify({"error": message, **extra})
-    response.status_code = status
+    response.status_code = code
     response.headers.update(headers or {})
     return response
 
