@@ -54,8 +54,9 @@ def setup_logging(settings: Settings, service: str, client: redis.Redis) -> logg
     return logging.getLogger(service)
 
 
-def follow(client: redis.Redis, out=sys.stdout, timeout: float = 5.0, once: bool = False) -> None:
+def follow(client: redis.Redis, out=None, timeout: float = 5.0, once: bool = False) -> None:
     """Print log lines as they arrive, oldest first; `once` stops when the list is empty."""
+    out = out or sys.stdout
     while True:
         item = client.blpop([keys.LOGGING], timeout=timeout)
         if item is None:

@@ -1,0 +1,56 @@
+"""The frame walker that tells MP3s from other bytes and measures how long they play."""
+
+import pytest
+
+from rest.mp3probe import NotAnMp3, parse_header, probe
+
+
+def id3v2_tag(payload: bytes = b"TIT2\x00\x00\x00\x05\x00\x00\x00song") -> bytes:
+    size = len(payload)
+    syncsafe = bytes([(size >> 21) & 0x7F, (size >> 14) & 0x7F, (size >> 7) & 0x7F, size & 0x7F])
+    return b"ID3\x03\x00\x00" + syncsafe + payload
+
+
+@pytest.mark.parametrize("seconds, samplerate, channels, kbps", [
+    (3, 44100, 2, 128), (2, 22050, 1, 32), (2, 8000, 1, 8), (1, 48000, 2, 320)])
+def test_durations_match_the_audio(make_mp3, seconds, samplerate, channels, kbps):
+    from scripts.make_samples import encode, synthesize
+
+    mp3 = encode(synthesize(seconds, samplerate)[:channels], samplerate, kbps)
+    info = probe(mp3)
+    assert info.sample_rate == samplerate
+    assert abs(info.duration_s - seconds) < 0.2
+
+
+def test_tags_around_the_audio_are_accepted(short_mp3):
+    tagged = id3v2_tag() + short_mp3 + b"TAG" + bytes(125)
+    assert abs(probe(tagged).duration_s - probe(short_mp3).duration_s) < 0.01
+
+
+def test_leading_junk_is_skipped(short_mp3):
+    assert probe(bytes(100) + short_mp3).frames == probe(short_mp3).frames
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(500), "no MPEG audio frame"),
+    (b"PK\x03\x04" + bytes(500), "no MPEG audio frame"),
+    (bytes(4096), "no MPEG audio frame"),
+    (b"\xff\xfb\x90\x00" + bytes(2000), "no MPEG audio frame"),
+    (id3v2_tag(), "no audio frames"),
+])
+def test_non_mp3_data_is_refused(data, words):
+    with pytest.raises(NotAnMp3, match=words):
+        probe(data)
+
+
+def test_an_mp3_whose_middle_is_garbage_is_refused(short_mp3):
+    broken = short_mp3[:2000] + bytes(len(short_mp3) - 2000)
+    with pytest.raises(NotAnMp3, match="corrupt"):
+        probe(broken)
+
+
+def test_header_fields():
+    frame = parse_header(b"\xff\xfb\x90\x00", 0)  # MPEG-1 layer III, 128 kbps, 44.1 kHz
+    assert (frame.length, frame.samples, frame.sample_rate) == (417, 1152, 44100)
+    assert parse_header(b"\xff\xfb\xf0\x00", 0) is None  # bitrate index 15 is invalid
+    assert parse_header(b"\xff\xfb\x0c\x00", 0) is None  # sample rate index 3 is reserved

@@ -1,0 +1,60 @@
+"""Settings come from the environment once, with defaults, and bad values are named."""
+
+import pytest
+
+from common.settings import ENVIRONMENT, Settings, SettingsError
+
+
+def test_defaults_match_the_documented_table():
+    settings = Settings.from_env({})
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.songs_bucket == ENVIRONMENT["SONGS_BUCKET"][0] == "songs"
+    assert settings.max_upload_bytes == 100 * 1024 * 1024
+    assert settings.demucs_model == "htdemucs"
+    assert settings.mp3_bitrate == 320
+    assert settings.api_keys == {}
+
+
+def test_redis_url_wins():
+    env = {"REDIS_URL": "redis://cache:7000/2", "REDIS_HOST": "ignored"}
+    assert Settings.from_env(env).redis_url == "redis://cache:7000/2"
+
+
+def test_kubernetes_style_redis_port_is_understood():
+    # Kubernetes injects REDIS_PORT=tcp://<ip>:<port> for a Service named redis.
+    settings = Settings.from_env({"REDIS_PORT": "tcp://10.0.0.7:6380"})
+    assert settings.redis_url == "redis://10.0.0.7:6380/0"
+    settings = Settings.from_env({"REDIS_HOST": "redis", "REDIS_PORT": "tcp://10.0.0.7:6380"})
+    assert settings.redis_url == "redis://redis:6380/0"
+
+
+def test_redis_password_and_database():
+    settings = Settings.from_env({"REDIS_HOST": "r", "REDIS_PASSWORD": "pw", "REDIS_DB": "3"})
+    assert settings.redis_url == "redis://:pw@r:6379/3"
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"REDIS_PORT": "six"}, "REDIS_PORT"),
+    ({"REDIS_PORT": "tcp://redis"}, "REDIS_PORT"),
+    ({"MAX_UPLOAD_MB": "lots"}, "MAX_UPLOAD_MB"),
+    ({"MAX_UPLOAD_MB": "0"}, "MAX_UPLOAD_MB"),
+    ({"MINIO_SECURE": "maybe"}, "MINIO_SECURE"),
+    ({"DEMUCS_PRECISION": "fp8"}, "DEMUCS_PRECISION"),
+    ({"DEMUCS_OVERLAP": "1.5"}, "DEMUCS_OVERLAP"),
+    ({"API_KEYS": "abc:admin"}, "API_KEYS"),
+])
+def test_bad_values_name_the_variable(env, named):
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
+
+
+def test_api_keys_with_roles():
+    settings = Settings.from_env({"API_KEYS": "writer, reader:ro ,other:rw"})
+    assert settings.api_keys == {"writer": True, "reader": False, "other": True}
+
+
+def test_every_field_is_documented():
+    fields = set(Settings.__dataclass_fields__) - {"hostname", "redis_url", "max_upload_bytes",
+                                                   "api_keys"}
+    documented = {name.lower() for name in ENVIRONMENT}
+    assert fields - documented == set()

@@ -1,0 +1,182 @@
+"""The worker separating real mp3s with the real Demucs code (the untrained demucs_unittest model)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pytest
+import sphn
+
+from common.redisconn import connect
+from rest.app import create_app
+from worker.errors import ModelLoadError
+from worker.main import EXIT_MODEL_UNAVAILABLE, Worker
+from worker.separator import Separator, load_model
+
+
+@pytest.fixture
+def run_worker(make_settings, redis_client, storage):
+    """Start in-process workers (a thread each); all are stopped at the end of the test."""
+    running = []
+
+    def start(**overrides: str) -> Worker:
+        settings = make_settings(**overrides)
+        worker = Worker(settings, Separator(settings), connect(settings))
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        running.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in running:
+        worker.stopping.set()
+        thread.join(60)
+
+
+@pytest.fixture
+def api(settings, redis_client, storage):
+    return create_app(settings).test_client()
+
+
+def submit(api, mp3: bytes, callback: dict | None = None) -> str:
+    body = {"mp3": base64.b64encode(mp3).decode()}
+    if callback:
+        body["callback"] = callback
+    response = api.post("/apiv1/separate", json=body)
+    assert response.status_code == 200, response.json
+    return response.json["hash"]
+
+
+def wait_until_finished(api, song_hash: str, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = api.get(f"/apiv1/status/{song_hash}").json
+        if status["status"] in ("done", "failed"):
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"song {song_hash} still {status} after {timeout} s")
+
+
+def decoded(mp3: bytes, tmp_path, name: str) -> tuple[np.ndarray, int]:
+    path = tmp_path / name
+    path.write_bytes(mp3)
+    return sphn.read(str(path))
+
+
+def test_a_song_is_separated_into_four_decodable_stems(api, run_worker, make_mp3, tmp_path):
+    run_worker()
+    mp3 = make_mp3(4, seed=11)
+    song_hash = submit(api, mp3)
+    status = wait_until_finished(api, song_hash)
+    assert status["status"] == "done", status
+    assert status["progress"] == 1.0
+    assert sorted(status["tracks"]) == ["bass.mp3", "drums.mp3", "other.mp3", "vocals.mp3"]
+    assert {"queue_wait", "fetch", "decode", "separate", "encode", "store_stems"} <= set(
+        status["timings"])
+    original, _ = decoded(mp3, tmp_path, "in.mp3")
+    for track in status["tracks"]:
+        response = api.get(f"/apiv1/track/{song_hash}/{track}")
+        audio, rate = decoded(response.data, tmp_path, track)
+        assert rate == 44100 and audio.shape[0] == 2
+        assert abs(audio.shape[1] - original.shape[1]) / 44100 < 0.1
+        assert np.abs(audio).max() > 0
+
+
+def test_a_mono_22_khz_song_gives_stereo_44_1_khz_stems(api, run_worker, make_mp3, tmp_path):
+    run_worker()
+    song_hash = submit(api, make_mp3(2, seed=3, samplerate=22050, channels=1, bitrate=48))
+    status = wait_until_finished(api, song_hash)
+    assert status["status"] == "done", status
+    audio, rate = decoded(api.get(f"/apiv1/track/{song_hash}/vocals").data, tmp_path, "v.mp3")
+    assert rate == 44100 and audio.shape[0] == 2
+    assert abs(audio.shape[1] / 44100 - 2) < 0.1
+
+
+def test_stems_are_byte_identical_when_separated_again(api, run_worker, make_mp3):
+    run_worker()
+    mp3 = make_mp3(3, seed=5)
+    song_hash = submit(api, mp3)
+    assert wait_until_finished(api, song_hash)["status"] == "done"
+    first = {t: api.get(f"/apiv1/track/{song_hash}/{t}").data for t in ("drums", "vocals")}
+    for track in ("drums", "vocals"):
+        api.delete(f"/apiv1/remove/{song_hash}/{track}")
+    assert "again" in api.post("/apiv1/separate",
+                               json={"mp3": base64.b64encode(mp3).decode()}).json["reason"]
+    assert wait_until_finished(api, song_hash)["status"] == "done"
+    second = {t: api.get(f"/apiv1/track/{song_hash}/{t}").data for t in ("drums", "vocals")}
+    assert first == second
+
+
+def test_an_undecodable_song_fails_and_the_next_one_is_separated(api, run_worker, jobs, storage,
+                                                                 short_mp3):
+    broken_hash = "b" * 64
+    storage.put_song(broken_hash, b"\xff\xfb\x90\x00" + bytes(3000))
+    jobs.enqueue(broken_hash, None, max_queue=10)
+    good_hash = submit(api, short_mp3)
+    run_worker()
+    broken = wait_until_finished(api, broken_hash)
+    assert broken["status"] == "failed"
+    assert broken["error"].startswith("decode_failed: the mp3 could not be decoded")
+    assert wait_until_finished(api, good_hash)["status"] == "done"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - the name http.server calls
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Receiver.received.append((self.path, json.loads(body), dict(self.headers)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_callback_receives_its_data_when_the_job_ends(api, run_worker, short_mp3):
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Receiver.received = []
+    try:
+        run_worker(CALLBACK_ALLOW_PRIVATE="true")
+        url = f"http://127.0.0.1:{server.server_port}/hook?x=1"
+        song_hash = submit(api, short_mp3, {"url": url, "data": {"mine": "back"}})
+        assert wait_until_finished(api, song_hash)["status"] == "done"
+        deadline = time.monotonic() + 30
+        while not Receiver.received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        path, body, headers = Receiver.received[0]
+        assert (path, body) == ("/hook?x=1", {"mine": "back"})
+        assert headers["X-Delivery-Id"].startswith(song_hash)
+        while api.get(f"/apiv1/status/{song_hash}").json["callback"] is None:
+            time.sleep(0.1)
+        assert api.get(f"/apiv1/status/{song_hash}").json["callback"] == "delivered: HTTP 204"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_missing_weights_are_named_with_where_they_were_looked_for(tmp_path):
+    with pytest.raises(ModelLoadError, match=f"'htdemucs' from the local folder {tmp_path}"):
+        load_model("htdemucs", str(tmp_path))
+    with pytest.raises(ModelLoadError, match="is not a folder"):
+        load_model("htdemucs", str(tmp_path / "absent"))
+
+
+def test_a_worker_without_weights_says_so_in_one_line_and_takes_no_jobs(service_env, tmp_path,
+                                                                        redis_client):
+    env = {**service_env, "DEMUCS_MODEL": "htdemucs", "DEMUCS_REPO": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "worker.main"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == EXIT_MODEL_UNAVAILABLE
+    lines = [line for line in result.stdout.splitlines() if "CRITICAL" in line]
+    assert len(lines) == 1
+    assert "cannot load Demucs model 'htdemucs'" in lines[0] and str(tmp_path) in lines[0]
+    assert redis_client.lrange("logging", 0, -1)[-1].endswith(lines[0].split(" CRITICAL ")[1])
