@@ -58,3 +58,12 @@ def test_every_field_is_documented():
                                                    "api_keys"}
     documented = {name.lower() for name in ENVIRONMENT}
     assert fields - documented == set()
+
+
+def test_the_readme_documents_every_variable():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for name, (default, _) in ENVIRONMENT.items():
+        assert f"| `{name}` | `{default}` |" in readme or (
+            not default and f"| `{name}` | (empty) |" in readme), name
