@@ -91,8 +91,13 @@ return 'enqueued'
 """
 
 # KEYS: job, processing list. ARGV: hash, token, worker, now.
+# Run twice with the same token (a reply lost, the call retried), it answers 'started' again;
+# a job that another attempt holds, or that ended, is dropped from this worker's list.
 _START = """
 local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'processing' and redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+  return 'started'
+end
 if status ~= 'queued' then
   redis.call('LREM', KEYS[2], 0, ARGV[1])
   return status or 'missing'
@@ -100,7 +105,7 @@ end
 redis.call('HSET', KEYS[1], 'status', 'processing', 'token', ARGV[2], 'worker', ARGV[3],
            'started', ARGV[4], 'updated', ARGV[4], 'progress', 0)
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-return 'processing'
+return 'started'
 """
 
 # KEYS: job. ARGV: token, field, value, now. Writes one field if the token is current.
@@ -216,12 +221,20 @@ class JobStore:
         """Move the oldest hash into this worker's processing list; None after `timeout` s."""
         return self.redis.blmove(keys.QUEUE, keys.processing(worker_id), timeout, "LEFT", "RIGHT")
 
-    def start(self, song_hash: str, worker_id: str) -> str | None:
-        """Begin an attempt on a claimed hash; returns its token, or None if not startable."""
-        token = uuid.uuid4().hex
+    def start(self, song_hash: str, worker_id: str, token: str | None = None) -> str | None:
+        """Begin an attempt on a claimed hash; returns its token, or None if not startable.
+
+        Pass the same `token` when retrying, so that a call whose reply was lost is not
+        mistaken for a job held by someone else.
+        """
+        token = token or uuid.uuid4().hex
         status = self._start(keys=[keys.job(song_hash), keys.processing(worker_id)],
                              args=[song_hash, token, worker_id, time.time()])
-        return token if status == "processing" else None
+        return token if status == "started" else None
+
+    def is_current(self, song_hash: str, token: str) -> bool:
+        """Whether `token` is still the job's current attempt."""
+        return self.redis.hget(keys.job(song_hash), "token") == token
 
     def set_progress(self, song_hash: str, token: str, progress: float) -> bool:
         return bool(self._set_if_current(keys=[keys.job(song_hash)],

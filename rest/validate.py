@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from common.netguard import UnsafeUrl, check_callback_url
 from rest.errors import ApiError
@@ -51,6 +52,10 @@ def json_object(request: Request) -> dict:
     if not request.is_json:
         raise ApiError(415, "send the body as JSON with Content-Type: application/json")
     raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    if limit is not None and len(raw) >= limit:
+        # A body without Content-Length (chunked) is cut at the limit rather than refused.
+        raise RequestEntityTooLarge()
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:

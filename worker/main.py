@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import redis
@@ -37,6 +38,10 @@ EXIT_MODEL_UNAVAILABLE = 3
 
 class HandBack(Exception):
     """The job must go back to the queue (a dependency is down); it is not the song's fault."""
+
+
+class Superseded(Exception):
+    """The job was given to another attempt (this worker was presumed dead); drop the result."""
 
 
 def retry(action, what: str, attempts: int = 6, first_wait: float = 0.5):
@@ -72,22 +77,29 @@ class Worker:
         self.stopping = threading.Event()
         self.heartbeat = Heartbeat(self.redis, self.worker_id, settings.heartbeat_ttl_s)
         self.reaper = Reaper(self.jobs, self.worker_id, settings.max_attempts,
-                             settings.reaper_interval_s, on_failed=self._send_final_callback)
+                             settings.reaper_interval_s, on_failed=self._send_final_callback,
+                             heartbeat_ttl_s=settings.heartbeat_ttl_s)
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> None:
         retry(self.storage.ensure_buckets, "creating the buckets", attempts=30)
         # Jobs left in our own list were held by an earlier process with this id, now dead.
-        retry(lambda: requeue_jobs_of(self.jobs, self.worker_id, self.settings.max_attempts),
-              "recovering jobs of a previous run", attempts=30)
+        recovered = retry(lambda: requeue_jobs_of(self.jobs, self.worker_id,
+                                                  self.settings.max_attempts),
+                          "recovering jobs of a previous run", attempts=30)
         self.heartbeat.start()
         self.reaper.start()
+        for song_hash, outcome in recovered.items():
+            if outcome == "failed":  # the previous run was its last chance: worker_lost
+                self._send_final_callback(song_hash)
         ID_FILE.write_text(self.worker_id)  # for the exec probe, `python -m worker.healthcheck`
         log.info("worker %s ready, waiting for songs", self.worker_id)
         while not self.stopping.is_set():
             song_hash = self._claim()
             if song_hash:
                 self._process(song_hash)
+            else:
+                self._requeue_strays()
         self._drain()
 
     def request_stop(self, signum: int, _frame=None) -> None:
@@ -109,15 +121,37 @@ class Worker:
                 except redis.RedisError as error:
                     log.error("song %s: could not hand back (%s); the reaper will", song_hash,
                               error)
+            self._requeue_strays()
         logging.shutdown()
         os._exit(0)
 
+    def _requeue_strays(self) -> None:
+        """Requeue hashes in our processing list that this process does not hold.
+
+        A claim whose reply was lost (the Redis client retries on a broken connection) leaves
+        the job in our list while we live, where no reaper looks; and at shutdown, a job
+        claimed but not yet started must go back too.
+        """
+        try:
+            for song_hash in self.jobs.claimed_by(self.worker_id):
+                if song_hash in self.active:
+                    continue
+                outcome = self.jobs.requeue_orphan(song_hash, self.worker_id,
+                                                   self.settings.max_attempts)
+                if outcome != "gone":  # gone: finished meanwhile by our own finisher
+                    log.warning("song %s: claimed but not held by this process; %s",
+                                song_hash, outcome)
+        except redis.RedisError as error:
+            log.warning("could not check this worker's claimed jobs (%s)", error)
+
     def _drain(self) -> None:
+        # The reaper first: a job it fails as worker_lost still needs the callback pool.
+        self.reaper.stopped.set()
+        self.reaper.join(30)
         if self.pending is not None:
             self.pending.result()
         self.finisher.shutdown(wait=True)
         self.callbacks.shutdown(wait=True)
-        self.reaper.stopped.set()
         self.heartbeat.stop()
         self.encoder.close()
         log.info("worker %s stopped", self.worker_id)
@@ -132,12 +166,16 @@ class Worker:
             return None
 
     def _process(self, song_hash: str) -> None:
-        token = retry(lambda: self.jobs.start(song_hash, self.worker_id), "starting a job")
-        if token is None:
-            return  # finished or removed meanwhile: the stale queue entry is dropped
+        token = uuid.uuid4().hex  # one token for every retry of the start below
+        # Under the lock, so that a shutdown hand-back never sees a started job it cannot name.
         with self.active_lock:
-            self.active[song_hash] = token
-        job = self.jobs.get(song_hash)
+            started = retry(lambda: self.jobs.start(song_hash, self.worker_id, token),
+                            "starting a job", attempts=12)
+            if started:
+                self.active[song_hash] = token
+        if not started:
+            return  # finished or removed meanwhile: the stale queue entry is dropped
+        job = retry(lambda: self.jobs.get(song_hash), "reading the job", attempts=12)
         timings = dict(job.timings) if job else {}
         timings["queue_wait"] = round(time.time() - job.created, 3) if job else 0.0
         log.info("song %s: separating (attempt %d)", song_hash, job.attempts if job else 1)
@@ -200,8 +238,15 @@ class Worker:
             timings["encode"] = round(time.monotonic() - started, 3)
             started = time.monotonic()
             for name, data in encoded.items():
+                # A worker presumed dead must not overwrite the stems of the attempt that
+                # replaced it.
+                if not retry(lambda: self.jobs.is_current(song_hash, token), "checking the job"):
+                    raise Superseded
                 retry(lambda: self.storage.put_stem(song_hash, name, data), f"storing {name}")
             timings["store_stems"] = round(time.monotonic() - started, 3)
+        except Superseded:
+            self._finish(song_hash, token, JobStatus.FAILED, "superseded", [], timings)
+            return
         except JobFailed as error:
             self._finish(song_hash, token, JobStatus.FAILED, str(error), [], timings)
             return
@@ -237,7 +282,11 @@ class Worker:
         self.stopping.wait(2)  # give the dependency a moment before the next claim
 
     def _send_final_callback(self, song_hash: str) -> None:
-        job = self.jobs.get(song_hash)
+        try:
+            job = retry(lambda: self.jobs.get(song_hash), "reading the job for its callback")
+        except redis.RedisError as error:
+            log.error("song %s: callback not sent, Redis unavailable (%s)", song_hash, error)
+            return
         if job is None or not job.callback or not job.callback.get("url"):
             return
         self.callbacks.submit(self._deliver, job)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 import redis
@@ -55,18 +56,28 @@ def reap_once(jobs: JobStore, self_id: str, max_lost: int, lock_ttl_s: int = 30)
 
 class Reaper(threading.Thread):
     def __init__(self, jobs: JobStore, self_id: str, max_lost: int, interval_s: int,
-                 on_failed=None):
+                 on_failed=None, heartbeat_ttl_s: int = 0):
         super().__init__(name="reaper", daemon=True)
         self.jobs, self.self_id, self.max_lost = jobs, self_id, max_lost
         self.interval_s = interval_s
+        self.heartbeat_ttl_s = heartbeat_ttl_s
         self.on_failed = on_failed  # called with each hash failed as worker_lost
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        quiet_until, cut_off = 0.0, False
         while not self.stopped.wait(self.interval_s):
             try:
+                if cut_off:
+                    # Nobody could beat while Redis was away: a heartbeat that expired
+                    # meanwhile says nothing until its worker has had one TTL to beat again.
+                    self.jobs.redis.ping()
+                    quiet_until, cut_off = time.monotonic() + self.heartbeat_ttl_s, False
+                if time.monotonic() < quiet_until:
+                    continue
                 outcomes = reap_once(self.jobs, self.self_id, self.max_lost)
             except redis.RedisError as error:
+                cut_off = True
                 log.warning("reaper skipped a pass (Redis unavailable: %s)", error)
                 continue
             for song_hash, outcome in outcomes.items():

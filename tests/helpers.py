@@ -1,0 +1,296 @@
+"""Helpers shared by the fault-injection tests: submitting, waiting, a callback receiver,
+a TCP proxy that can slow down or cut the object store, and process signals."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import redis
+import requests
+
+from common import keys
+from common.jobs import Job, JobStore
+
+STEMS = ["bass", "drums", "other", "vocals"]
+FINAL = ("done", "failed")
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def wait_for(predicate, timeout: float, message: str, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy; that value is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout} s: {message}")
+        time.sleep(interval)
+
+
+def submit(base_url: str, mp3: bytes, callback: dict | None = None, **kwargs) -> str:
+    """POST a song to a running gateway; returns its hash."""
+    body = {"mp3": b64(mp3)}
+    if callback:
+        body["callback"] = callback
+    response = requests.post(f"{base_url}/apiv1/separate", json=body, timeout=30, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()["hash"]
+
+
+def status(base_url: str, song_hash: str) -> dict:
+    response = requests.get(f"{base_url}/apiv1/status/{song_hash}", timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_for_status(base_url: str, song_hash: str, wanted=FINAL, timeout: float = 90) -> dict:
+    """The song's status JSON once its status is one of `wanted`."""
+    last = {}
+
+    def reached():
+        last.update(status(base_url, song_hash))
+        return last["status"] in wanted and dict(last)
+
+    try:
+        return wait_for(reached, timeout, f"song {song_hash} not {wanted}", interval=0.1)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last status {last}") from None
+
+
+def wait_for_job(jobs: JobStore, song_hash: str, predicate, timeout: float = 90,
+                 what: str = "") -> Job:
+    """The job record once `predicate(job)` holds (read straight from Redis)."""
+    last: list[Job | None] = [None]
+
+    def reached():
+        last[0] = jobs.get(song_hash)
+        return last[0] is not None and predicate(last[0]) and last[0]
+
+    try:
+        return wait_for(reached, timeout, what or f"song {song_hash}", interval=0.02)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last record {last[0]}") from None
+
+
+def holder(client: redis.Redis, song_hash: str, worker_ids) -> str | None:
+    """The worker whose processing list holds the song, if any."""
+    for worker_id in worker_ids:
+        if song_hash in client.lrange(keys.processing(worker_id), 0, -1):
+            return worker_id
+    return None
+
+
+def wait_for_claim(client: redis.Redis, song_hash: str, worker_ids, timeout: float = 60) -> str:
+    return wait_for(lambda: holder(client, song_hash, worker_ids), timeout,
+                    f"no worker of {list(worker_ids)} claimed {song_hash}", interval=0.01)
+
+
+# -- processes ------------------------------------------------------------------------------
+class LiveWorker:
+    """One worker process of a live stack: its process, id and log number."""
+
+    def __init__(self, live_stack, worker_id: str = "", **extra: str):
+        self.stack = live_stack
+        self.number = len(live_stack.workers) + 1
+        self.id = worker_id or f"test-worker-{self.number}"
+        self.extra = extra
+        self.process = live_stack.start_worker(**{**extra, "WORKER_ID": self.id})
+
+    def log(self) -> str:
+        return self.stack.worker_log(self.number)
+
+    def wait_ready(self, timeout: float = 120) -> LiveWorker:
+        def ready():
+            assert self.process.poll() is None, self.log()
+            path = self.stack.folder / f"worker-{self.number}.log"
+            return path.exists() and "waiting for songs" in path.read_text()
+
+        wait_for(ready, timeout, f"worker {self.id} never became ready", interval=0.1)
+        return self
+
+    def kill(self) -> None:
+        kill_group(self.process)
+
+    def restart(self) -> LiveWorker:
+        """A new process with the same id (as Kubernetes restarts a container)."""
+        return LiveWorker(self.stack, self.id, **self.extra)
+
+
+def start_workers(live_stack, count: int, **extra: str) -> list[LiveWorker]:
+    """Start `count` workers at once, then wait until each is ready."""
+    workers = [LiveWorker(live_stack, **extra) for _ in range(count)]
+    return [worker.wait_ready() for worker in workers]
+
+
+def kill_group(process, sig: int = signal.SIGKILL) -> None:
+    """Signal a process started with its own session, and everything it started (as a
+    container runtime kills a whole container)."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    if sig == signal.SIGKILL:
+        process.wait(30)
+
+
+def stop_process(process, sig: int = signal.SIGSTOP) -> None:
+    """SIGSTOP or SIGCONT one process (not its encoder pool)."""
+    os.kill(process.pid, sig)
+
+
+# -- a callback receiver --------------------------------------------------------------------
+class CallbackReceiver:
+    """An HTTP server on loopback that records every POST.
+
+    `answer` is the status it replies with (a list: one per request, the last repeated);
+    `hang` makes it hold each request until `release()`; `redirect` answers 302 with that
+    Location.
+    """
+
+    def __init__(self, answer: int | list[int] = 200, hang: bool = False, redirect: str = ""):
+        self.answers = answer if isinstance(answer, list) else [answer]
+        self.hang, self.redirect = hang, redirect
+        self.requests: list[dict] = []
+        self.released = threading.Event()
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    answer = receiver.answers[min(len(receiver.requests),
+                                                  len(receiver.answers) - 1)]
+                    receiver.requests.append({"path": self.path, "headers": dict(self.headers),
+                                              "body": body, "at": time.monotonic()})
+                if receiver.hang:
+                    receiver.released.wait(60)
+                self.send_response(302 if receiver.redirect else answer)
+                if receiver.redirect:
+                    self.send_header("Location", receiver.redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    @property
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+    def bodies(self) -> list:
+        with self.lock:
+            return [json.loads(item["body"]) for item in self.requests]
+
+    def release(self) -> None:
+        self.released.set()
+
+    def __enter__(self) -> CallbackReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- a TCP proxy in front of the object store -----------------------------------------------
+class TcpProxy:
+    """Forwards loopback connections to `upstream_port`.
+
+    `delay_s` holds back every chunk of every reply, so that a worker's uploads are slow
+    enough to act between two of them; `cut()` resets every connection and refuses new ones
+    (the store is down) until `restore()`.
+    """
+
+    def __init__(self, upstream_port: int, delay_s: float = 0.0):
+        self.upstream_port = upstream_port
+        self.delay_s = delay_s
+        self.down = threading.Event()
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.down.is_set():
+                _reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            except OSError:
+                _reset(client)
+                continue
+            with self.lock:
+                self.sockets.update((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream, 0.0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.delay_s),
+                             daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, delay_s: float) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if delay_s:
+                    time.sleep(delay_s)
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                _reset(sock)
+            with self.lock:
+                self.sockets.difference_update((source, target))
+
+    def cut(self) -> None:
+        self.down.set()
+        with self.lock:
+            for sock in list(self.sockets):
+                _reset(sock)
+
+    def restore(self) -> None:
+        self.down.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self.cut()
+        _reset(self.listener)
+
+
+def _reset(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

@@ -1,0 +1,125 @@
+"""Who may call what: API keys, read-only keys, protected reads, keys refused in the query
+string, per-client rate limits and the queue bound. Flask's test client, real servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import keys
+from rest.app import create_app
+from tests.helpers import b64
+
+RW, RO = "writer-key-0123", "reader-key-4567"
+HASH = "0" * 64
+
+
+@pytest.fixture
+def make_client(make_settings, redis_client, storage):
+    def make(**overrides: str):
+        overrides.setdefault("API_KEYS", f"{RW},{RO}:ro")
+        return create_app(make_settings(**overrides)).test_client()
+
+    return make
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def nothing_stored(redis_client, storage) -> bool:
+    return (redis_client.llen(keys.QUEUE) == 0 and not redis_client.keys("job:*")
+            and not list(storage.client.list_objects(storage.songs_bucket)))
+
+
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401),
+    (bearer("not-a-key"), 401),
+    ({"Authorization": f"Basic {RW}"}, 401),
+    ({"Authorization": "Bearer "}, 401),
+    (bearer(RO), 403),
+])
+def test_submitting_needs_a_read_write_key(make_client, redis_client, storage, short_mp3,
+                                           headers, status):
+    response = make_client().post("/apiv1/separate", json={"mp3": b64(short_mp3)},
+                                  headers=headers)
+    assert response.status_code == status
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert nothing_stored(redis_client, storage)
+
+
+def test_a_read_write_key_submits_and_removes(make_client, short_mp3):
+    client = make_client()
+    response = client.post("/apiv1/separate", json={"mp3": b64(short_mp3)}, headers=bearer(RW))
+    assert response.status_code == 200
+    song_hash = response.json["hash"]
+    # Removing is a write: checked before the song's state is looked at.
+    assert client.delete(f"/apiv1/remove/{song_hash}/bass.mp3").status_code == 401
+    assert client.delete(f"/apiv1/remove/{song_hash}/bass.mp3",
+                         headers=bearer(RO)).status_code == 403
+    assert client.delete(f"/apiv1/remove/{song_hash}/bass.mp3",
+                         headers=bearer(RW)).status_code == 404  # not separated yet
+    assert client.get(f"/apiv1/remove/{song_hash}/bass.mp3").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/apiv1/queue", f"/apiv1/status/{HASH}",
+                                  f"/apiv1/track/{HASH}/bass.mp3"])
+def test_reads_are_open_unless_protected(make_client, path):
+    assert make_client().get(path).status_code in (200, 404)
+    protected = make_client(PROTECT_READS="true")
+    assert protected.get(path).status_code == 401
+    assert protected.get(path, headers=bearer("wrong")).status_code == 401
+    assert protected.get(path, headers=bearer(RO)).status_code in (200, 404)
+    assert protected.get(path, headers=bearer(RW)).status_code in (200, 404)
+
+
+@pytest.mark.parametrize("name", ["api_key", "apikey", "key", "token", "access_token"])
+def test_keys_in_the_query_string_are_refused(make_client, redis_client, storage, short_mp3,
+                                              name):
+    client = make_client()
+    response = client.post(f"/apiv1/separate?{name}={RW}", json={"mp3": b64(short_mp3)},
+                           headers=bearer(RW))
+    assert response.status_code == 400 and "query string" in response.json["error"]
+    assert client.get(f"/apiv1/queue?{name}={RO}").status_code == 400
+    assert nothing_stored(redis_client, storage)
+
+
+def test_without_keys_configured_everything_is_open(make_client, short_mp3):
+    client = make_client(API_KEYS="")
+    assert client.post("/apiv1/separate", json={"mp3": b64(short_mp3)}).status_code == 200
+    assert client.get("/apiv1/queue").status_code == 200
+
+
+def test_health_probes_need_no_key(make_client):
+    client = make_client(PROTECT_READS="true")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_writes_beyond_the_rate_limit_get_429_with_retry_after(make_client):
+    client = make_client(RATE_LIMIT_PER_MIN="2")
+    # Six writes fall in at most two calendar minutes, so one minute sees at least three.
+    answers = [client.post("/apiv1/separate", data="{}", content_type="application/json",
+                           headers=bearer(RW)) for _ in range(6)]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited, [r.status_code for r in answers]
+    assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in limited)
+    assert {r.status_code for r in answers} <= {400, 429}
+    # Each key is a client of its own.
+    other = make_client(RATE_LIMIT_PER_MIN="2", API_KEYS=f"{RW},other-writer")
+    assert other.post("/apiv1/separate", data="{}", content_type="application/json",
+                      headers=bearer("other-writer")).status_code == 400
+
+
+def test_a_full_queue_refuses_new_songs_with_503_and_stores_nothing(make_client, redis_client,
+                                                                    storage, make_mp3):
+    client = make_client(MAX_QUEUE_LENGTH="1")
+    first = client.post("/apiv1/separate", json={"mp3": b64(make_mp3(1, seed=1))},
+                        headers=bearer(RW))
+    assert first.status_code == 200
+    response = client.post("/apiv1/separate", json={"mp3": b64(make_mp3(1, seed=2))},
+                           headers=bearer(RW))
+    assert response.status_code == 503 and int(response.headers["Retry-After"]) > 0
+    assert redis_client.lrange(keys.QUEUE, 0, -1) == [first.json["hash"]]
+    assert [o.object_name for o in storage.client.list_objects(storage.songs_bucket)] == [
+        f"{first.json['hash']}.mp3"]
