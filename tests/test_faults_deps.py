@@ -47,7 +47,7 @@ def test_a_redis_restart_loses_no_job_and_rest_answers_503_meanwhile(live_stack,
         base_url = live_stack.start_rest(REDIS_URL=url)
         for worker in workers:
             worker.wait_ready()
-        hashes = [submit(base_url, make_mp3(3, seed=30 + n)) for n in range(4)]
+        hashes = [submit(base_url, make_mp3(10, seed=30 + n)) for n in range(4)]
         wait_for(lambda: any(client.llen(keys.processing(w.id)) for w in workers), 60,
                  "no job was ever running")
 

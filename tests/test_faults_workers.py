@@ -115,13 +115,14 @@ def test_a_worker_killed_between_stems_leaves_no_mixed_set(live_stack, redis_cli
 
 def test_a_song_that_kills_every_worker_fails_as_worker_lost(live_stack, jobs, storage,
                                                              make_mp3):
+    # Long enough that every attempt is caught while it runs, however fast the machine.
     workers = {w.id: w for w in [LiveWorker(live_stack, MAX_ATTEMPTS="3"),
                                  LiveWorker(live_stack, MAX_ATTEMPTS="3")]}
     base_url = live_stack.start_rest()
     for worker in workers.values():
         worker.wait_ready()
     with CallbackReceiver() as receiver:
-        poison = submit(base_url, make_mp3(3, seed=13), {"url": receiver.url, "data": "p"})
+        poison = submit(base_url, make_mp3(20, seed=13), {"url": receiver.url, "data": "p"})
         for attempt in (1, 2, 3):
             job = wait_for_job(jobs, poison, lambda j, n=attempt: j.status == "processing"
                                and j.attempts == n, what=f"attempt {attempt} never started")
@@ -148,7 +149,7 @@ def test_a_frozen_worker_that_wakes_up_cannot_overwrite_its_successor(
     for worker in workers:
         worker.wait_ready()
     with CallbackReceiver() as receiver:
-        song_hash = submit(base_url, make_mp3(3, seed=15), {"url": receiver.url})
+        song_hash = submit(base_url, make_mp3(10, seed=15), {"url": receiver.url})
         frozen_id = wait_for_claim(redis_client, song_hash, [w.id for w in workers])
         frozen = next(w for w in workers if w.id == frozen_id)
         other = next(w for w in workers if w is not frozen)
@@ -205,7 +206,7 @@ def test_sigterm_past_the_grace_period_hands_the_song_back(live_stack, redis_cli
     base_url = live_stack.start_rest()
     for worker in workers:
         worker.wait_ready()
-    song_hash = submit(base_url, make_mp3(8, seed=17))
+    song_hash = submit(base_url, make_mp3(20, seed=17))
     holder_id = wait_for_claim(redis_client, song_hash, [w.id for w in workers])
     leaving = next(w for w in workers if w.id == holder_id)
     staying = next(w for w in workers if w is not leaving)
