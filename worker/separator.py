@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-import math
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-from demucs.apply import BagOfModels, apply_model
+from demucs.apply import apply_model
 from demucs.pretrained import get_model
 
 from common.settings import Settings
+from worker.batched import BatchedModel, count_segments
 from worker.cores import usable_cores
 from worker.errors import ModelLoadError, SeparationFailed
 
@@ -46,7 +47,11 @@ def load_model(name: str, repo: str) -> torch.nn.Module:
 
 
 class Separator:
-    """One loaded model on one device; `separate` may be called for every job."""
+    """One loaded model on one device; `separate` may be called for every job.
+
+    Without shifts the song's segments go through the model in batches (worker/batched.py),
+    equal to stock `apply_model` in fp32; DEMUCS_SHIFTS > 0 runs stock `apply_model` (fp32).
+    """
 
     def __init__(self, settings: Settings):
         threads = settings.torch_threads or usable_cores()
@@ -59,21 +64,44 @@ class Separator:
         self.sources: list[str] = list(self.model.sources)
         self.samplerate: int = self.model.samplerate
         self.audio_channels: int = self.model.audio_channels
-        log.info("model %s loaded on %s (%d torch threads), stems: %s", settings.demucs_model,
-                 self.device, threads, ", ".join(self.sources))
+        try:
+            self.batched = BatchedModel(self.model, self.device, settings.demucs_precision,
+                                        settings.demucs_batch, settings.demucs_compile)
+            started = time.monotonic()
+            self.batched.warm_up()
+            log.info("warm-up took %.1f s", time.monotonic() - started)
+        except RuntimeError as error:  # out of memory or a failed compile at start
+            raise ModelLoadError(f"cannot prepare the model on {self.device}: {error}") from None
+        how = ("stock apply_model, fp32, one segment at a time" if self.shifts else
+               f"{self.batched.precision}, {self.batched.batch} segment(s) per batch"
+               f"{', compiled' if self.batched.compiled else ''}")
+        log.info("model %s loaded on %s (%d torch threads; %s), stems: %s",
+                 settings.demucs_model, self.device, threads, how, ", ".join(self.sources))
 
-    def _segments(self, length: int) -> int:
-        """How many times Demucs will report a finished segment for this many samples."""
-        members = len(self.model.models) if isinstance(self.model, BagOfModels) else 1
-        segment = float(self.model.max_allowed_segment if isinstance(self.model, BagOfModels)
-                        else self.model.segment)
-        segment_length = int(self.samplerate * segment)
-        stride = int((1 - self.overlap) * segment_length)
-        return members * max(1, self.shifts) * math.ceil(length / stride)
-
-    def separate(self, wav: torch.Tensor, progress: Progress | None = None) -> dict[str, torch.Tensor]:
+    def separate(self, wav: torch.Tensor,
+                 progress: Progress | None = None) -> dict[str, torch.Tensor]:
         """Stems of a `[channels, samples]` waveform, by source name, on the CPU."""
-        total = self._segments(wav.shape[-1])
+        # Normalise as demucs.api.Separator does, so results match the stock tools.
+        reference = wav.mean(0)
+        mean, std = reference.mean(), reference.std() + 1e-8
+        mix = (wav - mean) / std
+        try:
+            if self.shifts:
+                out = self._stock(mix, progress)
+            else:
+                out = self.batched.separate(mix, self.overlap, progress)
+        except torch.OutOfMemoryError as error:
+            raise SeparationFailed(f"out of memory: {error}") from None
+        except RuntimeError as error:
+            raise SeparationFailed(str(error)) from None
+        out = out * std + mean
+        return {name: out[index] for index, name in enumerate(self.sources)}
+
+    def _stock(self, mix: torch.Tensor, progress: Progress | None) -> torch.Tensor:
+        """Stock apply_model with random shifts; progress counts its segments."""
+        max_shift = int(0.5 * self.samplerate)
+        # Each shift separates up to `max_shift` more samples; count the most it may take.
+        total = self.shifts * count_segments(self.model, mix.shape[-1] + max_shift, self.overlap)
         done = 0
 
         def on_segment(state: dict) -> None:
@@ -82,17 +110,9 @@ class Separator:
                 done += 1
                 progress(min(1.0, done / total))
 
-        # Normalise as demucs.api.Separator does, so results match the stock tools.
-        reference = wav.mean(0)
-        mean, std = reference.mean(), reference.std() + 1e-8
-        try:
-            with torch.inference_mode():
-                out = apply_model(self.model, ((wav - mean) / std)[None], shifts=self.shifts,
-                                  split=True, overlap=self.overlap, device=self.device,
-                                  callback=on_segment)
-        except torch.cuda.OutOfMemoryError as error:
-            raise SeparationFailed(f"out of GPU memory: {error}") from None
-        except RuntimeError as error:
-            raise SeparationFailed(str(error)) from None
-        out = out[0] * std + mean
-        return {name: out[index].cpu() for index, name in enumerate(self.sources)}
+        with torch.inference_mode():
+            out = apply_model(self.model, mix[None], shifts=self.shifts, split=True,
+                              overlap=self.overlap, device=self.device, callback=on_segment)
+        if progress is not None:
+            progress(1.0)
+        return out[0].cpu()

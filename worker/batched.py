@@ -1,0 +1,275 @@
+"""Demucs's `apply_model` (shifts=0) with the segments run through the model in batches.
+
+The song is cut exactly as `demucs.apply.apply_model` cuts it (segment length, overlap stride,
+centred padding of each chunk, the model's valid length, centre trim, triangular weights), so
+in fp32 the result equals stock Demucs; only the forward passes are grouped. This module needs
+torch and demucs only, so that scripts/gpu-bench can use it on a machine without the service.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from demucs.apply import BagOfModels, TensorChunk
+from demucs.htdemucs import HTDemucs
+from demucs.utils import center_trim
+
+log = logging.getLogger("worker")
+Progress = Callable[[float], None]
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where one model cuts a song: chunk offsets, their lengths and the padded input length."""
+
+    segment_length: int
+    offsets: list[int]
+    lengths: list[int]
+    input_lengths: list[int]
+
+
+def plan(model: torch.nn.Module, length: int, overlap: float) -> Plan:
+    """The chunks `apply_model(split=True)` makes of `length` samples for one (non-bag) model."""
+    segment_length = int(model.samplerate * model.segment)
+    stride = int((1 - overlap) * segment_length)
+    offsets = list(range(0, length, stride))
+    lengths = [min(segment_length, length - offset) for offset in offsets]
+    # apply_model pads each chunk to model.valid_length(chunk), or leaves it as it is.
+    valid = getattr(model, "valid_length", None)
+    input_lengths = [valid(n) if valid else n for n in lengths]
+    return Plan(segment_length, offsets, lengths, input_lengths)
+
+
+def transition_weight(segment_length: int, transition_power: float = 1.0) -> torch.Tensor:
+    """The triangle apply_model weighs each chunk with, largest in the middle."""
+    weight = torch.cat([torch.arange(1, segment_length // 2 + 1),
+                        torch.arange(segment_length - segment_length // 2, 0, -1)])
+    return (weight / weight.max()) ** transition_power
+
+
+def members(model: torch.nn.Module) -> list[tuple[torch.nn.Module, list[float]]]:
+    """(model, per-source weights) for each member of a bag, or the model alone with weight 1."""
+    if isinstance(model, BagOfModels):
+        return list(zip(model.models, model.weights, strict=True))
+    return [(model, [1.0] * len(model.sources))]
+
+
+def count_segments(model: torch.nn.Module, length: int, overlap: float) -> int:
+    """Forward passes of single segments a separation of `length` samples makes."""
+    return sum(len(plan(member, length, overlap).offsets) for member, _ in members(model))
+
+
+def fixed_shape(model: torch.nn.Module) -> bool:
+    """Whether every chunk enters the model at one length (HTDemucs pads all to its segment)."""
+    return all(isinstance(member, HTDemucs) and member.use_train_segment
+               for member, _ in members(model))
+
+
+def next_batch(batch: int) -> int | None:
+    """Batch size to retry with after running out of device memory; None: leave the device."""
+    return batch // 2 if batch > 1 else None
+
+
+def batch_for_memory(free_bytes: int, segment_bytes: int, cap: int = MAX_BATCH) -> int:
+    """Segments per batch that fit in 80 % of the free memory, between 1 and `cap`."""
+    if segment_bytes <= 0:
+        return cap
+    return max(1, min(cap, int(0.8 * free_bytes) // segment_bytes))
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without them bf16 matrix products are emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(setting: str, device: torch.device) -> str:
+    """fp32, bf16 or fp16 for a DEMUCS_PRECISION value on this device.
+
+    auto is bf16 on CUDA (48 dB from stock fp32 at 3.7x its speed on an H200) and on CPUs with
+    native bf16 (see BENCHMARKS.md for this machine's figures); fp32 elsewhere.
+    """
+    if setting != "auto":
+        return setting
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+class BatchedModel:
+    """One model (or bag) on one device, separating songs segment batch by segment batch."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | str,
+                 precision: str = "fp32", batch: int = 0, compile: bool = False,
+                 pad: bool | None = None):
+        """`batch` 0 picks from free memory; `pad` fills the last batch up with silent
+        segments, so that every forward pass has one shape (the default when compiled)."""
+        self.model = model.eval()
+        self.device = self.home = torch.device(device)
+        self.setting = precision
+        self.precision = resolve_precision(precision, self.device)
+        self.compiled = compile and self.device.type == "cuda" and fixed_shape(model)
+        if compile and not self.compiled:
+            log.info("torch.compile skipped: it pays off only on CUDA with one input shape "
+                     "(HTDemucs); each new shape would compile again")
+        self.forwards = {id(m): self._compile(m) if self.compiled else m for m, _ in members(model)}
+        self.pad = self.compiled if pad is None else pad
+        self.batch = batch or self._auto_batch()
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _compile(self, module: torch.nn.Module) -> Callable:
+        import torch._functorch.config as functorch_config
+        import torch._inductor.config as inductor_config
+
+        # Compiling HTDemucs takes minutes; the caches (TORCHINDUCTOR_CACHE_DIR, best on a
+        # volume) make that a once-per-volume cost instead of a once-per-process one.
+        inductor_config.fx_graph_cache = True
+        functorch_config.enable_autograd_cache = True
+        log.info("torch.compile on; inductor cache in %s",
+                 os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default temporary folder"))
+        return torch.compile(module, dynamic=False)
+
+    def _auto_batch(self) -> int:
+        if self.device.type != "cuda":
+            return 1  # on CPU, batches of several segments measured slower than one at a time
+        free, _ = torch.cuda.mem_get_info(self.device)
+        cost = self.segment_bytes()
+        batch = batch_for_memory(free, cost)
+        log.info("batch of %d segments: %.1f GiB free, %.2f GiB per segment", batch,
+                 free / 2**30, cost / 2**30)
+        return batch
+
+    def segment_bytes(self) -> int:
+        """Device memory one more segment in a batch needs, measured with a batch of two."""
+        model, _ = members(self.model)[0]
+        length = plan(model, 10**9, 0.25).input_lengths[0]
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        self._forward(model, torch.zeros(2, model.audio_channels, length, device=self.device),
+                      eager=True)
+        torch.cuda.synchronize(self.device)
+        return (torch.cuda.max_memory_allocated(self.device) - base) // 2
+
+    def warm_up(self) -> None:
+        """One full batch through each member, so that kernel set-up (and compilation) happens
+        before the first song. Only for one-shape models: others meet new shapes per song."""
+        if not fixed_shape(self.model):
+            return
+        noise = torch.Generator().manual_seed(0)
+        for model, _ in members(self.model):
+            length = plan(model, 10**9, 0.25).input_lengths[0]
+            # Noise, not silence: silence makes denormal numbers, which are slow on CPUs.
+            batch = torch.randn(self.batch, model.audio_channels, length, generator=noise)
+            self._forward(model, batch.to(self.device))
+
+    # -- separation -----------------------------------------------------------------------
+    def separate(self, mix: torch.Tensor, overlap: float = 0.25,
+                 progress: Progress | None = None) -> torch.Tensor:
+        """`[sources, channels, samples]` on the CPU for a `[channels, samples]` mix."""
+        if self.device != self.home:
+            self.move_to(self.home)
+        length = mix.shape[-1]
+        total, done = count_segments(self.model, length, overlap), 0
+
+        def finished(count: int) -> None:
+            nonlocal done
+            for _ in range(count):
+                done += 1
+                if progress is not None:
+                    progress(done / total)
+
+        estimates = None
+        totals = [0.0] * len(self.model.sources)
+        for model, weights in members(self.model):
+            out = self._separate_one(model, mix, overlap, finished)
+            for source, weight in enumerate(weights):
+                out[source] *= weight
+                totals[source] += weight
+            estimates = out if estimates is None else estimates + out.to(estimates.device)
+        for source, total_weight in enumerate(totals):
+            estimates[source] /= total_weight
+        return estimates.cpu()
+
+    def _separate_one(self, model: torch.nn.Module, mix: torch.Tensor, overlap: float,
+                      finished: Callable[[int], None]) -> torch.Tensor:
+        cut = plan(model, mix.shape[-1], overlap)
+        sources, (channels, length) = len(model.sources), mix.shape
+        out = torch.zeros(sources, channels, length, device=self.device)
+        sum_weight = torch.zeros(length, device=self.device)
+        weight = transition_weight(cut.segment_length).to(self.device)
+        device_mix = mix.to(self.device)
+        start = 0
+        while start < len(cut.offsets):
+            # A batch holds consecutive chunks of one input length (all of them, for HTDemucs).
+            stop = start + 1
+            while (stop < len(cut.offsets) and stop - start < self.batch
+                   and cut.input_lengths[stop] == cut.input_lengths[start]):
+                stop += 1
+            chunks = [TensorChunk(device_mix, cut.offsets[i], cut.segment_length)
+                      .padded(cut.input_lengths[i]) for i in range(start, stop)]
+            try:
+                result = self._forward(model, torch.stack(chunks))
+            except torch.OutOfMemoryError:
+                self._shrink()
+                device_mix, out, sum_weight, weight = (tensor.to(self.device) for tensor in
+                                                       (device_mix, out, sum_weight, weight))
+                continue
+            for row, i in enumerate(range(start, stop)):
+                offset, n = cut.offsets[i], cut.lengths[i]
+                out[..., offset:offset + n] += weight[:n] * center_trim(result[row], n)
+                sum_weight[offset:offset + n] += weight[:n]
+            finished(stop - start)
+            start = stop
+        return out / sum_weight
+
+    def _forward(self, model: torch.nn.Module, batch: torch.Tensor,
+                 eager: bool = False) -> torch.Tensor:
+        rows = batch.shape[0]
+        compiled = self.compiled and not eager and self.device == self.home
+        if self.pad and not eager and rows < self.batch:
+            # A compiled graph is specialised to one batch size: pad with silent segments.
+            batch = torch.cat([batch, batch.new_zeros(self.batch - rows, *batch.shape[1:])])
+        forward = self.forwards[id(model)] if compiled else model
+        dtype = PRECISIONS[self.precision]
+        autocast = (torch.autocast(self.device.type, dtype=dtype) if dtype is not None
+                    else nullcontext())
+        # inference_mode tensors cannot enter a compiled graph; no_grad is what compile expects.
+        grad_off = torch.no_grad() if compiled else torch.inference_mode()
+        with grad_off, autocast:
+            return forward(batch)[:rows].float()
+
+    def _shrink(self) -> None:
+        """After an out-of-memory error: halve the batch, or, at one segment, go to the CPU."""
+        smaller = next_batch(self.batch)
+        torch.cuda.empty_cache()
+        if smaller is not None:
+            log.warning("out of %s memory with %d segments per batch; retrying with %d",
+                        self.device, self.batch, smaller)
+            self.batch = smaller
+            return
+        if self.device.type == "cpu":
+            raise torch.OutOfMemoryError("out of memory with one segment per batch on the CPU")
+        log.warning("out of %s memory with one segment per batch; continuing on the CPU",
+                    self.device)
+        self.move_to(torch.device("cpu"))
+
+    def move_to(self, device: torch.device) -> None:
+        """Run on `device`: the CPU for the rest of a song that did not fit, then home again."""
+        if device == self.home:
+            log.info("back on %s with %d segment(s) per batch", device, self.batch)
+        self.device = device
+        self.model.to(device)
+        self.precision = resolve_precision(self.setting, device)
+
