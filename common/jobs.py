@@ -11,21 +11,21 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import redis
 
 from common import keys
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     QUEUED = "queued"
     PROCESSING = "processing"
     DONE = "done"
     FAILED = "failed"
 
 
-class EnqueueResult(str, Enum):
+class EnqueueResult(StrEnum):
     ENQUEUED = "enqueued"
     RETRIED = "retried"
     QUEUE_FULL = "full"
@@ -55,7 +55,7 @@ class Job:
     updated: float = 0.0
 
     @classmethod
-    def from_redis(cls, song_hash: str, raw: dict[str, str]) -> "Job":
+    def from_redis(cls, song_hash: str, raw: dict[str, str]) -> Job:
         return cls(
             song_hash=song_hash,
             status=JobStatus(raw["status"]),
@@ -156,7 +156,7 @@ local lost = redis.call('HINCRBY', KEYS[1], 'lost', 1)
 redis.call('HDEL', KEYS[1], 'token')
 if lost >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'updated', ARGV[4], 'finished', ARGV[4],
-             'error', 'worker_lost: the worker died ' .. lost .. ' times while separating this song')
+             'error', 'worker_lost: a worker died ' .. lost .. ' times separating this song')
   return 'failed'
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4], 'progress', 0)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import urlsplit
 
 
@@ -19,7 +19,7 @@ class SettingsError(ValueError):
 
 # name -> (default, one-line description). Secrets default to empty.
 ENVIRONMENT: dict[str, tuple[str, str]] = {
-    "REDIS_URL": ("", "Full Redis URL (redis://[:password@]host:port/db); wins over REDIS_HOST/PORT"),
+    "REDIS_URL": ("", "Redis URL (redis://[:password@]host:port/db); wins over REDIS_HOST/PORT"),
     "REDIS_HOST": ("localhost", "Redis host when REDIS_URL is empty"),
     "REDIS_PORT": ("6379", "Redis port; a Kubernetes-style tcp://host:port value is accepted"),
     "REDIS_DB": ("0", "Redis database number"),
@@ -35,13 +35,13 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "MAX_DURATION_S": ("1800", "Longest accepted song, in seconds of audio"),
     "LOG_LIST_MAX": ("1000", "Length at which the Redis list `logging` is trimmed"),
     "LOG_LEVEL": ("INFO", "Lowest level logged to stdout and to `logging`"),
-    "API_KEYS": ("", "Comma-separated keys; `key` may submit and remove, `key:ro` may only read (secret)"),
+    "API_KEYS": ("", "Comma-separated; `key` may submit and remove, `key:ro` read (secret)"),
     "PROTECT_READS": ("false", "Require an API key for reads as well"),
     "RATE_LIMIT_PER_MIN": ("60", "Writes allowed per client per minute; 0 turns the limit off"),
     "MAX_QUEUE_LENGTH": ("1000", "Submissions are refused with 503 while the queue is this long"),
-    "PROXY_HOPS": ("0", "Reverse proxies in front of rest (1 behind an ingress) trusted for client address"),
+    "PROXY_HOPS": ("0", "Trusted proxies in front of rest (1 behind an ingress)"),
     "DEMUCS_MODEL": ("htdemucs", "Demucs model name (htdemucs, htdemucs_ft, demucs_unittest, ...)"),
-    "DEMUCS_REPO": ("", "Local folder with model files; empty means the Hugging Face hub and cache"),
+    "DEMUCS_REPO": ("", "Local folder of model files; empty: the Hugging Face hub and its cache"),
     "DEMUCS_DEVICE": ("auto", "auto (CUDA when available), cpu or cuda[:n]"),
     "DEMUCS_PRECISION": ("auto", "auto, fp32, bf16 or fp16 (autocast)"),
     "DEMUCS_BATCH": ("0", "Segments per forward pass; 0 picks from free device memory"),
@@ -59,7 +59,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "CALLBACK_TIMEOUT_S": ("5", "Timeout of each callback request"),
     "CALLBACK_RETRIES": ("3", "Callback attempts before giving up"),
     "CALLBACK_SECRET": ("", "When set, callbacks carry X-Signature (HMAC-SHA256) (secret)"),
-    "CALLBACK_ALLOW_PRIVATE": ("false", "Allow callbacks to loopback, private and link-local addresses"),
+    "CALLBACK_ALLOW_PRIVATE": ("false", "Allow callbacks to private and loopback addresses"),
 }
 
 
@@ -170,7 +170,7 @@ class Settings:
     hostname: str = field(default_factory=socket.gethostname)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; raises SettingsError naming the bad variable."""
         env = os.environ if env is None else env
         precision = _text(env, "DEMUCS_PRECISION").lower()

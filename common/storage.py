@@ -7,7 +7,7 @@ Songs live in the songs bucket as `<hash>.mp3`; stems in the output bucket as
 from __future__ import annotations
 
 import io
-from typing import Iterator
+from collections.abc import Iterator
 
 import urllib3
 from minio import Minio

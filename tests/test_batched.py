@@ -64,7 +64,7 @@ def stock(model: torch.nn.Module, mix: torch.Tensor) -> torch.Tensor:
 MODELS = {"htdemucs": lambda: small_htdemucs(0), "hdemucs": small_hdemucs, "bag": small_bag}
 
 
-@pytest.mark.parametrize("batch", [1, 3, 64])
+@pytest.mark.parametrize("batch", [1, 3, 48])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fp32_equals_stock_apply_model(name, batch, mix):
     model = MODELS[name]()
@@ -124,7 +124,7 @@ def test_out_of_memory_halves_the_batch_then_leaves_the_device():
 
 def test_batch_from_free_memory():
     gib = 2**30
-    assert batch_for_memory(80 * gib, 1 * gib) == 64
+    assert batch_for_memory(80 * gib, 1 * gib) == 48
     assert batch_for_memory(20 * gib, 1 * gib) == 16
     assert batch_for_memory(gib // 2, 1 * gib) == 1
     assert batch_for_memory(20 * gib, 1 * gib, cap=8) == 8

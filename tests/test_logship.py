@@ -1,4 +1,4 @@
-"""Log lines reach stdout and the bounded Redis list `logging` as <host>.<service>.<level>:<message>."""
+"""Log lines reach stdout and the bounded list `logging` as <host>.<service>.<level>:<message>."""
 
 import io
 import logging

@@ -1,4 +1,5 @@
-"""The worker separating real mp3s with the real Demucs code (the untrained demucs_unittest model)."""
+"""The worker separating real mp3s with the real Demucs code, on the small untrained
+demucs_unittest model."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from demucs.utils import center_trim
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-MAX_BATCH = 64
+MAX_BATCH = 48  # the largest batch measured (H200, 240 s song: 42 segments in one batch)
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ def send(url: str, data, delivery_id: str, settings: Settings) -> str:
                    "Host": _host_header(host, port),
                    "X-Delivery-Id": delivery_id, "X-Timestamp": timestamp}
         if settings.callback_secret:
-            headers["X-Signature"] = "sha256=" + signature(settings.callback_secret, timestamp, body)
+            digest = signature(settings.callback_secret, timestamp, body)
+            headers["X-Signature"] = f"sha256={digest}"
         try:
             with _pool(scheme, host, address, port, settings.callback_timeout_s) as pool:
                 response = pool.urlopen("POST", path, body=body, headers=headers, redirect=False,

@@ -242,7 +242,8 @@ class Worker:
                 # replaced it.
                 if not retry(lambda: self.jobs.is_current(song_hash, token), "checking the job"):
                     raise Superseded
-                retry(lambda: self.storage.put_stem(song_hash, name, data), f"storing {name}")
+                retry(lambda n=name, d=data: self.storage.put_stem(song_hash, n, d),
+                      f"storing {name}")
             timings["store_stems"] = round(time.monotonic() - started, 3)
         except Superseded:
             self._finish(song_hash, token, JobStatus.FAILED, "superseded", [], timings)
