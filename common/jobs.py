@@ -115,8 +115,16 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], 'updated', ARGV[4])
 return 1
 """
 
-# KEYS: job, processing list. ARGV: hash, token, status, error, now, tracks json, timings json.
-_FINISH = """
+# Lua: queue the job's callback, if it has one, in the given outbox (the same step that ends it).
+_OWE_CALLBACK = """
+local function owe_callback(job, outbox, hash)
+  local callback = redis.call('HGET', job, 'callback')
+  if callback and callback ~= '' then redis.call('RPUSH', outbox, hash) end
+end
+"""
+
+# KEYS: job, processing list, outbox. ARGV: hash, token, status, error, now, tracks, timings.
+_FINISH = _OWE_CALLBACK + """
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
 local complete = '0'
@@ -124,6 +132,7 @@ if ARGV[3] == 'done' then complete = '1' end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'error', ARGV[4], 'updated', ARGV[5],
            'finished', ARGV[5], 'tracks', ARGV[6], 'timings', ARGV[7], 'complete', complete)
 if ARGV[3] == 'done' then redis.call('HSET', KEYS[1], 'progress', 1) end
+owe_callback(KEYS[1], KEYS[3], ARGV[1])
 return 1
 """
 
@@ -140,9 +149,10 @@ redis.call('LPUSH', KEYS[3], ARGV[1])
 return 1
 """
 
-# KEYS: job, dead worker's processing list, queue. ARGV: hash, dead worker, max lost, now.
+# KEYS: job, dead worker's processing list, queue, dead worker's outbox.
+# ARGV: hash, dead worker, max lost, now.
 # Removing the entry first makes two reapers safe: only the one whose LREM removed it acts.
-_REQUEUE_ORPHAN = """
+_REQUEUE_ORPHAN = _OWE_CALLBACK + """
 if redis.call('LREM', KEYS[2], 0, ARGV[1]) == 0 then return 'gone' end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' then
@@ -157,6 +167,7 @@ redis.call('HDEL', KEYS[1], 'token')
 if lost >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'updated', ARGV[4], 'finished', ARGV[4],
              'error', 'worker_lost: a worker died ' .. lost .. ' times separating this song')
+  owe_callback(KEYS[1], KEYS[4], ARGV[1])
   return 'failed'
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4], 'progress', 0)
@@ -240,16 +251,30 @@ class JobStore:
         return bool(self._set_if_current(keys=[keys.job(song_hash)],
                                          args=[token, "progress", round(progress, 4), time.time()]))
 
-    def record_callback(self, song_hash: str, outcome: str) -> None:
-        """What happened to the job's callback; only the attempt that ended the job sends one."""
-        self.redis.hset(keys.job(song_hash), "callback_status", outcome)
+    def owed_callbacks(self, worker_id: str) -> list[str]:
+        """Songs whose callback this worker owes (it, or a dead worker it adopted, ended them)."""
+        return self.redis.lrange(keys.outbox(worker_id), 0, -1)
+
+    def callback_sent(self, worker_id: str, song_hash: str, outcome: str) -> None:
+        """Record what became of a callback and strike it from the worker's outbox."""
+        pipe = self.redis.pipeline()
+        pipe.hset(keys.job(song_hash), "callback_status", outcome)
+        pipe.lrem(keys.outbox(worker_id), 1, song_hash)
+        pipe.execute()
+
+    def adopt_callbacks(self, dead_worker: str, worker_id: str) -> list[str]:
+        """Move a dead worker's owed callbacks to this worker's outbox, one atomic move each."""
+        adopted = []
+        while song_hash := self.redis.lmove(keys.outbox(dead_worker), keys.outbox(worker_id)):
+            adopted.append(song_hash)
+        return adopted
 
     def finish(self, song_hash: str, worker_id: str, token: str, status: JobStatus,
                error: str = "", tracks: list[str] | None = None,
                timings: dict[str, float] | None = None) -> bool:
         """Write the final status; False when this attempt is no longer the current one."""
         return bool(self._finish(
-            keys=[keys.job(song_hash), keys.processing(worker_id)],
+            keys=[keys.job(song_hash), keys.processing(worker_id), keys.outbox(worker_id)],
             args=[song_hash, token, status.value, error, time.time(),
                   json.dumps(tracks or []), json.dumps(timings or {})],
         ))
@@ -264,7 +289,8 @@ class JobStore:
     def requeue_orphan(self, song_hash: str, dead_worker: str, max_lost: int) -> str:
         """Take a job from a dead worker: requeue it, or fail it after `max_lost` deaths."""
         return self._requeue_orphan(
-            keys=[keys.job(song_hash), keys.processing(dead_worker), keys.QUEUE],
+            keys=[keys.job(song_hash), keys.processing(dead_worker), keys.QUEUE,
+                  keys.outbox(dead_worker)],
             args=[song_hash, dead_worker, max_lost, time.time()],
         )
 

@@ -16,6 +16,11 @@ def processing(worker_id: str) -> str:
     return f"processing:{worker_id}"
 
 
+def outbox(worker_id: str) -> str:
+    """List of songs whose job a worker ended and whose callback it has not yet sent."""
+    return f"outbox:{worker_id}"
+
+
 def heartbeat(worker_id: str) -> str:
     """Key that exists, with a short TTL, while a worker is alive."""
     return f"heartbeat:{worker_id}"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sphn
 
+from common.jobs import JobStatus
 from common.redisconn import connect
 from rest.app import create_app
 from worker.errors import ModelLoadError
@@ -181,3 +182,48 @@ def test_a_worker_without_weights_says_so_in_one_line_and_takes_no_jobs(service_
     assert len(lines) == 1
     assert "cannot load Demucs model 'htdemucs'" in lines[0] and str(tmp_path) in lines[0]
     assert redis_client.lrange("logging", 0, -1)[-1].endswith(lines[0].split(" CRITICAL ")[1])
+
+
+def end_job_as(jobs, worker_id: str, mp3_hash: str, callback_url: str) -> None:
+    """A job that `worker_id` ended (done) just before dying, its callback still owed."""
+    jobs.enqueue(mp3_hash, {"url": callback_url, "data": {"owed": True}}, max_queue=10)
+    assert jobs.claim(worker_id, timeout=1) == mp3_hash
+    token = jobs.start(mp3_hash, worker_id)
+    assert jobs.finish(mp3_hash, worker_id, token, JobStatus.DONE, tracks=["drums.mp3"])
+    assert jobs.owed_callbacks(worker_id) == [mp3_hash]
+
+
+@pytest.fixture
+def receiver():
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Receiver.received = []
+    yield f"http://127.0.0.1:{server.server_port}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def wait_for_callbacks(count: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while len(Receiver.received) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(Receiver.received) == count
+
+
+@pytest.mark.parametrize("dead_worker", ["another-worker", "same-id"])
+def test_a_callback_owed_by_a_dead_worker_is_sent_by_a_live_one(run_worker, jobs, redis_client,
+                                                                receiver, dead_worker):
+    song_hash = "c" * 64
+    own_id = "same-id"
+    end_job_as(jobs, dead_worker, song_hash, receiver)
+    redis_client.sadd("workers", dead_worker)  # registered, and its heartbeat long expired
+    run_worker(CALLBACK_ALLOW_PRIVATE="true", WORKER_ID=own_id, REAPER_INTERVAL_S="1")
+    wait_for_callbacks(1)
+    assert Receiver.received[0][1] == {"owed": True}
+    deadline = time.monotonic() + 30
+    while jobs.get(song_hash).callback_status == "" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert jobs.get(song_hash).callback_status == "delivered: HTTP 204"
+    assert jobs.owed_callbacks(dead_worker) == [] and jobs.owed_callbacks(own_id) == []
+    time.sleep(2)  # two more reaper passes: the callback is not sent again
+    assert len(Receiver.received) == 1

@@ -74,24 +74,24 @@ class Worker:
         self.pending: Future | None = None
         self.active: dict[str, str] = {}  # hash -> token of every job this worker holds
         self.active_lock = threading.Lock()
+        self.delivering: set[str] = set()  # owed callbacks being sent right now
+        self.delivering_lock = threading.Lock()
         self.stopping = threading.Event()
         self.heartbeat = Heartbeat(self.redis, self.worker_id, settings.heartbeat_ttl_s)
         self.reaper = Reaper(self.jobs, self.worker_id, settings.max_attempts,
-                             settings.reaper_interval_s, on_failed=self._send_final_callback,
+                             settings.reaper_interval_s, on_owed=self._send_owed_callbacks,
                              heartbeat_ttl_s=settings.heartbeat_ttl_s)
 
     # -- lifecycle ------------------------------------------------------------------------
     def run(self) -> None:
         retry(self.storage.ensure_buckets, "creating the buckets", attempts=30)
         # Jobs left in our own list were held by an earlier process with this id, now dead.
-        recovered = retry(lambda: requeue_jobs_of(self.jobs, self.worker_id,
-                                                  self.settings.max_attempts),
-                          "recovering jobs of a previous run", attempts=30)
+        retry(lambda: requeue_jobs_of(self.jobs, self.worker_id, self.settings.max_attempts),
+              "recovering jobs of a previous run", attempts=30)
         self.heartbeat.start()
         self.reaper.start()
-        for song_hash, outcome in recovered.items():
-            if outcome == "failed":  # the previous run was its last chance: worker_lost
-                self._send_final_callback(song_hash)
+        # Callbacks an earlier run owed, including those of jobs it was the last chance of.
+        self._send_owed_callbacks()
         ID_FILE.write_text(self.worker_id)  # for the exec probe, `python -m worker.healthcheck`
         log.info("worker %s ready, waiting for songs", self.worker_id)
         while not self.stopping.is_set():
@@ -271,7 +271,7 @@ class Worker:
             return
         log.info("song %s: %s%s %s", song_hash, status.value, f" ({error})" if error else "",
                  timings)
-        self._send_final_callback(song_hash)
+        self._send_owed_callbacks()
 
     def _hand_back(self, song_hash: str, token: str, why: str) -> None:
         log.warning("song %s: handed back to the queue: %s", song_hash, why)
@@ -282,26 +282,37 @@ class Worker:
                 self.active.pop(song_hash, None)
         self.stopping.wait(2)  # give the dependency a moment before the next claim
 
-    def _send_final_callback(self, song_hash: str) -> None:
+    def _send_owed_callbacks(self) -> None:
+        """Send every callback in this worker's outbox that is not already on its way."""
+        try:
+            owed = self.jobs.owed_callbacks(self.worker_id)
+        except redis.RedisError as error:
+            log.warning("could not read the callbacks owed (%s); trying again later", error)
+            return
+        with self.delivering_lock:
+            fresh = [song_hash for song_hash in owed if song_hash not in self.delivering]
+            self.delivering.update(fresh)
+        for song_hash in fresh:
+            self.callbacks.submit(self._deliver, song_hash)
+
+    def _deliver(self, song_hash: str) -> None:
         try:
             job = retry(lambda: self.jobs.get(song_hash), "reading the job for its callback")
+            outcome = "not sent: the job has no callback"
+            if job is not None and job.callback and job.callback.get("url"):
+                # Stable across resends of one result, so receivers can drop duplicates.
+                delivery_id = f"{song_hash}.{job.attempts}.{job.status.value}"
+                outcome = callback.send(job.callback["url"], job.callback.get("data"),
+                                        delivery_id, self.settings)
+                level = logging.INFO if outcome.startswith("delivered") else logging.WARNING
+                log.log(level, "song %s: callback %s", song_hash, outcome)
+            retry(lambda: self.jobs.callback_sent(self.worker_id, song_hash, outcome),
+                  "recording the callback")
         except redis.RedisError as error:
-            log.error("song %s: callback not sent, Redis unavailable (%s)", song_hash, error)
-            return
-        if job is None or not job.callback or not job.callback.get("url"):
-            return
-        self.callbacks.submit(self._deliver, job)
-
-    def _deliver(self, job) -> None:
-        delivery_id = f"{job.song_hash}.{job.attempts}.{job.status.value}"
-        outcome = callback.send(job.callback["url"], job.callback.get("data"), delivery_id,
-                                self.settings)
-        level = logging.INFO if outcome.startswith("delivered") else logging.WARNING
-        log.log(level, "song %s: callback %s", job.song_hash, outcome)
-        try:
-            self.jobs.record_callback(job.song_hash, outcome)
-        except redis.RedisError:
-            pass
+            log.error("song %s: callback stays owed, Redis unavailable (%s)", song_hash, error)
+        finally:
+            with self.delivering_lock:
+                self.delivering.discard(song_hash)
 
 
 def main() -> int:

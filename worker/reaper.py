@@ -1,4 +1,4 @@
-"""Give the jobs of dead workers back to the queue.
+"""Give the jobs of dead workers back to the queue, and take over the callbacks they owed.
 
 Every worker runs a reaper. A worker is dead when its heartbeat key has expired, so a job
 is back in the queue at most HEARTBEAT_TTL_S + REAPER_INTERVAL_S seconds after its worker
@@ -46,7 +46,10 @@ def reap_once(jobs: JobStore, self_id: str, max_lost: int, lock_ttl_s: int = 30)
             if worker_id == self_id or is_alive(client, worker_id):
                 continue
             outcomes.update(requeue_jobs_of(jobs, worker_id, max_lost))
-            if not jobs.claimed_by(worker_id):
+            for song_hash in jobs.adopt_callbacks(worker_id, self_id):
+                log.warning("song %s: worker %s died owing its callback; sending it",
+                            song_hash, worker_id)
+            if not jobs.claimed_by(worker_id) and not jobs.owed_callbacks(worker_id):
                 client.srem(keys.WORKERS, worker_id)
     finally:
         if client.get(keys.REAPER_LOCK) == lock:
@@ -56,12 +59,12 @@ def reap_once(jobs: JobStore, self_id: str, max_lost: int, lock_ttl_s: int = 30)
 
 class Reaper(threading.Thread):
     def __init__(self, jobs: JobStore, self_id: str, max_lost: int, interval_s: int,
-                 on_failed=None, heartbeat_ttl_s: int = 0):
+                 on_owed=None, heartbeat_ttl_s: int = 0):
         super().__init__(name="reaper", daemon=True)
         self.jobs, self.self_id, self.max_lost = jobs, self_id, max_lost
         self.interval_s = interval_s
         self.heartbeat_ttl_s = heartbeat_ttl_s
-        self.on_failed = on_failed  # called with each hash failed as worker_lost
+        self.on_owed = on_owed  # called after each pass, to send the callbacks now owed
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -75,11 +78,10 @@ class Reaper(threading.Thread):
                     quiet_until, cut_off = time.monotonic() + self.heartbeat_ttl_s, False
                 if time.monotonic() < quiet_until:
                     continue
-                outcomes = reap_once(self.jobs, self.self_id, self.max_lost)
+                reap_once(self.jobs, self.self_id, self.max_lost)
             except redis.RedisError as error:
                 cut_off = True
                 log.warning("reaper skipped a pass (Redis unavailable: %s)", error)
                 continue
-            for song_hash, outcome in outcomes.items():
-                if outcome == "failed" and self.on_failed:
-                    self.on_failed(song_hash)
+            if self.on_owed:
+                self.on_owed()
