@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -168,6 +169,15 @@ class Settings:
     callback_secret: str = ""
     callback_allow_private: bool = False
     hostname: str = field(default_factory=socket.gethostname)
+
+    @classmethod
+    def for_service(cls, service: str) -> Settings | None:
+        """Settings for a service's start-up, or None after printing which variable is wrong."""
+        try:
+            return cls.from_env()
+        except SettingsError as error:
+            print(f"{service}: bad configuration: {error}", file=sys.stderr)
+            return None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -7,14 +7,12 @@ import redis
 
 from common.logship import follow
 from common.redisconn import connect
-from common.settings import Settings, SettingsError
+from common.settings import Settings
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        print(f"logs: bad configuration: {error}", file=sys.stderr)
+    settings = Settings.for_service("logs")
+    if settings is None:
         return 2
     client = connect(settings, socket_timeout=15)
     while True:

@@ -21,7 +21,7 @@ import redis
 from common.jobs import JobStatus, JobStore
 from common.logship import setup_logging
 from common.redisconn import connect
-from common.settings import Settings, SettingsError
+from common.settings import Settings
 from common.storage import NotFound, Storage, StorageError
 from worker import callback
 from worker.audio import decode
@@ -316,10 +316,8 @@ class Worker:
 
 
 def main() -> int:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        print(f"worker: bad configuration: {error}", file=sys.stderr)
+    settings = Settings.for_service("worker")
+    if settings is None:
         return 2
     client = connect(settings, socket_timeout=10)
     setup_logging(settings, "worker", client)
