@@ -135,7 +135,8 @@ class BatchedModel:
         # Compiling HTDemucs takes minutes; the caches (TORCHINDUCTOR_CACHE_DIR, best on a
         # volume) make that a once-per-volume cost instead of a once-per-process one.
         inductor_config.fx_graph_cache = True
-        functorch_config.enable_autograd_cache = True
+        if hasattr(functorch_config, "enable_autograd_cache"):  # torch >= 2.5
+            functorch_config.enable_autograd_cache = True
         log.info("torch.compile on; inductor cache in %s",
                  os.environ.get("TORCHINDUCTOR_CACHE_DIR", "torch's default temporary folder"))
         return torch.compile(module, dynamic=False)
@@ -197,7 +198,7 @@ class BatchedModel:
             for source, weight in enumerate(weights):
                 out[source] *= weight
                 totals[source] += weight
-            estimates = out if estimates is None else estimates + out.to(estimates.device)
+            estimates = out if estimates is None else estimates.to(out.device) + out
         for source, total_weight in enumerate(totals):
             estimates[source] /= total_weight
         return estimates.cpu()
@@ -221,7 +222,9 @@ class BatchedModel:
                       .padded(cut.input_lengths[i]) for i in range(start, stop)]
             try:
                 result = self._forward(model, torch.stack(chunks))
-            except torch.OutOfMemoryError:
+            except torch.cuda.OutOfMemoryError:
+                result = None  # shrink outside the handler: its traceback holds device memory
+            if result is None:
                 self._shrink()
                 device_mix, out, sum_weight, weight = (tensor.to(self.device) for tensor in
                                                        (device_mix, out, sum_weight, weight))
@@ -260,7 +263,7 @@ class BatchedModel:
             self.batch = smaller
             return
         if self.device.type == "cpu":
-            raise torch.OutOfMemoryError("out of memory with one segment per batch on the CPU")
+            raise RuntimeError("out of memory with one segment per batch on the CPU")
         log.warning("out of %s memory with one segment per batch; continuing on the CPU",
                     self.device)
         self.move_to(torch.device("cpu"))

@@ -67,9 +67,10 @@ class Separator:
         try:
             self.batched = BatchedModel(self.model, self.device, settings.demucs_precision,
                                         settings.demucs_batch, settings.demucs_compile)
-            started = time.monotonic()
-            self.batched.warm_up()
-            log.info("warm-up took %.1f s", time.monotonic() - started)
+            if not self.shifts:  # with shifts, stock apply_model runs instead
+                started = time.monotonic()
+                self.batched.warm_up()
+                log.info("warm-up took %.1f s", time.monotonic() - started)
         except RuntimeError as error:  # out of memory or a failed compile at start
             raise ModelLoadError(f"cannot prepare the model on {self.device}: {error}") from None
         how = ("stock apply_model, fp32, one segment at a time" if self.shifts else
@@ -90,7 +91,7 @@ class Separator:
                 out = self._stock(mix, progress)
             else:
                 out = self.batched.separate(mix, self.overlap, progress)
-        except torch.OutOfMemoryError as error:
+        except torch.cuda.OutOfMemoryError as error:
             raise SeparationFailed(f"out of memory: {error}") from None
         except RuntimeError as error:
             raise SeparationFailed(str(error)) from None
