@@ -162,6 +162,8 @@ def up() -> None:
     if any(RUN.glob("*.pid")):
         sys.exit("the stack is already up (pid files in .run/); run `make down` first")
     RUN.mkdir(exist_ok=True)
+    for old_log in RUN.glob("*.log"):
+        old_log.unlink()  # a new stack starts new logs, so readers see only this run
     redis_port, s3_port = free_port(), free_port()
     rest_port = int(os.environ.get("REST_PORT", "5000"))
     env = service_env(redis_port, s3_port)
