@@ -32,17 +32,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+def _wait_until(answers, process: subprocess.Popen, timeout: float, what: str) -> None:
+    """Poll `answers()` until it is true; fail early if `process` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        if answers():
             return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} after {timeout} s")
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    _wait_until(lambda: _port_open(port), process, timeout, f"nothing listens on port {port}")
 
 
 def _spawn(command: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
@@ -101,18 +112,16 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
     return _spawn([sys.executable, "-m", "worker.main"], log, env)
 
 
+def _ready(base_url: str) -> bool:
+    try:
+        return requests.get(f"{base_url}/readyz", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the REST server exited with {process.returncode}")
-        try:
-            if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{base_url}/readyz did not answer 200 within {timeout} s")
+    _wait_until(lambda: _ready(base_url), process, timeout,
+                f"{base_url}/readyz did not answer 200")
 
 
 def create_buckets(env: dict) -> None:
