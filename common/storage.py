@@ -58,6 +58,10 @@ class Storage:
             http_client=_http_client(),
         )
 
+    def close(self) -> None:
+        """Close the pooled connections to the store."""
+        self.client._http.clear()
+
     def _call(self, action, *args, **kwargs):
         try:
             return action(*args, **kwargs)

@@ -35,3 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(api)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Close the app's connections to Redis and the object store (gunicorn's exit does it too)."""
+    app.extensions["storage"].close()
+    app.extensions["redis"].close()

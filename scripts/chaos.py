@@ -155,6 +155,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         storage = Storage(settings)
         done = [h for h in hashes
                 if found[h]["status"] == "done" and sorted(storage.stems(h)) == STEMS]
+        storage.close()
         for song_hash in sorted(set(hashes) - set(done)):
             print(f"  lost {song_hash}: {found[song_hash]}", flush=True)
         attempts = sum(found[h].get("attempts", 0) for h in hashes)

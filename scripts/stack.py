@@ -129,7 +129,9 @@ def create_buckets(env: dict) -> None:
     from common.settings import Settings
     from common.storage import Storage
 
-    Storage(Settings.from_env(env)).ensure_buckets()
+    store = Storage(Settings.from_env(env))
+    store.ensure_buckets()
+    store.close()
 
 
 def stop(process: subprocess.Popen | int, timeout: float = 30) -> None:

@@ -22,6 +22,7 @@ from make_samples import song_mp3  # noqa: E402
 from common.jobs import JobStore  # noqa: E402
 from common.settings import Settings  # noqa: E402
 from common.storage import Storage  # noqa: E402
+from rest.app import close_app, create_app  # noqa: E402
 
 _bucket_numbers = itertools.count()
 
@@ -92,6 +93,21 @@ def storage(settings):
         for obj in store.client.list_objects(bucket, recursive=True):
             store.client.remove_object(bucket, obj.object_name)
         store.client.remove_bucket(bucket)
+    store.close()
+
+
+@pytest.fixture
+def make_client(make_settings, redis_client, storage):
+    """Factory of Flask test clients: make_client(**env overrides); connections closed after."""
+    apps = []
+
+    def make(**overrides: str):
+        apps.append(create_app(make_settings(**overrides)))
+        return apps[-1].test_client()
+
+    yield make
+    for app in apps:
+        close_app(app)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from common import keys
-from rest.app import create_app
 from tests.helpers import b64
 
 RW, RO = "writer-key-0123", "reader-key-4567"
@@ -14,12 +13,9 @@ HASH = "0" * 64
 
 
 @pytest.fixture
-def make_client(make_settings, redis_client, storage):
-    def make(**overrides: str):
-        overrides.setdefault("API_KEYS", f"{RW},{RO}:ro")
-        return create_app(make_settings(**overrides)).test_client()
-
-    return make
+def make_client(make_client):
+    """Clients of an app with one read-write and one read-only key, unless a test says otherwise."""
+    return lambda **overrides: make_client(**{"API_KEYS": f"{RW},{RO}:ro", **overrides})
 
 
 def bearer(key: str) -> dict:

@@ -17,19 +17,15 @@ import requests
 
 from common import keys
 from common.jobs import JobStatus
-from rest.app import create_app
 from tests.helpers import b64
 
 HASH = "ab" * 32
 
 
 @pytest.fixture
-def make_client(make_settings, redis_client, storage):
-    def make(**overrides: str):
-        overrides.setdefault("CALLBACK_ALLOW_PRIVATE", "false")
-        return create_app(make_settings(**overrides)).test_client()
-
-    return make
+def make_client(make_client):
+    """Clients of an app that refuses private callback addresses, as in production."""
+    return lambda **overrides: make_client(**{"CALLBACK_ALLOW_PRIVATE": "false", **overrides})
 
 
 def assert_nothing_stored(redis_client, storage) -> None:

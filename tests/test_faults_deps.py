@@ -13,8 +13,6 @@ import redis
 import requests
 
 from common import keys
-from common.storage import Storage
-from rest.app import create_app
 from scripts import stack
 from tests.helpers import (
     STEMS,
@@ -79,12 +77,12 @@ def test_a_redis_restart_loses_no_job_and_rest_answers_503_meanwhile(live_stack,
 
 
 def test_an_object_store_outage_at_submit_queues_nothing_then_recovers(
-        make_settings, redis_client, tmp_path, short_mp3):
+        make_client, service_env, redis_client, tmp_path, short_mp3):
     port = stack.free_port()
     s3 = stack.start_object_store(port, tmp_path / "s3", tmp_path / "s3.log")
-    settings = make_settings(MINIO_HOST=f"127.0.0.1:{port}")
-    Storage(settings).ensure_buckets()
-    client = create_app(settings).test_client()
+    own_store = {"MINIO_HOST": f"127.0.0.1:{port}"}
+    stack.create_buckets({**service_env, **own_store})
+    client = make_client(**own_store)
     try:
         stack.stop(s3)
         response = client.post("/apiv1/separate", json={"mp3": b64(short_mp3)})
@@ -92,7 +90,7 @@ def test_an_object_store_outage_at_submit_queues_nothing_then_recovers(
         assert redis_client.llen(keys.QUEUE) == 0 and not redis_client.keys("job:*")
 
         s3 = stack.start_object_store(port, tmp_path / "s3", tmp_path / "s3.log")
-        Storage(settings).ensure_buckets()  # moto keeps nothing across a restart
+        stack.create_buckets({**service_env, **own_store})  # moto keeps nothing across a restart
         response = client.post("/apiv1/separate", json={"mp3": b64(short_mp3)})
         assert response.status_code == 200, response.json
         assert redis_client.lrange(keys.QUEUE, 0, -1) == [response.json["hash"]]
@@ -100,9 +98,9 @@ def test_an_object_store_outage_at_submit_queues_nothing_then_recovers(
         stack.stop(s3)
 
 
-def test_redis_refusing_the_enqueue_leaves_no_upload_behind(make_settings, redis_client, storage,
+def test_redis_refusing_the_enqueue_leaves_no_upload_behind(make_client, redis_client, storage,
                                                             short_mp3):
-    client = create_app(make_settings(RATE_LIMIT_PER_MIN="0")).test_client()
+    client = make_client(RATE_LIMIT_PER_MIN="0")
     # Reads still work, every write is refused: the song is stored, then the enqueue fails.
     redis_client.config_set("min-replicas-to-write", 1)
     try:

@@ -9,17 +9,8 @@ import pytest
 
 from common import keys
 from common.jobs import JobStatus
-from rest.app import create_app
 
 STEMS = ["drums", "bass", "other", "vocals"]
-
-
-@pytest.fixture
-def make_client(make_settings, redis_client, storage):
-    def make(**overrides: str):
-        return create_app(make_settings(**overrides)).test_client()
-
-    return make
 
 
 @pytest.fixture

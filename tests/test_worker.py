@@ -17,7 +17,6 @@ import sphn
 
 from common.jobs import JobStatus
 from common.redisconn import connect
-from rest.app import create_app
 from worker.errors import ModelLoadError
 from worker.main import EXIT_MODEL_UNAVAILABLE, Worker
 from worker.separator import Separator, load_model
@@ -40,11 +39,12 @@ def run_worker(make_settings, redis_client, storage):
     for worker, thread in running:
         worker.stopping.set()
         thread.join(60)
+        worker.redis.close()
 
 
 @pytest.fixture
-def api(settings, redis_client, storage):
-    return create_app(settings).test_client()
+def api(make_client):
+    return make_client()
 
 
 def submit(api, mp3: bytes, callback: dict | None = None) -> str:

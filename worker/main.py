@@ -154,6 +154,7 @@ class Worker:
         self.callbacks.shutdown(wait=True)
         self.heartbeat.stop()
         self.encoder.close()
+        self.storage.close()
         log.info("worker %s stopped", self.worker_id)
 
     # -- one job --------------------------------------------------------------------------
