@@ -109,7 +109,7 @@ def start_rest(port: int, env: dict, log: Path) -> subprocess.Popen:
 
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
-    return _spawn([sys.executable, "-m", "worker.main"], log, env)
+    return _spawn([sys.executable, "-m", "worker"], log, env)
 
 
 def _ready(base_url: str) -> bool:

@@ -91,7 +91,7 @@ def test_rest_image_holds_every_module_its_commands_run() -> None:
 
 def test_worker_image() -> None:
     assert json.loads(args_of("worker", "ENTRYPOINT")[0]) == ["tini", "--"]
-    assert json.loads(args_of("worker", "CMD")[0]) == ["python", "-m", "worker.main"]
+    assert json.loads(args_of("worker", "CMD")[0]) == ["python", "-m", "worker"]
     build_args = " ".join(args_of("worker", "ARG"))
     for arg in ("TORCH_VARIANT=cpu", "TORCH_VERSION=", "DEMUCS_MODEL=htdemucs", "FETCH_MODEL=1"):
         assert arg in build_args

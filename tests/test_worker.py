@@ -175,7 +175,7 @@ def test_missing_weights_are_named_with_where_they_were_looked_for(tmp_path):
 def test_a_worker_without_weights_says_so_in_one_line_and_takes_no_jobs(service_env, tmp_path,
                                                                         redis_client):
     env = {**service_env, "DEMUCS_MODEL": "htdemucs", "DEMUCS_REPO": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "worker.main"], env=env, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "worker"], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == EXIT_MODEL_UNAVAILABLE
     lines = [line for line in result.stdout.splitlines() if "CRITICAL" in line]

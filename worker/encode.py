@@ -1,7 +1,7 @@
 """Encoding stems to mp3 in parallel, in a pool of processes (LAME holds the GIL).
 
 The work sent to the pool is this module's functions on int16 PCM. (Spawned processes also
-import the parent's main module: under `python -m worker.main` that includes torch.)
+import the parent's main module, unless it is a package's `__main__`: hence `python -m worker`.)
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 While one song's stems are encoded and stored (a second thread, a pool of processes), the
 next song is already being separated, so the model never waits for LAME or the object store.
-Run with `python -m worker.main`.
+Run with `python -m worker` (see worker/__main__.py).
 """
 
 from __future__ import annotations
