@@ -26,6 +26,6 @@ def heartbeat(worker_id: str) -> str:
     return f"heartbeat:{worker_id}"
 
 
-def rate(client: str, minute: int) -> str:
-    """Counter of a client's writes during one minute."""
-    return f"rate:{client}:{minute}"
+def rate(client: str) -> str:
+    """Sorted set of a client's accepted writes in the last minute, scored by time in ms."""
+    return f"rate:{client}"

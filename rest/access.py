@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-import time
+import uuid
 
 import redis
 from flask import Request
@@ -53,19 +53,32 @@ def authorize(request: Request, api_keys: dict[str, bool], write: bool,
     return presented
 
 
+# A rolling window: at most ARGV[1] writes in any ARGV[2] ms, timed by Redis's clock so that
+# every REST replica agrees. Returns 0 when the write is counted, else the ms until a slot frees.
+_ROLLING_WINDOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return 0
+"""
+_WINDOW_MS = 60_000
+
+
 def rate_limit(client: redis.Redis, who: str, per_minute: int) -> None:
-    """Count one write for `who`; 429 with Retry-After once the minute's allowance is spent."""
+    """Count one write for `who`; 429 with Retry-After while `per_minute` fell in the last 60 s."""
     if per_minute <= 0:
         return
-    now = time.time()
-    minute = int(now // 60)
-    counter = keys.rate(who, minute)
-    pipe = client.pipeline()
-    pipe.incr(counter)
-    pipe.expire(counter, 120)
-    count, _ = pipe.execute()
-    if count > per_minute:
-        retry_after = max(1, int(60 - now % 60))
+    wait_ms = client.register_script(_ROLLING_WINDOW)(
+        keys=[keys.rate(who)], args=[per_minute, _WINDOW_MS, uuid.uuid4().hex])
+    if wait_ms:
+        retry_after = -(-int(wait_ms) // 1000)  # whole seconds, rounded up
         raise ApiError(429, f"rate limit reached: {per_minute} submissions per minute; "
                             f"retry in {retry_after} s",
                        headers={"Retry-After": str(retry_after)})

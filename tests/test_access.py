@@ -92,19 +92,35 @@ def test_health_probes_need_no_key(make_client):
     assert client.get("/readyz").status_code == 200
 
 
+def write(client, key: str = RW) -> int:
+    """A write that passes the access checks and is then refused as an empty body (400)."""
+    return client.post("/apiv1/separate", data="{}", content_type="application/json",
+                       headers=bearer(key)).status_code
+
+
 def test_writes_beyond_the_rate_limit_get_429_with_retry_after(make_client):
     client = make_client(RATE_LIMIT_PER_MIN="2")
-    # Six writes fall in at most two calendar minutes, so one minute sees at least three.
-    answers = [client.post("/apiv1/separate", data="{}", content_type="application/json",
-                           headers=bearer(RW)) for _ in range(6)]
-    limited = [r for r in answers if r.status_code == 429]
-    assert limited, [r.status_code for r in answers]
-    assert all(1 <= int(r.headers["Retry-After"]) <= 60 for r in limited)
-    assert {r.status_code for r in answers} <= {400, 429}
+    assert [write(client), write(client)] == [400, 400]
+    refused = client.post("/apiv1/separate", data="{}", content_type="application/json",
+                          headers=bearer(RW))
+    assert refused.status_code == 429
+    assert 55 <= int(refused.headers["Retry-After"]) <= 60
+    assert "2 submissions per minute" in refused.json["error"]
     # Each key is a client of its own.
     other = make_client(RATE_LIMIT_PER_MIN="2", API_KEYS=f"{RW},other-writer")
-    assert other.post("/apiv1/separate", data="{}", content_type="application/json",
-                      headers=bearer("other-writer")).status_code == 400
+    assert write(other, "other-writer") == 400
+
+
+def test_the_rate_limit_is_a_rolling_minute(make_client, redis_client):
+    client = make_client(RATE_LIMIT_PER_MIN="3")
+    assert [write(client) for _ in range(4)] == [400, 400, 400, 429]
+    # Move the first write 61 s into the past: one slot frees, and only one.
+    (window,) = redis_client.keys("rate:*")
+    first, score = redis_client.zrange(window, 0, 0, withscores=True)[0]
+    redis_client.zadd(window, {first: score - 61_000})
+    assert [write(client), write(client)] == [400, 429]
+    # The other two writes are still in the window, so there is no fresh allowance to burst.
+    assert redis_client.zcard(window) == 3
 
 
 def test_a_full_queue_refuses_new_songs_with_503_and_stores_nothing(make_client, redis_client,
