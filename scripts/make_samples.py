@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import lameenc
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from worker.encode import encode_mp3  # noqa: E402  (numpy and LAME only, no torch)
 
 
 def synthesize(seconds: float, samplerate: int = 44100, seed: int = 0) -> np.ndarray:
@@ -34,22 +37,10 @@ def synthesize(seconds: float, samplerate: int = 44100, seed: int = 0) -> np.nda
     return mix / max(1.0, np.abs(mix).max() * 1.05)
 
 
-def encode(wav: np.ndarray, samplerate: int = 44100, bitrate: int = 128) -> bytes:
-    """MP3 bytes of a `[channels, samples]` float array."""
-    encoder = lameenc.Encoder()
-    encoder.set_bit_rate(bitrate)
-    encoder.set_in_sample_rate(samplerate)
-    encoder.set_channels(wav.shape[0])
-    encoder.set_quality(2)
-    encoder.silence()
-    pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2").T.copy()
-    return bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
-
-
 def song_mp3(seconds: float, seed: int = 0, samplerate: int = 44100, channels: int = 2,
              bitrate: int = 128) -> bytes:
     wav = synthesize(seconds, samplerate, seed)[:channels]
-    return encode(wav, samplerate, bitrate)
+    return encode_mp3(wav, samplerate, bitrate)
 
 
 SAMPLES = {  # file name -> (seconds, seed, sample rate, channels, kbps)

@@ -133,6 +133,21 @@ def start_workers(live_stack, count: int, **extra: str) -> list[LiveWorker]:
     return [worker.wait_ready() for worker in workers]
 
 
+def one_of_two_claims(live_stack, redis_client, mp3: bytes, callback: dict | None = None,
+                      **extra: str) -> tuple[str, str, LiveWorker, LiveWorker]:
+    """Two ready workers and a gateway; submit the song and wait until one claims it.
+
+    Returns (gateway URL, song hash, the worker holding the song, the other one).
+    """
+    workers = start_workers(live_stack, 2, **extra)
+    base_url = live_stack.start_rest()
+    song_hash = submit(base_url, mp3, callback)
+    holder_id = wait_for_claim(redis_client, song_hash, [w.id for w in workers])
+    holding = next(w for w in workers if w.id == holder_id)
+    other = next(w for w in workers if w is not holding)
+    return base_url, song_hash, holding, other
+
+
 def kill_group(process, sig: int = signal.SIGKILL) -> None:
     """Signal a process started with its own session, and everything it started (as a
     container runtime kills a whole container)."""

@@ -20,11 +20,11 @@ from tests.helpers import (
     LiveWorker,
     TcpProxy,
     b64,
+    one_of_two_claims,
     status,
     stop_process,
     submit,
     wait_for,
-    wait_for_claim,
     wait_for_job,
     wait_for_status,
 )
@@ -55,17 +55,11 @@ def versioned_output(storage, live_stack):
 
 def test_a_worker_killed_right_after_claiming_loses_nothing(live_stack, redis_client, jobs,
                                                             storage, make_mp3):
-    workers = [LiveWorker(live_stack), LiveWorker(live_stack)]
-    base_url = live_stack.start_rest()
-    for worker in workers:
-        worker.wait_ready()
     with CallbackReceiver() as receiver:
-        song_hash = submit(base_url, make_mp3(10, seed=11), {"url": receiver.url,
-                                                            "data": {"n": 1}})
-        victim_id = wait_for_claim(redis_client, song_hash, [w.id for w in workers])
-        victim = next(w for w in workers if w.id == victim_id)
+        base_url, song_hash, victim, survivor = one_of_two_claims(
+            live_stack, redis_client, make_mp3(10, seed=11), {"url": receiver.url,
+                                                              "data": {"n": 1}})
         victim.kill()
-        survivor = next(w for w in workers if w is not victim)
 
         final = wait_for_status(base_url, song_hash)
         assert final["status"] == "done", (final, survivor.log())
@@ -144,15 +138,9 @@ def test_a_song_that_kills_every_worker_fails_as_worker_lost(live_stack, jobs, s
 def test_a_frozen_worker_that_wakes_up_cannot_overwrite_its_successor(
         live_stack, redis_client, jobs, versioned_output, make_mp3):
     storage = versioned_output
-    workers = [LiveWorker(live_stack), LiveWorker(live_stack)]
-    base_url = live_stack.start_rest()
-    for worker in workers:
-        worker.wait_ready()
     with CallbackReceiver() as receiver:
-        song_hash = submit(base_url, make_mp3(10, seed=15), {"url": receiver.url})
-        frozen_id = wait_for_claim(redis_client, song_hash, [w.id for w in workers])
-        frozen = next(w for w in workers if w.id == frozen_id)
-        other = next(w for w in workers if w is not frozen)
+        base_url, song_hash, frozen, other = one_of_two_claims(
+            live_stack, redis_client, make_mp3(10, seed=15), {"url": receiver.url})
         stop_process(frozen.process, signal.SIGSTOP)  # past its heartbeat TTL, as a long GC
         try:
             assert wait_for_status(base_url, song_hash)["status"] == "done", other.log()
@@ -175,14 +163,8 @@ def test_sigterm_lets_the_current_song_finish_and_exits_0(live_stack, redis_clie
     # detection bound, HEARTBEAT_TTL_S + REAPER_INTERVAL_S = 4 s, however fast the CPU is.
     proxy = TcpProxy(s3_server, delay_s=1.0)
     try:
-        workers = [LiveWorker(live_stack, MINIO_HOST=proxy.address),
-                   LiveWorker(live_stack, MINIO_HOST=proxy.address)]
-        base_url = live_stack.start_rest()
-        for worker in workers:
-            worker.wait_ready()
-        song_hash = submit(base_url, make_mp3(3, seed=16))
-        holder_id = wait_for_claim(redis_client, song_hash, [w.id for w in workers])
-        leaving = next(w for w in workers if w.id == holder_id)
+        base_url, song_hash, leaving, _ = one_of_two_claims(
+            live_stack, redis_client, make_mp3(3, seed=16), MINIO_HOST=proxy.address)
         leaving.process.send_signal(signal.SIGTERM)
         assert leaving.process.wait(120) == 0, leaving.log()
         final = wait_for_status(base_url, song_hash)
@@ -201,15 +183,8 @@ def test_sigterm_lets_the_current_song_finish_and_exits_0(live_stack, redis_clie
 
 def test_sigterm_past_the_grace_period_hands_the_song_back(live_stack, redis_client, jobs,
                                                            make_mp3):
-    workers = [LiveWorker(live_stack, SHUTDOWN_GRACE_S="0"),
-               LiveWorker(live_stack, SHUTDOWN_GRACE_S="0")]
-    base_url = live_stack.start_rest()
-    for worker in workers:
-        worker.wait_ready()
-    song_hash = submit(base_url, make_mp3(20, seed=17))
-    holder_id = wait_for_claim(redis_client, song_hash, [w.id for w in workers])
-    leaving = next(w for w in workers if w.id == holder_id)
-    staying = next(w for w in workers if w is not leaving)
+    base_url, song_hash, leaving, staying = one_of_two_claims(
+        live_stack, redis_client, make_mp3(20, seed=17), SHUTDOWN_GRACE_S="0")
     wait_for_job(jobs, song_hash, lambda j: j.status == "processing")
     leaving.process.send_signal(signal.SIGTERM)
     assert leaving.process.wait(60) == 0, leaving.log()
