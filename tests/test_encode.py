@@ -54,10 +54,14 @@ def test_pool_encodes_every_stem_deterministically():
     encoder = StemEncoder(2, RATE, 192)
     try:
         first, second = encoder.encode(stems), encoder.encode(stems)
+        as_finished = list(encoder.encode_each(stems))
     finally:
         encoder.close()
     assert list(first) == list(stems)
     assert first == second
+    # encode_each gives every stem exactly once, whatever order they finish in.
+    assert sorted(name for name, _ in as_finished) == sorted(stems)
+    assert dict(as_finished) == first
     assert first == {name: encode_mp3(wav, RATE, 192) for name, wav in stems.items()}
 
 

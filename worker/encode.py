@@ -10,7 +10,8 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 import lameenc
@@ -88,16 +89,26 @@ class StemEncoder:
             pool.submit(_ready)  # start the interpreters now, not during the first song
         return pool
 
-    def encode(self, stems: dict[str, np.ndarray]) -> dict[str, bytes]:
-        """`{stem: mp3 bytes}` for `{stem: [channels, samples] float32}`, stems in parallel."""
+    def encode_each(self, stems: dict[str, np.ndarray]) -> Iterator[tuple[str, bytes]]:
+        """`(stem, mp3 bytes)` for `{stem: [channels, samples] float32}`, encoded in parallel
+        and given out as each finishes, so that one can be stored while the others encode."""
         try:
-            futures = {name: self.pool.submit(encode_pcm, to_pcm16(wav), self.samplerate,
-                                              self.bitrate) for name, wav in stems.items()}
+            futures = {self.pool.submit(encode_pcm, to_pcm16(wav), self.samplerate,
+                                        self.bitrate): name for name, wav in stems.items()}
         except BrokenProcessPool as error:
             self.pool = self._new_pool()
             raise EncodeFailed(f"an encoding process died: {error}") from None
+        for future in as_completed(futures):
+            yield futures[future], self._result(future)
+
+    def encode(self, stems: dict[str, np.ndarray]) -> dict[str, bytes]:
+        """`{stem: mp3 bytes}`, in the order of `stems`."""
+        encoded = dict(self.encode_each(stems))
+        return {name: encoded[name] for name in stems}
+
+    def _result(self, future: Future) -> bytes:
         try:
-            return {name: future.result() for name, future in futures.items()}
+            return future.result()
         except BrokenProcessPool as error:
             self.pool = self._new_pool()  # a pool process died; the next job gets a fresh pool
             raise EncodeFailed(f"an encoding process died: {error}") from None

@@ -234,18 +234,19 @@ class Worker:
 
     def _encode_and_store(self, song_hash: str, token: str, stems: dict, timings: dict) -> None:
         try:
-            started = time.monotonic()
-            encoded = self.encoder.encode(stems)
-            timings["encode"] = round(time.monotonic() - started, 3)
-            started = time.monotonic()
-            for name, data in encoded.items():
+            started = last_encoded = time.monotonic()
+            # Each stem is stored as soon as it is encoded, while the others still encode.
+            for name, data in self.encoder.encode_each(stems):
+                last_encoded = time.monotonic()
                 # A worker presumed dead must not overwrite the stems of the attempt that
                 # replaced it.
                 if not retry(lambda: self.jobs.is_current(song_hash, token), "checking the job"):
                     raise Superseded
                 retry(lambda n=name, d=data: self.storage.put_stem(song_hash, n, d),
                       f"storing {name}")
-            timings["store_stems"] = round(time.monotonic() - started, 3)
+            # encode: until the last stem was encoded; store_stems: the upload after that.
+            timings["encode"] = round(last_encoded - started, 3)
+            timings["store_stems"] = round(time.monotonic() - last_encoded, 3)
         except Superseded:
             self._finish(song_hash, token, JobStatus.FAILED, "superseded", [], timings)
             return
