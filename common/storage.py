@@ -49,18 +49,19 @@ class Storage:
     def __init__(self, settings: Settings):
         self.songs_bucket = settings.songs_bucket
         self.output_bucket = settings.output_bucket
+        self._http = _http_client()
         self.client = Minio(
             settings.minio_host,
             access_key=settings.minio_access_key,
             secret_key=settings.minio_secret_key,
             secure=settings.minio_secure,
             region=settings.minio_region,
-            http_client=_http_client(),
+            http_client=self._http,
         )
 
     def close(self) -> None:
         """Close the pooled connections to the store."""
-        self.client._http.clear()
+        self._http.clear()
 
     def _call(self, action, *args, **kwargs):
         try:

@@ -140,3 +140,17 @@ def test_precision_choice():
 def test_cpu_defaults_to_one_segment_per_batch_and_no_compile():
     runner = BatchedModel(small_htdemucs(0), "cpu", "fp32", batch=0, compile=True)
     assert runner.batch == 1 and not runner.compiled and not runner.pad
+
+
+def test_attention_skips_the_fast_path_only_inside_our_forward(mix):
+    """On the CPU our forward routes attention through SDPA and restores the process-wide
+    switch afterwards, so stock Demucs in the same process (the benchmark) runs unchanged."""
+    model = small_htdemucs(0)
+    attention = next(m for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention))
+    seen = []
+    attention.register_forward_pre_hook(
+        lambda *_: seen.append(torch.backends.mha.get_fastpath_enabled()))
+    assert torch.backends.mha.get_fastpath_enabled()
+    BatchedModel(model, "cpu", "fp32", 1).separate(mix, 0.25)
+    assert seen and not any(seen)
+    assert torch.backends.mha.get_fastpath_enabled()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +23,22 @@ log = logging.getLogger("worker")
 Progress = Callable[[float], None]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_BATCH = 48  # the largest batch measured (H200, 240 s song: 42 segments in one batch)
+
+
+@contextmanager
+def attention_through_sdpa():
+    """Route nn.MultiheadAttention through scaled_dot_product_attention while inside.
+
+    Its inference fast path computes attention with explicit bmm and softmax on the CPU; SDPA's
+    kernel made one htdemucs segment 4 % faster in fp32 on a 2-core AVX2 CPU, equal to 133 dB.
+    The switch is process-wide, so it is restored on the way out.
+    """
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
 
 
 @dataclass(frozen=True)
@@ -250,7 +266,8 @@ class BatchedModel:
                     else nullcontext())
         # inference_mode tensors cannot enter a compiled graph; no_grad is what compile expects.
         grad_off = torch.no_grad() if compiled else torch.inference_mode()
-        with grad_off, autocast:
+        attention = attention_through_sdpa() if self.device.type == "cpu" else nullcontext()
+        with grad_off, autocast, attention:
             return forward(batch)[:rows].float()
 
     def _shrink(self) -> None:
