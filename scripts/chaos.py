@@ -16,7 +16,6 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -60,12 +59,7 @@ class Workers:
                 if beat and float(beat) > self.started_at[worker_id]]
 
     def kill_and_restart(self, worker_id: str) -> None:
-        process = self.processes[worker_id]
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
+        stack.kill_group(self.processes[worker_id])
         self.kills += 1
         self.started_at[worker_id] = time.time()
         self.processes[worker_id] = self._start(worker_id)
@@ -74,10 +68,7 @@ class Workers:
         for process in self.processes.values():
             if process.poll() is None:
                 stack.stop(process, timeout=20)
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # leftover encoder processes
-            except ProcessLookupError:
-                pass
+            stack.kill_group(process)  # leftover encoder processes
 
 
 def chaos(workers: Workers, client, stop: threading.Event, every: float, rng: random.Random):

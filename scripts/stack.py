@@ -156,6 +156,17 @@ def stop(process: subprocess.Popen | int, timeout: float = 30) -> None:
     os.kill(process, signal.SIGKILL)
 
 
+def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal a process started here (each in a session of its own) and everything it started,
+    as a container runtime kills a whole container; after SIGKILL, wait for it."""
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+    if sig == signal.SIGKILL:
+        process.wait(30)
+
+
 def _exited(process_id: int) -> bool:
     try:
         if os.waitpid(process_id, os.WNOHANG)[0]:

@@ -17,6 +17,7 @@ import requests
 
 from common import keys
 from common.jobs import Job, JobStore
+from scripts import stack
 
 STEMS = ["bass", "drums", "other", "vocals"]
 FINAL = ("done", "failed")
@@ -120,7 +121,7 @@ class LiveWorker:
         return self
 
     def kill(self) -> None:
-        kill_group(self.process)
+        stack.kill_group(self.process)
 
     def restart(self) -> LiveWorker:
         """A new process with the same id (as Kubernetes restarts a container)."""
@@ -146,17 +147,6 @@ def one_of_two_claims(live_stack, redis_client, mp3: bytes, callback: dict | Non
     holding = next(w for w in workers if w.id == holder_id)
     other = next(w for w in workers if w is not holding)
     return base_url, song_hash, holding, other
-
-
-def kill_group(process, sig: int = signal.SIGKILL) -> None:
-    """Signal a process started with its own session, and everything it started (as a
-    container runtime kills a whole container)."""
-    try:
-        os.killpg(process.pid, sig)
-    except ProcessLookupError:
-        pass
-    if sig == signal.SIGKILL:
-        process.wait(30)
 
 
 def stop_process(process, sig: int = signal.SIGSTOP) -> None:
