@@ -63,6 +63,11 @@ def plan(model: torch.nn.Module, length: int, overlap: float) -> Plan:
     return Plan(segment_length, offsets, lengths, input_lengths)
 
 
+def full_segment_length(model: torch.nn.Module) -> int:
+    """Samples a full segment enters the model with (the first chunk of a long song)."""
+    return plan(model, 10**9, 0.25).input_lengths[0]
+
+
 def transition_weight(segment_length: int, transition_power: float = 1.0) -> torch.Tensor:
     """The triangle apply_model weighs each chunk with, largest in the middle."""
     weight = torch.cat([torch.arange(1, segment_length // 2 + 1),
@@ -170,7 +175,7 @@ class BatchedModel:
     def segment_bytes(self) -> int:
         """Device memory one more segment in a batch needs, measured with a batch of two."""
         model, _ = members(self.model)[0]
-        length = plan(model, 10**9, 0.25).input_lengths[0]
+        length = full_segment_length(model)
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         base = torch.cuda.memory_allocated(self.device)
@@ -186,7 +191,7 @@ class BatchedModel:
             return
         noise = torch.Generator().manual_seed(0)
         for model, _ in members(self.model):
-            length = plan(model, 10**9, 0.25).input_lengths[0]
+            length = full_segment_length(model)
             # Noise, not silence: silence makes denormal numbers, which are slow on CPUs.
             batch = torch.randn(self.batch, model.audio_channels, length, generator=noise)
             self._forward(model, batch.to(self.device))
