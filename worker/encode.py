@@ -73,7 +73,7 @@ def _exit_with(parent: int) -> None:
 
 
 class StemEncoder:
-    """A process pool that turns `{stem: float array}` into `{stem: mp3 bytes}`."""
+    """A process pool that turns `{stem: float array}` into `(stem, mp3 bytes)` pairs."""
 
     def __init__(self, processes: int, samplerate: int, bitrate: int):
         self.processes = processes or min(4, usable_cores())
@@ -100,11 +100,6 @@ class StemEncoder:
             raise EncodeFailed(f"an encoding process died: {error}") from None
         for future in as_completed(futures):
             yield futures[future], self._result(future)
-
-    def encode(self, stems: dict[str, np.ndarray]) -> dict[str, bytes]:
-        """`{stem: mp3 bytes}`, in the order of `stems`."""
-        encoded = dict(self.encode_each(stems))
-        return {name: encoded[name] for name in stems}
 
     def _result(self, future: Future) -> bytes:
         try:
