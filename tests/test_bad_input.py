@@ -6,7 +6,6 @@ Content-Length and concurrent submissions go to gunicorn, as clients would send 
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import zipfile
@@ -245,7 +244,7 @@ def test_gunicorn_refuses_oversized_bodies_with_or_without_content_length(
 def test_ten_identical_concurrent_submissions_make_one_job(live_stack, redis_client, storage,
                                                            short_mp3):
     base_url = live_stack.start_rest()
-    body = {"mp3": base64.b64encode(short_mp3).decode()}
+    body = {"mp3": b64(short_mp3)}
     with ThreadPoolExecutor(10) as pool:
         answers = list(pool.map(lambda _: requests.post(f"{base_url}/apiv1/separate", json=body,
                                                         timeout=60), range(10)))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 import pytest
 
 from common import keys
 from common.jobs import JobStatus
+from tests.helpers import b64
 
 STEMS = ["drums", "bass", "other", "vocals"]
 
@@ -16,10 +16,6 @@ STEMS = ["drums", "bass", "other", "vocals"]
 @pytest.fixture
 def client(make_client):
     return make_client()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def assert_nothing_stored(redis_client, storage):

@@ -3,7 +3,6 @@ demucs_unittest model."""
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import sphn
 
 from common.jobs import JobStatus
 from common.redisconn import connect
+from tests.helpers import b64
 from worker.errors import ModelLoadError
 from worker.main import EXIT_MODEL_UNAVAILABLE, Worker
 from worker.separator import Separator, load_model
@@ -48,7 +48,7 @@ def api(make_client):
 
 
 def submit(api, mp3: bytes, callback: dict | None = None) -> str:
-    body = {"mp3": base64.b64encode(mp3).decode()}
+    body = {"mp3": b64(mp3)}
     if callback:
         body["callback"] = callback
     response = api.post("/apiv1/separate", json=body)
@@ -110,7 +110,7 @@ def test_stems_are_byte_identical_when_separated_again(api, run_worker, make_mp3
     for track in ("drums", "vocals"):
         api.delete(f"/apiv1/remove/{song_hash}/{track}")
     assert "again" in api.post("/apiv1/separate",
-                               json={"mp3": base64.b64encode(mp3).decode()}).json["reason"]
+                               json={"mp3": b64(mp3)}).json["reason"]
     assert wait_until_finished(api, song_hash)["status"] == "done"
     second = {t: api.get(f"/apiv1/track/{song_hash}/{t}").data for t in ("drums", "vocals")}
     assert first == second
