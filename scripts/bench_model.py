@@ -58,10 +58,10 @@ def test_signal(seconds: float, seed: int = 0) -> torch.Tensor:
 
 def snr_db(reference: torch.Tensor, estimate: torch.Tensor) -> float:
     """Agreement of `estimate` with `reference`, in dB (inf when identical)."""
-    error = (reference.double() - estimate.double()).pow(2).sum()
+    error = (reference.double() - estimate.double()).pow(2).sum().item()
     if error == 0:
         return math.inf
-    return round(10 * math.log10(reference.double().pow(2).sum() / error), 1)
+    return 10 * math.log10(reference.double().pow(2).sum().item() / error)
 
 
 def jsonable(value):
@@ -141,7 +141,7 @@ def compare(model, mix: torch.Tensor, device: torch.device, configs: list[dict],
             took, out = run_ours(runner, mix)
             times[index].append(took)
             if len(snrs) <= index:
-                snrs.append(snr_db(reference, out))
+                snrs.append(round(snr_db(reference, out), 1))
     stock_s = min(stock_times)
     rows = [{"name": "stock apply_model fp32", "seconds": round(stock_s, 3),
              "x_realtime": round(seconds / stock_s, 1), "speedup": 1.0, "snr_db": math.inf,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import pytest
@@ -11,6 +10,7 @@ from demucs.apply import BagOfModels, apply_model
 from demucs.htdemucs import HTDemucs
 from demucs.pretrained import SOURCES, demucs_unittest
 
+from scripts.bench_model import snr_db
 from worker.batched import (
     BatchedModel,
     batch_for_memory,
@@ -43,11 +43,6 @@ def small_hdemucs() -> torch.nn.Module:
 def small_bag() -> BagOfModels:
     return BagOfModels([small_htdemucs(2), small_htdemucs(3)],
                        weights=[[1.0, 0.5, 0.0, 2.0], [1.0, 1.0, 1.0, 0.25]])
-
-
-def snr_db(reference: torch.Tensor, estimate: torch.Tensor) -> float:
-    error = (reference - estimate).pow(2).sum().item()
-    return math.inf if error == 0 else 10 * math.log10(reference.pow(2).sum().item() / error)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from fractions import Fraction
 
@@ -13,6 +12,7 @@ from demucs.htdemucs import HTDemucs
 from demucs.pretrained import SOURCES
 
 from common.settings import Settings
+from scripts.bench_model import snr_db
 from worker.separator import Separator
 
 KWARGS = dict(sources=SOURCES, segment=Fraction(1), channels=4, depth=4, nfft=1024, t_layers=1,
@@ -40,11 +40,6 @@ def stock_stems(model, wav: torch.Tensor, shifts: int = 0) -> torch.Tensor:
     with torch.no_grad():
         out = apply_model(model, ((wav - mean) / std)[None], shifts=shifts, overlap=0.25)[0]
     return out * std + mean
-
-
-def snr_db(reference: torch.Tensor, estimate: torch.Tensor) -> float:
-    error = (reference - estimate).pow(2).sum().item()
-    return math.inf if error == 0 else 10 * math.log10(reference.pow(2).sum().item() / error)
 
 
 @pytest.fixture(scope="module")
