@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ import sphn
 
 from common.jobs import JobStatus
 from common.redisconn import connect
-from tests.helpers import b64
+from tests.helpers import CallbackReceiver, b64, wait_for
 from worker.errors import ModelLoadError
 from worker.main import EXIT_MODEL_UNAVAILABLE, Worker
 from worker.separator import Separator, load_model
@@ -129,40 +128,19 @@ def test_an_undecodable_song_fails_and_the_next_one_is_separated(api, run_worker
     assert wait_until_finished(api, good_hash)["status"] == "done"
 
 
-class Receiver(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):  # noqa: N802 - the name http.server calls
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append((self.path, json.loads(body), dict(self.headers)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_the_callback_receives_its_data_when_the_job_ends(api, run_worker, short_mp3):
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Receiver.received = []
-    try:
+    with CallbackReceiver(answer=204) as receiver:
         run_worker(CALLBACK_ALLOW_PRIVATE="true")
-        url = f"http://127.0.0.1:{server.server_port}/hook?x=1"
+        url = f"{receiver.url}?x=1"
         song_hash = submit(api, short_mp3, {"url": url, "data": {"mine": "back"}})
         assert wait_until_finished(api, song_hash)["status"] == "done"
-        deadline = time.monotonic() + 30
-        while not Receiver.received and time.monotonic() < deadline:
-            time.sleep(0.1)
-        path, body, headers = Receiver.received[0]
-        assert (path, body) == ("/hook?x=1", {"mine": "back"})
-        assert headers["X-Delivery-Id"].startswith(song_hash)
+        wait_for(lambda: receiver.count, 30, "no callback arrived", interval=0.1)
+        (request,) = receiver.requests
+        assert (request["path"], json.loads(request["body"])) == ("/hook?x=1", {"mine": "back"})
+        assert request["headers"]["X-Delivery-Id"].startswith(song_hash)
         while api.get(f"/apiv1/status/{song_hash}").json["callback"] is None:
             time.sleep(0.1)
         assert api.get(f"/apiv1/status/{song_hash}").json["callback"] == "delivered: HTTP 204"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_missing_weights_are_named_with_where_they_were_looked_for(tmp_path):
@@ -195,19 +173,8 @@ def end_job_as(jobs, worker_id: str, mp3_hash: str, callback_url: str) -> None:
 
 @pytest.fixture
 def receiver():
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    Receiver.received = []
-    yield f"http://127.0.0.1:{server.server_port}/hook"
-    server.shutdown()
-    server.server_close()
-
-
-def wait_for_callbacks(count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while len(Receiver.received) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(Receiver.received) == count
+    with CallbackReceiver(answer=204) as running:
+        yield running
 
 
 @pytest.mark.parametrize("dead_worker", ["another-worker", "same-id"])
@@ -215,15 +182,15 @@ def test_a_callback_owed_by_a_dead_worker_is_sent_by_a_live_one(run_worker, jobs
                                                                 receiver, dead_worker):
     song_hash = "c" * 64
     own_id = "same-id"
-    end_job_as(jobs, dead_worker, song_hash, receiver)
+    end_job_as(jobs, dead_worker, song_hash, receiver.url)
     redis_client.sadd("workers", dead_worker)  # registered, and its heartbeat long expired
     run_worker(CALLBACK_ALLOW_PRIVATE="true", WORKER_ID=own_id, REAPER_INTERVAL_S="1")
-    wait_for_callbacks(1)
-    assert Receiver.received[0][1] == {"owed": True}
+    wait_for(lambda: receiver.count, 60, "the owed callback was never sent", interval=0.1)
+    assert receiver.count == 1 and receiver.bodies() == [{"owed": True}]
     deadline = time.monotonic() + 30
     while jobs.get(song_hash).callback_status == "" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert jobs.get(song_hash).callback_status == "delivered: HTTP 204"
     assert jobs.owed_callbacks(dead_worker) == [] and jobs.owed_callbacks(own_id) == []
     time.sleep(2)  # two more reaper passes: the callback is not sent again
-    assert len(Receiver.received) == 1
+    assert receiver.count == 1
