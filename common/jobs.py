@@ -90,7 +90,7 @@ if status then return 'retried' end
 return 'enqueued'
 """
 
-# KEYS: job, processing list. ARGV: hash, token, worker, now.
+# KEYS: job, processing list, in-flight list. ARGV: hash, token, worker, now.
 # Run twice with the same token (a reply lost, the call retried), it answers 'started' again;
 # a job that another attempt holds, or that ended, is dropped from this worker's list.
 _START = """
@@ -105,6 +105,7 @@ end
 redis.call('HSET', KEYS[1], 'status', 'processing', 'token', ARGV[2], 'worker', ARGV[3],
            'started', ARGV[4], 'updated', ARGV[4], 'progress', 0)
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('RPUSH', KEYS[3], ARGV[1])
 return 'started'
 """
 
@@ -123,10 +124,12 @@ local function owe_callback(job, outbox, hash)
 end
 """
 
-# KEYS: job, processing list, outbox. ARGV: hash, token, status, error, now, tracks, timings.
+# KEYS: job, processing list, outbox, in-flight list.
+# ARGV: hash, token, status, error, now, tracks, timings.
 _FINISH = _OWE_CALLBACK + """
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
+redis.call('LREM', KEYS[4], 1, ARGV[1])
 local complete = '0'
 if ARGV[3] == 'done' then complete = '1' end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'error', ARGV[4], 'updated', ARGV[5],
@@ -136,20 +139,22 @@ owe_callback(KEYS[1], KEYS[3], ARGV[1])
 return 1
 """
 
-# KEYS: job, processing list, queue. ARGV: hash, token, now. Puts the job back at the head.
+# KEYS: job, processing list, queue, in-flight list. ARGV: hash, token, now.
+# Puts the job back at the head.
 _HAND_BACK = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then
   redis.call('LREM', KEYS[2], 0, ARGV[1])
   return 0
 end
 redis.call('LREM', KEYS[2], 0, ARGV[1])
+redis.call('LREM', KEYS[4], 1, ARGV[1])
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[3], 'progress', 0)
 redis.call('HDEL', KEYS[1], 'token')
 redis.call('LPUSH', KEYS[3], ARGV[1])
 return 1
 """
 
-# KEYS: job, dead worker's processing list, queue, dead worker's outbox.
+# KEYS: job, dead worker's processing list, queue, dead worker's outbox, in-flight list.
 # ARGV: hash, dead worker, max lost, now.
 # Removing the entry first makes two reapers safe: only the one whose LREM removed it acts.
 _REQUEUE_ORPHAN = _OWE_CALLBACK + """
@@ -164,6 +169,7 @@ if status ~= 'processing' or redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] th
 end
 local lost = redis.call('HINCRBY', KEYS[1], 'lost', 1)
 redis.call('HDEL', KEYS[1], 'token')
+redis.call('LREM', KEYS[5], 1, ARGV[1])
 if lost >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'updated', ARGV[4], 'finished', ARGV[4],
              'error', 'worker_lost: a worker died ' .. lost .. ' times separating this song')
@@ -224,6 +230,10 @@ class JobStore:
     def queue_length(self) -> int:
         return self.redis.llen(keys.QUEUE)
 
+    def in_flight(self) -> list[str]:
+        """Hashes being worked on (one entry per running attempt), as the autoscaler counts."""
+        return self.redis.lrange(keys.inflight(keys.QUEUE), 0, -1)
+
     def remove_track(self, song_hash: str, track: str) -> None:
         self._remove_track(keys=[keys.job(song_hash)], args=[track])
 
@@ -239,7 +249,8 @@ class JobStore:
         mistaken for a job held by someone else.
         """
         token = token or uuid.uuid4().hex
-        status = self._start(keys=[keys.job(song_hash), keys.processing(worker_id)],
+        status = self._start(keys=[keys.job(song_hash), keys.processing(worker_id),
+                                   keys.inflight(keys.QUEUE)],
                              args=[song_hash, token, worker_id, time.time()])
         return token if status == "started" else None
 
@@ -274,7 +285,8 @@ class JobStore:
                timings: dict[str, float] | None = None) -> bool:
         """Write the final status; False when this attempt is no longer the current one."""
         return bool(self._finish(
-            keys=[keys.job(song_hash), keys.processing(worker_id), keys.outbox(worker_id)],
+            keys=[keys.job(song_hash), keys.processing(worker_id), keys.outbox(worker_id),
+                  keys.inflight(keys.QUEUE)],
             args=[song_hash, token, status.value, error, time.time(),
                   json.dumps(tracks or []), json.dumps(timings or {})],
         ))
@@ -282,7 +294,8 @@ class JobStore:
     def hand_back(self, song_hash: str, worker_id: str, token: str) -> bool:
         """Return a job to the head of the queue without counting an attempt against it."""
         return bool(self._hand_back(
-            keys=[keys.job(song_hash), keys.processing(worker_id), keys.QUEUE],
+            keys=[keys.job(song_hash), keys.processing(worker_id), keys.QUEUE,
+                  keys.inflight(keys.QUEUE)],
             args=[song_hash, token, time.time()],
         ))
 
@@ -290,7 +303,7 @@ class JobStore:
         """Take a job from a dead worker: requeue it, or fail it after `max_lost` deaths."""
         return self._requeue_orphan(
             keys=[keys.job(song_hash), keys.processing(dead_worker), keys.QUEUE,
-                  keys.outbox(dead_worker)],
+                  keys.outbox(dead_worker), keys.inflight(keys.QUEUE)],
             args=[song_hash, dead_worker, max_lost, time.time()],
         )
 

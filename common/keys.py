@@ -26,6 +26,16 @@ def heartbeat(worker_id: str) -> str:
     return f"heartbeat:{worker_id}"
 
 
+def inflight(queue: str) -> str:
+    """List with one entry per job of `queue` being worked on, for the autoscaler to count.
+
+    A job's entry is pushed by the same script that makes its record `processing` and removed
+    by the script that ends that attempt (finish, hand-back, requeue or failure of an orphan),
+    so LLEN(queue) + LLEN(inflight(queue)) is the work a queue's workers hold or owe.
+    """
+    return f"inflight:{queue}"
+
+
 def rate(client: str) -> str:
     """Sorted set of a client's accepted writes in the last minute, scored by time in ms."""
     return f"rate:{client}"

@@ -146,3 +146,25 @@ def test_orphans_of_finished_songs_are_dropped(jobs):
     jobs.redis.rpush(keys.processing("w1"), H1)  # a leftover entry
     assert jobs.requeue_orphan(H1, "w1", 3) == "ignored"
     assert jobs.queued() == [] and jobs.get(H1).status is JobStatus.DONE
+
+
+def test_the_in_flight_list_holds_one_entry_per_running_attempt(jobs, redis_client):
+    """What the autoscaler counts beside the queue: entries come and go with the attempt."""
+    token = started(jobs, "w1")
+    assert jobs.in_flight() == [H1] and jobs.queued() == []
+    jobs.start(H1, "w1", token)  # a retried start adds no second entry
+    assert jobs.in_flight() == [H1]
+    assert jobs.hand_back(H1, "w1", token)
+    assert jobs.in_flight() == [] and jobs.queued() == [H1]
+    stale = started(jobs, "w1")
+    assert jobs.requeue_orphan(H1, "w1", 3) == "requeued"
+    assert jobs.in_flight() == []
+    current = started(jobs, "w2")
+    assert not jobs.finish(H1, "w1", stale, JobStatus.DONE)  # a stale finish leaves w2's entry
+    assert not jobs.hand_back(H1, "w1", stale)
+    assert jobs.in_flight() == [H1]
+    started(jobs, "w3", H2)
+    assert jobs.finish(H1, "w2", current, JobStatus.DONE)
+    assert jobs.in_flight() == [H2]
+    assert jobs.requeue_orphan(H2, "w3", 1) == "failed"
+    assert jobs.in_flight() == [] and redis_client.llen(keys.inflight(keys.QUEUE)) == 0
