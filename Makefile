@@ -8,35 +8,38 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test up down logs bench chaos lint clean
 
-$(STAMP): requirements-dev.txt rest/requirements.txt worker/requirements.txt
+$(STAMP): pyproject.toml requirements-dev.txt rest/requirements.txt worker/requirements.txt \
+		client/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch first, so that demucs does not pull a CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The project itself, editable: `micro-demucs` and the services' commands on the venv's PATH.
+	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
 
 demo: $(STAMP)  ## separate data/song.mp3 through the whole local stack
-	$(PY) scripts/demo.py
+	$(PY) -m scripts.demo
 
 test: $(STAMP)  ## lint, then the whole test suite against real Redis and S3 servers
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 up: $(STAMP)  ## start the local stack in the background (REST_PORT, WORKERS, DEMUCS_MODEL)
-	$(PY) scripts/stack.py up
+	$(PY) -m scripts.stack up
 
 down:  ## stop exactly what `make up` started
-	$(PY) scripts/stack.py down
+	$(PY) -m scripts.stack down
 
 logs: $(STAMP)  ## print the log lines both services push to Redis
 	set -a; . .run/stack.env; $(PY) -m logs
 
 bench: $(STAMP)  ## stock Demucs against this service, side by side
-	$(PY) scripts/bench.py
+	$(PY) -m scripts.bench
 
 chaos: $(STAMP)  ## 50 songs, 3 workers, one killed every few seconds
-	$(PY) scripts/chaos.py
+	$(PY) -m scripts.chaos
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

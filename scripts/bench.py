@@ -1,8 +1,8 @@
 """Stock Demucs and this service side by side: same model, same songs, one run.
 
-    python scripts/bench.py                     # about 9 minutes on a 2-core CPU
-    python scripts/bench.py --rounds 1 --songs 2 --seconds 12    # shorter
-    python scripts/bench.py --cli-one-call      # also the CLI given all songs at once
+    python -m scripts.bench                     # about 9 minutes on a 2-core CPU
+    python -m scripts.bench --rounds 1 --songs 2 --seconds 12    # shorter
+    python -m scripts.bench --cli-one-call      # also the CLI given all songs at once
 
 1. Model stage: stock `apply_model` (shifts=0) against worker/batched.py (scripts/bench_model.py).
 2. End to end, one 60 s mp3: the stock CLI (`python -m demucs.separate --mp3`, a fresh process
@@ -35,11 +35,8 @@ from pathlib import Path
 import requests
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_model  # noqa: E402
-import stack  # noqa: E402
-from make_samples import song_mp3  # noqa: E402
+from scripts import bench_model, stack
+from scripts.make_samples import song_mp3
 
 ROOT = stack.ROOT
 MODEL_NAME = "htdemucs_random"

@@ -1,6 +1,6 @@
 """CPU choices measured: one htdemucs segment through the model per precision, threads, batch.
 
-    python scripts/bench_cpu.py [--rounds 5] [--configs fp32:2:1,bf16:2:1,...]
+    python -m scripts.bench_cpu [--rounds 5] [--configs fp32:2:1,bf16:2:1,...]
 
 Each config is precision:threads:batch[:silence]. Configs run interleaved, round after round,
 and the minimum per segment is reported beside the median: on a shared machine the minimum is
@@ -13,18 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import bench_model  # noqa: E402  (puts the repository on sys.path)
-
-from worker.batched import PRECISIONS  # noqa: E402
+from scripts import bench_model
+from worker.batched import PRECISIONS
 
 DEFAULT = "fp32:2:1,bf16:2:1,fp32:1:1,bf16:1:1,fp32:2:2,bf16:2:2,fp32:2:1:silence,bf16:2:1:silence"
 

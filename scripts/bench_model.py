@@ -1,7 +1,7 @@
 """Model stage side by side: stock `apply_model` against worker/batched.py, same input and model.
 
-    python scripts/bench_model.py --seconds 24                 # CPU
-    python scripts/bench_model.py --seconds 240 --device cuda  # what scripts/gpu-bench runs
+    python -m scripts.bench_model --seconds 24                 # CPU
+    python -m scripts.bench_model --seconds 240 --device cuda  # what scripts/gpu-bench runs
 
 The model has the released `htdemucs` configuration with random weights from a fixed seed:
 compute does not depend on the weight values, and no weights can be downloaded here. Needs only
@@ -13,20 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
 import torch
+from demucs.apply import apply_model
+from demucs.htdemucs import HTDemucs
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from demucs.apply import apply_model  # noqa: E402
-from demucs.htdemucs import HTDemucs  # noqa: E402
-
-from worker.batched import BatchedModel, resolve_precision  # noqa: E402
+from worker.batched import BatchedModel, resolve_precision
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 # The released htdemucs model's arguments (demucs/remote/htdemucs.yaml with its training config).

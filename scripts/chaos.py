@@ -1,6 +1,6 @@
 """Chaos soak: songs through the whole local stack while workers are killed at random.
 
-    python scripts/chaos.py [--songs 50 --workers 3 --kill-every 3 --seed 1 --keep]
+    python -m scripts.chaos [--songs 50 --workers 3 --kill-every 3 --seed 1 --keep]
 
 Starts its own Redis (AOF), S3 server, gunicorn and workers on free ports, with logs in a
 temporary folder (not .run/). Submits distinct synthetic 2-4 s songs while it SIGKILLs a
@@ -25,14 +25,12 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common import keys  # noqa: E402
-from common.redisconn import connect  # noqa: E402
-from common.settings import Settings  # noqa: E402
-from common.storage import Storage  # noqa: E402
-from scripts import stack  # noqa: E402
-from scripts.make_samples import song_mp3  # noqa: E402
+from common import keys
+from common.redisconn import connect
+from common.settings import Settings
+from common.storage import Storage
+from scripts import stack
+from scripts.make_samples import song_mp3
 
 STEMS = ["bass", "drums", "other", "vocals"]
 FINAL = ("done", "failed")

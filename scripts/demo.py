@@ -8,13 +8,10 @@ import base64
 import os
 import sys
 import time
-from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scripts import sample_client, stack  # noqa: E402
+from scripts import sample_client, stack
 
 SONG = stack.ROOT / "data" / "song.mp3"
 WORKER_LOG = stack.RUN / "worker-1.log"

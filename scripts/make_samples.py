@@ -1,20 +1,18 @@
 """Synthesise the short songs in data/ (no recorded music): drums, bass, chords and a voice.
 
-    python scripts/make_samples.py [--seconds 60 --out data/long.mp3]
+    python -m scripts.make_samples [--seconds 60 --out data/long.mp3]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from worker.encode import encode_mp3  # numpy and LAME only, no torch
 
-from worker.encode import encode_mp3  # noqa: E402  (numpy and LAME only, no torch)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def synthesize(seconds: float, samplerate: int = 44100, seed: int = 0) -> np.ndarray:

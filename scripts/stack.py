@@ -1,7 +1,7 @@
 """The local stack: Redis, an S3 server, the REST gateway under gunicorn, and workers.
 
-    python scripts/stack.py up      # start in the background; returns once /readyz answers
-    python scripts/stack.py down    # stop exactly the processes `up` started
+    python -m scripts.stack up      # start in the background; returns once /readyz answers
+    python -m scripts.stack down    # stop exactly the processes `up` started
 
 Process ids go to .run/<name>.pid and logs to .run/<name>.log. The same functions start the
 servers of the test suite, so tests run the services the way users do.
@@ -125,7 +125,6 @@ def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 60) ->
 
 
 def create_buckets(env: dict) -> None:
-    sys.path.insert(0, str(ROOT))
     from common.settings import Settings
     from common.storage import Storage
 
@@ -224,5 +223,5 @@ def down() -> None:
 if __name__ == "__main__":
     commands = {"up": up, "down": down}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
-        sys.exit("usage: stack.py up|down")
+        sys.exit("usage: python -m scripts.stack up|down")
     commands[sys.argv[1]]()

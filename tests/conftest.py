@@ -7,22 +7,17 @@ factories that clean up after themselves.
 from __future__ import annotations
 
 import itertools
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import stack  # noqa: E402
-from make_samples import song_mp3  # noqa: E402
-
-from common.jobs import JobStore  # noqa: E402
-from common.settings import Settings  # noqa: E402
-from common.storage import Storage  # noqa: E402
-from rest.app import close_app, create_app  # noqa: E402
+from common.jobs import JobStore
+from common.settings import Settings
+from common.storage import Storage
+from rest.app import close_app, create_app
+from scripts import stack
+from scripts.make_samples import song_mp3
 
 _bucket_numbers = itertools.count()
 
