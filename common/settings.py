@@ -7,6 +7,7 @@ README, docker-compose.yml and the Kubernetes ConfigMap can be checked against o
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from collections.abc import Mapping
@@ -26,8 +27,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "REDIS_DB": ("0", "Redis database number"),
     "REDIS_PASSWORD": ("", "Redis password (secret)"),
     "MINIO_HOST": ("localhost:9000", "Object store endpoint, host:port"),
-    "MINIO_ACCESS_KEY": ("rootuser", "Object store access key (secret)"),
-    "MINIO_SECRET_KEY": ("rootpass123", "Object store secret key (secret)"),
+    "MINIO_ACCESS_KEY": ("", "Object store access key; required (secret)"),
+    "MINIO_SECRET_KEY": ("", "Object store secret key; required (secret)"),
     "MINIO_SECURE": ("false", "Use HTTPS to reach the object store"),
     "MINIO_REGION": ("us-east-1", "Object store region"),
     "SONGS_BUCKET": ("songs", "Bucket holding uploaded mp3s, as <hash>.mp3"),
@@ -62,6 +63,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "CALLBACK_SECRET": ("", "When set, callbacks carry X-Signature (HMAC-SHA256) (secret)"),
     "CALLBACK_ALLOW_PRIVATE": ("false", "Allow callbacks to private and loopback addresses"),
 }
+
+
+# Values shipped as examples (k8s/base/secret.example.env): a service never starts with one.
+_PLACEHOLDER = re.compile(r"change-?me", re.IGNORECASE)
 
 
 def _text(env: Mapping[str, str], name: str) -> str:
@@ -133,8 +138,8 @@ class Settings:
 
     redis_url: str = "redis://localhost:6379/0"
     minio_host: str = "localhost:9000"
-    minio_access_key: str = "rootuser"
-    minio_secret_key: str = "rootpass123"
+    minio_access_key: str = ""
+    minio_secret_key: str = ""
     minio_secure: bool = False
     minio_region: str = "us-east-1"
     songs_bucket: str = "songs"
@@ -170,11 +175,29 @@ class Settings:
     callback_allow_private: bool = False
     hostname: str = field(default_factory=socket.gethostname)
 
+    def require_secrets(self) -> Settings:
+        """Fail closed at start-up: no empty object-store key, no placeholder in any secret."""
+        secrets = {
+            "MINIO_ACCESS_KEY": self.minio_access_key,
+            "MINIO_SECRET_KEY": self.minio_secret_key,
+            "REDIS_PASSWORD": urlsplit(self.redis_url).password or "",
+            "API_KEYS": ",".join(self.api_keys),
+            "CALLBACK_SECRET": self.callback_secret,
+        }
+        for name in ("MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+            if not secrets[name]:
+                raise SettingsError(f"{name} is empty: set the object store's key")
+        for name, value in secrets.items():
+            if _PLACEHOLDER.search(value):
+                raise SettingsError(f"{name} holds a placeholder: set a real secret "
+                                    "(docs/deploying.md, 'Create the secret')")
+        return self
+
     @classmethod
     def for_service(cls, service: str) -> Settings | None:
         """Settings for a service's start-up, or None after printing which variable is wrong."""
         try:
-            return cls.from_env()
+            return cls.from_env().require_secrets()
         except SettingsError as error:
             print(f"{service}: bad configuration: {error}", file=sys.stderr)
             return None

@@ -18,7 +18,7 @@ _BODY_SLACK = 1.05
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env().require_secrets()
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_UPLOAD_MB"] = settings.max_upload_bytes // (1024 * 1024)

@@ -1,5 +1,8 @@
 """Settings come from the environment once, with defaults, and bad values are named."""
 
+import subprocess
+import sys
+
 import pytest
 
 from common.settings import ENVIRONMENT, Settings, SettingsError
@@ -67,3 +70,33 @@ def test_the_readme_documents_every_variable():
     for name, (default, _) in ENVIRONMENT.items():
         assert f"| `{name}` | `{default}` |" in readme or (
             not default and f"| `{name}` | (empty) |" in readme), name
+
+
+REAL = {"MINIO_ACCESS_KEY": "store-user", "MINIO_SECRET_KEY": "s3cret-value-here"}
+
+
+@pytest.mark.parametrize("env, named", [
+    ({}, "MINIO_ACCESS_KEY"),
+    ({"MINIO_ACCESS_KEY": "store-user"}, "MINIO_SECRET_KEY"),
+    ({**REAL, "MINIO_SECRET_KEY": "CHANGE-ME-secret-key-at-least-8-chars"}, "MINIO_SECRET_KEY"),
+    ({**REAL, "API_KEYS": "good-key,CHANGE-ME-api-key"}, "API_KEYS"),
+    ({**REAL, "CALLBACK_SECRET": "changeme"}, "CALLBACK_SECRET"),
+    ({**REAL, "REDIS_PASSWORD": "Change-Me-redis"}, "REDIS_PASSWORD"),
+])
+def test_services_refuse_empty_or_placeholder_secrets(env, named):
+    settings = Settings.from_env(env)  # reading is fine; starting a service is not
+    with pytest.raises(SettingsError, match=named):
+        settings.require_secrets()
+
+
+def test_real_secrets_start():
+    settings = Settings.from_env({**REAL, "API_KEYS": "k1,k2:ro", "REDIS_PASSWORD": "pw"})
+    assert settings.require_secrets() is settings
+
+
+def test_a_service_with_a_placeholder_secret_exits_naming_it(service_env):
+    env = {**service_env, "MINIO_SECRET_KEY": "CHANGE-ME-secret-key-at-least-8-chars"}
+    out = subprocess.run([sys.executable, "-m", "logs"], env=env, capture_output=True,
+                         text=True, timeout=30, check=False)
+    assert out.returncode == 2
+    assert "MINIO_SECRET_KEY holds a placeholder" in out.stderr
