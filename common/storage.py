@@ -34,6 +34,17 @@ def stem_object(song_hash: str, stem: str) -> str:
     return f"{song_hash}/{stem}.mp3"
 
 
+# Lossless stems are stored divided by this gain, so that a stem up to 18 dB above full scale
+# keeps its shape in 24-bit FLAC (21 bits left, about 126 dB): readers multiply it back before
+# any clip rescaling of their own.
+LOSSLESS_HEADROOM = 8.0
+
+
+def lossless_object(song_hash: str, model: str, stem: str) -> str:
+    """`<hash>/<model>/stems/<stem>.flac` in the output bucket (docs/jobs.md)."""
+    return f"{song_hash}/{model}/stems/{stem}.flac"
+
+
 def _http_client() -> urllib3.PoolManager:
     # Short timeouts and few retries, so that an outage becomes a 503 in seconds, not minutes.
     return urllib3.PoolManager(
@@ -119,6 +130,20 @@ class Storage:
 
     def remove_song(self, song_hash: str) -> None:
         self._call(self.client.remove_object, self.songs_bucket, song_object(song_hash))
+
+    def get_input(self, name: str) -> bytes:
+        """The bytes of upload `name` in the songs bucket."""
+        return self._get(self.songs_bucket, name)
+
+    # -- lossless stems ---------------------------------------------------------------
+    def put_lossless(self, song_hash: str, model: str, stem: str, data: bytes) -> None:
+        self._call(self.client.put_object, self.output_bucket,
+                   lossless_object(song_hash, model, stem), io.BytesIO(data), len(data),
+                   content_type="audio/flac")
+
+    def remove_lossless(self, song_hash: str, model: str, stem: str) -> None:
+        self._call(self.client.remove_object, self.output_bucket,
+                   lossless_object(song_hash, model, stem))
 
     # -- stems ------------------------------------------------------------------------
     def put_stem(self, song_hash: str, stem: str, data: bytes) -> None:
