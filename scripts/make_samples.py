@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.encode import encode_mp3  # numpy and LAME only, no torch
+from worker.render.encode import encode_mp3  # no torch
 
 ROOT = Path(__file__).resolve().parent.parent
 

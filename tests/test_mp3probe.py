@@ -15,7 +15,7 @@ def id3v2_tag(payload: bytes = b"TIT2\x00\x00\x00\x05\x00\x00\x00song") -> bytes
     (3, 44100, 2, 128), (2, 22050, 1, 32), (2, 8000, 1, 8), (1, 48000, 2, 320)])
 def test_durations_match_the_audio(make_mp3, seconds, samplerate, channels, kbps):
     from scripts.make_samples import synthesize
-    from worker.encode import encode_mp3
+    from worker.render.encode import encode_mp3
 
     mp3 = encode_mp3(synthesize(seconds, samplerate)[:channels], samplerate, kbps)
     info = probe(mp3)

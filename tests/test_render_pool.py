@@ -1,0 +1,99 @@
+"""The render pool: every track of a rendition once, the same bytes every time, no torch in
+its processes, and no process left behind when the worker is killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.errors import EncodeFailed
+from worker.render.encode import render_track, write_lossless
+from worker.render.pool import Renderer, track_sources
+
+RATE = 44100
+STEMS = ["drums", "bass", "other", "vocals"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def stems() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    return {name: write_lossless((0.3 * rng.standard_normal((2, RATE))).astype("f4"), RATE)
+            for name in STEMS}
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    pool = Renderer(2)
+    yield pool
+    pool.close()
+
+
+def test_track_sources():
+    assert track_sources(STEMS, None) == {stem: [stem] for stem in STEMS}
+    assert track_sources(STEMS, "vocals") == {"vocals": ["vocals"],
+                                              "no_vocals": ["drums", "bass", "other"]}
+    with pytest.raises(ValueError, match="guitar"):
+        track_sources(STEMS, "guitar")
+
+
+def test_pool_renders_every_track_deterministically(renderer, stems):
+    first = list(renderer.render(stems, "mp3", 192))
+    second = list(renderer.render(stems, "mp3", 192))
+    # Every stem exactly once, whatever order they finish in.
+    assert sorted(name for name, _ in first) == sorted(STEMS)
+    assert dict(first) == dict(second)
+    assert dict(first) == {name: render_track([data], "mp3", 192) for name, data in stems.items()}
+
+
+def test_pool_renders_two_stems(renderer, stems):
+    tracks = dict(renderer.render(stems, "flac", 16, two_stems="drums"))
+    assert tracks == {"drums": render_track([stems["drums"]], "flac", 16),
+                      "no_drums": render_track([stems[s] for s in ("bass", "other", "vocals")],
+                                               "flac", 16)}
+
+
+def test_a_broken_stem_fails_the_rendition(renderer, stems):
+    with pytest.raises(EncodeFailed, match="rendering failed"):
+        list(renderer.render({**stems, "bass": b"not a flac"}, "wav", 16))
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_pool_processes_import_no_torch_and_leave_when_the_worker_is_killed():
+    """A SIGKILLed (or os._exit-ed) worker must not leave its render processes behind."""
+    script = ("import multiprocessing, time\n"
+              "from worker.render.pool import Renderer\n"
+              "renderer = Renderer(2)\n"
+              "check = \"int('torch' in __import__('sys').modules)\"\n"
+              "print(renderer.pool.submit(eval, check).result())\n"
+              "print(*[p.pid for p in multiprocessing.active_children()], flush=True)\n"
+              "time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        torch_imported = parent.stdout.readline().strip()
+        children = [int(pid) for pid in parent.stdout.readline().split()]
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        parent.stdout.close()
+    assert torch_imported == "0"
+    assert len(children) >= 2
+    deadline = time.monotonic() + 10
+    while any(map(_running, children)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_running, children))

@@ -1,0 +1,1 @@
+"""Render jobs: lossless stems in, one rendition (mp3, wav or flac tracks) out; no model."""

@@ -1,0 +1,89 @@
+"""The render pool: tracks encoded in parallel, in processes of their own (LAME holds the GIL).
+
+Spawned processes import the parent's main module unless it is a package's `__main__`:
+started as `python -m worker.render` they import this package, numpy, soundfile and LAME only.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+
+from worker.cores import usable_cores
+from worker.errors import EncodeFailed
+from worker.render.encode import render_track
+
+
+def _ready() -> None:
+    """A no-op the pool runs once per process, so that processes start before the first job."""
+
+
+def _exit_with(parent: int) -> None:
+    """Pool initializer: leave when the parent is gone (a SIGKILLed worker orphans its pool)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def track_sources(stems: list[str], two_stems: str | None) -> dict[str, list[str]]:
+    """`{track: [stems summed into it]}` of a rendition (track names without extension):
+    every stem on its own, or `two_stems` and `no_<two_stems>`, the sum of the others."""
+    if two_stems is None:
+        return {stem: [stem] for stem in stems}
+    if two_stems not in stems:
+        raise ValueError(f"{two_stems!r} is not one of the stems {stems}")
+    return {two_stems: [two_stems], f"no_{two_stems}": [s for s in stems if s != two_stems]}
+
+
+def spawn_pool(processes: int) -> ProcessPoolExecutor:
+    """A pool of `processes` spawned processes, started now, that leave when this one dies."""
+    # spawn, not fork: the parent holds threads and open sockets.
+    pool = ProcessPoolExecutor(processes, multiprocessing.get_context("spawn"),
+                               initializer=_exit_with, initargs=(os.getpid(),))
+    for _ in range(processes):
+        pool.submit(_ready)  # start the interpreters now, not during the first job
+    return pool
+
+
+class Renderer:
+    """A process pool that turns a song's lossless stems into the tracks of a rendition."""
+
+    def __init__(self, processes: int = 0):
+        self.processes = processes or usable_cores()
+        self.pool = spawn_pool(self.processes)
+
+    def render(self, stems: dict[str, bytes], fmt: str, quality: int,
+               two_stems: str | None = None) -> Iterator[tuple[str, bytes]]:
+        """`(track name without extension, encoded bytes)` for each track of the rendition
+        of `{stem: lossless FLAC bytes}`, given out as each finishes, so that one can be
+        stored while the others encode."""
+        tracks = track_sources(list(stems), two_stems)
+        try:
+            futures = {self.pool.submit(render_track, [stems[s] for s in sources], fmt,
+                                        quality): name for name, sources in tracks.items()}
+        except BrokenProcessPool as error:
+            self.pool = spawn_pool(self.processes)
+            raise EncodeFailed(f"a render process died: {error}") from None
+        for future in as_completed(futures):
+            yield futures[future], self._result(future)
+
+    def _result(self, future: Future) -> bytes:
+        try:
+            return future.result()
+        except BrokenProcessPool as error:
+            self.pool = spawn_pool(self.processes)  # the next job gets a fresh pool
+            raise EncodeFailed(f"a render process died: {error}") from None
+        except Exception as error:
+            raise EncodeFailed(f"rendering failed: {error}") from None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
