@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.tracks import TrackError, parse_rendition
 from worker.errors import EncodeFailed
 from worker.render.encode import render_track, write_lossless
 from worker.render.pool import Renderer, track_sources
@@ -37,32 +38,33 @@ def renderer():
 
 
 def test_track_sources():
-    assert track_sources(STEMS, None) == {stem: [stem] for stem in STEMS}
-    assert track_sources(STEMS, "vocals") == {"vocals": ["vocals"],
-                                              "no_vocals": ["drums", "bass", "other"]}
-    with pytest.raises(ValueError, match="guitar"):
-        track_sources(STEMS, "guitar")
+    assert track_sources(parse_rendition("wav-16"), STEMS) == {f"{s}.wav": [s] for s in STEMS}
+    assert track_sources(parse_rendition("mp3-128+vocals"), STEMS) == {
+        "vocals.mp3": ["vocals"], "no_vocals.mp3": ["drums", "bass", "other"]}
+    with pytest.raises(TrackError, match="guitar"):
+        track_sources(parse_rendition("flac-24+guitar"), STEMS)
 
 
 def test_pool_renders_every_track_deterministically(renderer, stems):
-    first = list(renderer.render(stems, "mp3", 192))
-    second = list(renderer.render(stems, "mp3", 192))
+    first = list(renderer.render(stems, parse_rendition("mp3-192")))
+    second = list(renderer.render(stems, parse_rendition("mp3-192")))
     # Every stem exactly once, whatever order they finish in.
-    assert sorted(name for name, _ in first) == sorted(STEMS)
+    assert sorted(name for name, _ in first) == sorted(f"{s}.mp3" for s in STEMS)
     assert dict(first) == dict(second)
-    assert dict(first) == {name: render_track([data], "mp3", 192) for name, data in stems.items()}
+    assert dict(first) == {f"{name}.mp3": render_track([data], "mp3", 192)
+                           for name, data in stems.items()}
 
 
 def test_pool_renders_two_stems(renderer, stems):
-    tracks = dict(renderer.render(stems, "flac", 16, two_stems="drums"))
-    assert tracks == {"drums": render_track([stems["drums"]], "flac", 16),
-                      "no_drums": render_track([stems[s] for s in ("bass", "other", "vocals")],
-                                               "flac", 16)}
+    tracks = dict(renderer.render(stems, parse_rendition("flac-16+drums")))
+    assert tracks == {"drums.flac": render_track([stems["drums"]], "flac", 16),
+                      "no_drums.flac": render_track([stems[s] for s in ("bass", "other",
+                                                                        "vocals")], "flac", 16)}
 
 
 def test_a_broken_stem_fails_the_rendition(renderer, stems):
     with pytest.raises(EncodeFailed, match="rendering failed"):
-        list(renderer.render({**stems, "bass": b"not a flac"}, "wav", 16))
+        list(renderer.render({**stems, "bass": b"not a flac"}, parse_rendition("wav-16")))
 
 
 def _running(pid: int) -> bool:

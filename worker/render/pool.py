@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
+from common.tracks import Rendition
 from worker.cores import usable_cores
 from worker.errors import EncodeFailed
 from worker.render.encode import render_track
@@ -34,14 +35,12 @@ def _exit_with(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def track_sources(stems: list[str], two_stems: str | None) -> dict[str, list[str]]:
-    """`{track: [stems summed into it]}` of a rendition (track names without extension):
-    every stem on its own, or `two_stems` and `no_<two_stems>`, the sum of the others."""
-    if two_stems is None:
-        return {stem: [stem] for stem in stems}
-    if two_stems not in stems:
-        raise ValueError(f"{two_stems!r} is not one of the stems {stems}")
-    return {two_stems: [two_stems], f"no_{two_stems}": [s for s in stems if s != two_stems]}
+def track_sources(rendition: Rendition, stems: list[str]) -> dict[str, list[str]]:
+    """`{track name: [stems summed into it]}`: a stem on its own, or for `no_<stem>` the
+    others."""
+    rendition.check(stems)
+    return {track.name: [s for s in stems if s != track.stem] if track.without else [track.stem]
+            for track in rendition.tracks(stems)}
 
 
 def spawn_pool(processes: int) -> ProcessPoolExecutor:
@@ -61,15 +60,16 @@ class Renderer:
         self.processes = processes or usable_cores()
         self.pool = spawn_pool(self.processes)
 
-    def render(self, stems: dict[str, bytes], fmt: str, quality: int,
-               two_stems: str | None = None) -> Iterator[tuple[str, bytes]]:
-        """`(track name without extension, encoded bytes)` for each track of the rendition
-        of `{stem: lossless FLAC bytes}`, given out as each finishes, so that one can be
-        stored while the others encode."""
-        tracks = track_sources(list(stems), two_stems)
+    def render(self, stems: dict[str, bytes],
+               rendition: Rendition) -> Iterator[tuple[str, bytes]]:
+        """`(track name, encoded bytes)` for each track of `rendition` made from
+        `{stem: lossless FLAC bytes}` (in the model's order), given out as each finishes, so
+        that one can be stored while the others encode."""
+        tracks = track_sources(rendition, list(stems))
         try:
-            futures = {self.pool.submit(render_track, [stems[s] for s in sources], fmt,
-                                        quality): name for name, sources in tracks.items()}
+            futures = {self.pool.submit(render_track, [stems[s] for s in sources],
+                                        rendition.format, rendition.quality): name
+                       for name, sources in tracks.items()}
         except BrokenProcessPool as error:
             self.pool = spawn_pool(self.processes)
             raise EncodeFailed(f"a render process died: {error}") from None
