@@ -116,6 +116,17 @@ redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], 'updated', ARGV[4])
 return 1
 """
 
+# Lua: count an ended job by outcome (`failed:<reason>`, the reason being the error's first word).
+_COUNT_FINISHED = """
+local function count_finished(finished, status, error)
+  local outcome = status
+  if status == 'failed' then
+    outcome = 'failed:' .. (string.match(error, '^[%w_]+') or 'unknown')
+  end
+  redis.call('HINCRBY', finished, outcome, 1)
+end
+"""
+
 # Lua: queue the job's callback, if it has one, in the given outbox (the same step that ends it).
 _OWE_CALLBACK = """
 local function owe_callback(job, outbox, hash)
@@ -124,9 +135,9 @@ local function owe_callback(job, outbox, hash)
 end
 """
 
-# KEYS: job, processing list, outbox, in-flight list.
+# KEYS: job, processing list, outbox, in-flight list, finished counts.
 # ARGV: hash, token, status, error, now, tracks, timings.
-_FINISH = _OWE_CALLBACK + """
+_FINISH = _OWE_CALLBACK + _COUNT_FINISHED + """
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
 redis.call('LREM', KEYS[4], 1, ARGV[1])
@@ -135,6 +146,7 @@ if ARGV[3] == 'done' then complete = '1' end
 redis.call('HSET', KEYS[1], 'status', ARGV[3], 'error', ARGV[4], 'updated', ARGV[5],
            'finished', ARGV[5], 'tracks', ARGV[6], 'timings', ARGV[7], 'complete', complete)
 if ARGV[3] == 'done' then redis.call('HSET', KEYS[1], 'progress', 1) end
+count_finished(KEYS[5], ARGV[3], ARGV[4])
 owe_callback(KEYS[1], KEYS[3], ARGV[1])
 return 1
 """
@@ -154,10 +166,11 @@ redis.call('LPUSH', KEYS[3], ARGV[1])
 return 1
 """
 
-# KEYS: job, dead worker's processing list, queue, dead worker's outbox, in-flight list.
+# KEYS: job, dead worker's processing list, queue, dead worker's outbox, in-flight list,
+# finished counts.
 # ARGV: hash, dead worker, max lost, now.
 # Removing the entry first makes two reapers safe: only the one whose LREM removed it acts.
-_REQUEUE_ORPHAN = _OWE_CALLBACK + """
+_REQUEUE_ORPHAN = _OWE_CALLBACK + _COUNT_FINISHED + """
 if redis.call('LREM', KEYS[2], 0, ARGV[1]) == 0 then return 'gone' end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' then
@@ -173,6 +186,7 @@ redis.call('LREM', KEYS[5], 1, ARGV[1])
 if lost >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'updated', ARGV[4], 'finished', ARGV[4],
              'error', 'worker_lost: a worker died ' .. lost .. ' times separating this song')
+  count_finished(KEYS[6], 'failed', 'worker_lost')
   owe_callback(KEYS[1], KEYS[4], ARGV[1])
   return 'failed'
 end
@@ -230,6 +244,10 @@ class JobStore:
     def queue_length(self) -> int:
         return self.redis.llen(keys.QUEUE)
 
+    def finished_counts(self) -> dict[str, int]:
+        """Jobs ended so far, by outcome: `done`, `cancelled`, `failed:<reason>`."""
+        return {k: int(v) for k, v in self.redis.hgetall(keys.FINISHED).items()}
+
     def in_flight(self) -> list[str]:
         """Hashes being worked on (one entry per running attempt), as the autoscaler counts."""
         return self.redis.lrange(keys.inflight(keys.QUEUE), 0, -1)
@@ -286,7 +304,7 @@ class JobStore:
         """Write the final status; False when this attempt is no longer the current one."""
         return bool(self._finish(
             keys=[keys.job(song_hash), keys.processing(worker_id), keys.outbox(worker_id),
-                  keys.inflight(keys.QUEUE)],
+                  keys.inflight(keys.QUEUE), keys.FINISHED],
             args=[song_hash, token, status.value, error, time.time(),
                   json.dumps(tracks or []), json.dumps(timings or {})],
         ))
@@ -303,7 +321,7 @@ class JobStore:
         """Take a job from a dead worker: requeue it, or fail it after `max_lost` deaths."""
         return self._requeue_orphan(
             keys=[keys.job(song_hash), keys.processing(dead_worker), keys.QUEUE,
-                  keys.outbox(dead_worker), keys.inflight(keys.QUEUE)],
+                  keys.outbox(dead_worker), keys.inflight(keys.QUEUE), keys.FINISHED],
             args=[song_hash, dead_worker, max_lost, time.time()],
         )
 

@@ -4,6 +4,8 @@ QUEUE = "toWorker"  # list of song hashes waiting, oldest at the head
 LOGGING = "logging"  # list of `<host>.<service>.<level>:<message>` lines
 WORKERS = "workers"  # set of worker ids that may hold claimed jobs
 REAPER_LOCK = "reaper:lock"  # held by the one worker currently reaping
+# Hash of jobs ended, by outcome: `done`, `cancelled`, `failed:<reason>`; for /metrics.
+FINISHED = "finished"
 
 
 def job(song_hash: str) -> str:

@@ -168,3 +168,16 @@ def test_the_in_flight_list_holds_one_entry_per_running_attempt(jobs, redis_clie
     assert jobs.in_flight() == [H2]
     assert jobs.requeue_orphan(H2, "w3", 1) == "failed"
     assert jobs.in_flight() == [] and redis_client.llen(keys.inflight(keys.QUEUE)) == 0
+
+
+def test_ended_jobs_are_counted_by_outcome_in_the_step_that_ends_them(jobs):
+    token = started(jobs, "w1")
+    assert jobs.finish(H1, "w1", token, JobStatus.DONE)
+    token = started(jobs, "w1", H2)
+    assert not jobs.finish(H2, "w1", "stale-token", JobStatus.FAILED, "decode_failed: x")
+    assert jobs.finish(H2, "w1", token, JobStatus.FAILED, "decode_failed: not audio")
+    jobs.enqueue(H2, None, 100)
+    started(jobs, "w2", H2)
+    assert jobs.requeue_orphan(H2, "w2", 1) == "failed"
+    assert jobs.finished_counts() == {"done": 1, "failed:decode_failed": 1,
+                                      "failed:worker_lost": 1}
