@@ -1,5 +1,5 @@
 """Tracks from lossless stems: the Demucs CLI's samples for wav and flac, decodable mp3s,
-two-stem sums, the lossless stems' gain."""
+two-stem sums, the lossless stems' headroom."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 from demucs.audio import encode_wav, i16_pcm
 from demucs.audio import prevent_clip as demucs_prevent_clip
 
+from common.storage import LOSSLESS_HEADROOM
 from worker.render.encode import read_lossless, render_track, to_pcm, write_lossless
 
 RATE = 44100
@@ -49,11 +50,11 @@ def test_pcm16_is_what_the_demucs_cli_writes(gain):
 @pytest.mark.parametrize("fmt", ["wav", "flac"])
 def test_lossless_tracks_hold_the_cli_samples(fmt, bits, tmp_path):
     wav = stem(1, seed=2, gain=1.5)  # over full scale: only the clip rescaling saves it
-    track = render_track([write_lossless(wav, RATE, gain=8.0)], fmt, bits)
+    track = render_track([write_lossless(wav, RATE)], fmt, bits)
     info = soundfile.info(io.BytesIO(track))
     assert (info.format, info.subtype, info.samplerate) == (fmt.upper(), f"PCM_{bits}", RATE)
     # The stem went through 24-bit FLAC at 1/8 of its level: at most one step of 16-bit
-    # truncation apart from the CLI's samples, and rarely.
+    # truncation apart from the CLI's samples, and rarely (against the float stem).
     expected, ours = cli_samples(wav, bits, tmp_path), decoded(track)
     assert ours.shape == expected.shape
     step = 2 ** (32 - bits)  # soundfile gives int32 full scale
@@ -63,24 +64,23 @@ def test_lossless_tracks_hold_the_cli_samples(fmt, bits, tmp_path):
         assert np.mean(difference) < 0.05
 
 
-def test_a_stem_stored_at_unit_gain_renders_exactly_as_the_cli(tmp_path):
-    wav = stem(1, seed=3, gain=0.25)
-    lossless, _ = read_lossless(write_lossless(wav, RATE))
-    np.testing.assert_array_equal(decoded(render_track([write_lossless(wav, RATE)], "wav", 16)),
-                                  cli_samples(lossless, 16, tmp_path))
+def test_a_track_is_the_cli_arithmetic_on_the_lossless_stem(tmp_path):
+    data = write_lossless(stem(1, seed=3, gain=0.25), RATE)
+    np.testing.assert_array_equal(decoded(render_track([data], "wav", 16)),
+                                  cli_samples(read_lossless(data)[0], 16, tmp_path))
 
 
 def test_lossless_stems_keep_what_exceeds_full_scale():
-    wav = stem(0.5, seed=4, gain=2.0)
-    back, rate = read_lossless(write_lossless(wav, RATE, gain=16.0))
+    wav = stem(0.5, seed=4, gain=1.5)
+    back, rate = read_lossless(write_lossless(wav, RATE))
     assert rate == RATE and back.shape == wav.shape
     assert np.abs(wav).max() > 4
-    assert np.abs(back - wav).max() <= 16 / 2**23
+    assert np.abs(back - wav).max() <= LOSSLESS_HEADROOM / 2**23
 
 
 @pytest.mark.parametrize("fmt,quality", [("wav", 16), ("wav", 24), ("flac", 24)])
 def test_no_stem_is_the_cli_two_stems_sum_exactly(fmt, quality, tmp_path):
-    others = [write_lossless(stem(1, seed, 0.6), RATE, gain=4.0) for seed in (5, 6, 7)]
+    others = [write_lossless(stem(1, seed, 0.6), RATE) for seed in (5, 6, 7)]
     # The CLI's --two-stems: the other stems added in float, then rescaled and quantized.
     total = sum((read_lossless(data)[0] for data in others), np.zeros((2, RATE + 17), "f4"))
     np.testing.assert_array_equal(decoded(render_track(others, fmt, quality)),
@@ -102,3 +102,10 @@ def test_stems_of_different_lengths_are_refused():
     with pytest.raises(ValueError, match="differ"):
         render_track([write_lossless(stem(1, 1, 0.1), RATE),
                       write_lossless(stem(2, 1, 0.1), RATE)], "wav", 16)
+
+
+def test_lossless_stems_are_read_in_the_form_the_separation_worker_writes():
+    from worker.lossless import flac_24
+
+    wav = stem(0.5, seed=9, gain=1.5)
+    assert flac_24(wav, RATE) == write_lossless(wav, RATE)

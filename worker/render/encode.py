@@ -1,8 +1,7 @@
 """One track from lossless stems: the Demucs CLI's clip rescaling and PCM arithmetic, then
 WAV or FLAC (libsndfile) or MP3 (LAME, as the CLI encodes).
 
-These functions run in the render pool's processes, so this module imports numpy, soundfile
-and LAME only, never torch.
+These functions run in the render pool's processes: this module never imports torch.
 """
 
 from __future__ import annotations
@@ -13,32 +12,25 @@ import lameenc
 import numpy as np
 import soundfile
 
-# Stems may exceed full scale (the CLI rescales each track only when it writes it), so a
-# lossless stem may be stored divided by a gain, written in the FLAC's comment as `gain=<g>`.
-GAIN_TAG = "gain="
+from common.storage import LOSSLESS_HEADROOM
+
 BITS = {16: ("PCM_16", "<i2"), 24: ("PCM_24", "<i4")}
 CONTAINERS = {"wav": "WAV", "flac": "FLAC"}
 
 
-def write_lossless(wav: np.ndarray, samplerate: int, gain: float = 1.0) -> bytes:
-    """FLAC 24-bit of a `[channels, samples]` float stem divided by `gain` (>= its peak)."""
+def write_lossless(wav: np.ndarray, samplerate: int) -> bytes:
+    """A `[channels, samples]` float stem as the separation worker stores it: FLAC 24-bit,
+    divided by LOSSLESS_HEADROOM (stems may exceed full scale before the CLI's rescaling)."""
     out = io.BytesIO()
-    with soundfile.SoundFile(out, "w", samplerate, wav.shape[0], "PCM_24", format="FLAC") as f:
-        if gain != 1.0:
-            f.comment = f"{GAIN_TAG}{gain!r}"
-        f.write((wav / np.float32(gain)).T)
+    scaled = np.clip(wav.T / np.float32(LOSSLESS_HEADROOM), -1, 1)
+    soundfile.write(out, scaled, samplerate, "PCM_24", format="FLAC")
     return out.getvalue()
 
 
 def read_lossless(data: bytes) -> tuple[np.ndarray, int]:
     """A lossless stem as `[channels, samples]` float32 at its true level, and its rate."""
-    with soundfile.SoundFile(io.BytesIO(data)) as f:
-        wav = f.read(dtype="float32", always_2d=True).T
-        comment = f.comment or ""
-        rate = f.samplerate
-    if comment.startswith(GAIN_TAG):
-        wav *= np.float32(float(comment.removeprefix(GAIN_TAG)))
-    return wav, rate
+    wav, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(wav.T) * np.float32(LOSSLESS_HEADROOM), rate
 
 
 def prevent_clip(wav: np.ndarray) -> np.ndarray:
