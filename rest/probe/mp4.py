@@ -1,0 +1,80 @@
+"""M4A (MPEG-4 audio): the sound track's media header states its length, in its own timescale.
+
+Only boxes are read (ftyp, moov/trak/mdia/{mdhd,hdlr,minf/stbl/stsd}, mdat), never the audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rest.probe.common import AudioInfo, Buffer, NotAudio, u32be, u64be
+
+_CODECS = {b"mp4a": "AAC", b"alac": "ALAC"}
+
+
+def _boxes(data: Buffer, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of each box between `start` and `end`."""
+    pos = start
+    while pos + 8 <= end:
+        size, kind, header = u32be(data, pos), bytes(data[pos + 4:pos + 8]), 8
+        if size == 1:  # 64-bit size follows the type
+            size, header = u64be(data, pos + 8), 16
+        elif size == 0:  # to the end of the enclosing box
+            size = end - pos
+        if size < header or pos + size > end:
+            raise NotAudio(f"the M4A box {kind!r} runs past the end of the file: it is "
+                           "truncated or corrupt")
+        yield kind, pos + header, pos + size
+        pos += size
+
+
+def _child(data: Buffer, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    for found, body, stop in _boxes(data, start, end):
+        if found == kind:
+            return body, stop
+    return None
+
+
+def _media_header(data: Buffer, body: int) -> tuple[int, int]:
+    """(timescale, duration) of an mdhd box whose payload starts at `body`."""
+    if data[body] == 1:  # version 1: 64-bit times
+        return u32be(data, body + 20), u64be(data, body + 24)
+    return u32be(data, body + 12), u32be(data, body + 16)
+
+
+def _sound_track(data: Buffer, trak: tuple[int, int]) -> AudioInfo | None:
+    """The track's codec and length, or None if it is not a sound track."""
+    mdia = _child(data, *trak, b"mdia")
+    hdlr = mdia and _child(data, *mdia, b"hdlr")
+    if not hdlr or data[hdlr[0] + 8:hdlr[0] + 12] != b"soun":
+        return None
+    mdhd = _child(data, *mdia, b"mdhd")
+    path = [b"minf", b"stbl", b"stsd"]
+    box = mdia
+    for kind in path:
+        box = box and _child(data, *box, kind)
+    if not mdhd or not box:
+        raise NotAudio("the M4A sound track lacks its media header or sample description")
+    entry = box[0] + 8  # after version, flags and the entry count
+    codec = bytes(data[entry + 4:entry + 8])
+    if codec not in _CODECS:
+        raise NotAudio(f"the M4A sound track holds {codec!r}, not AAC or ALAC")
+    channels, rate = u32be(data, entry + 24) >> 16, u32be(data, entry + 32) >> 16
+    timescale, duration = _media_header(data, mdhd[0])
+    if timescale == 0 or duration == 0:
+        raise NotAudio("the M4A file does not state its length (a fragmented MP4?); "
+                       "send a plain M4A")
+    return AudioInfo("m4a", duration / timescale, rate, channels)
+
+
+def probe(data: Buffer) -> AudioInfo:
+    """The first sound track of the movie, once the file is seen to hold audio data too."""
+    top = {kind: (body, end) for kind, body, end in _boxes(data, 0, len(data))}
+    if b"moov" not in top:
+        raise NotAudio("the MP4 file has no movie header (moov box): it is truncated")
+    if b"mdat" not in top:
+        raise NotAudio("the MP4 file holds no media data (mdat box)")
+    for kind, body, end in _boxes(data, *top[b"moov"]):
+        if kind == b"trak" and (info := _sound_track(data, (body, end))):
+            return info
+    raise NotAudio("the MP4 file holds no sound track")
