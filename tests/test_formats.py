@@ -7,15 +7,18 @@ import struct
 
 import pytest
 
-from rest.probe import NotAudio, probe
+from rest.probe import DECODED, NotAudio, Undecodable, mp4, probe
 from tests.audio_files import FORMATS, audio_file
+from worker.audio import decode
+from worker.errors import DecodeFailed
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("seconds, rate, channels", [(3, 44100, 2), (2, 22050, 1),
                                                      (1.5, 48000, 2)])
 def test_each_format_is_recognised_with_its_length(fmt, seconds, rate, channels):
-    info = probe(audio_file(fmt, seconds, rate=rate, channels=channels))
+    data = audio_file(fmt, seconds, rate=rate, channels=channels)
+    info = mp4.probe(data) if fmt == "m4a" else probe(data)
     assert info.format == fmt
     assert info.sample_rate == rate
     # Lossy encoders add a frame or two of priming and padding.
@@ -101,3 +104,19 @@ def test_aac_frames_hidden_after_a_tag_are_counted_as_an_error():
     with pytest.raises(NotAudio, match="broken"):
         probe(aac + b"TAG" + bytes(125) + aac)
     assert abs(probe(aac + b"TAG" + bytes(125)).duration_s - 2) < 0.1
+
+
+@pytest.mark.parametrize("fmt", DECODED)
+def test_the_worker_decodes_every_format_the_gateway_accepts(fmt):
+    data = audio_file(fmt, 2, rate=22050, channels=1)
+    wav = decode(data, 44100, 2)
+    assert wav.shape[0] == 2
+    assert abs(wav.shape[1] / 44100 - probe(data).duration_s) < 0.1
+
+
+def test_m4a_is_refused_while_the_worker_cannot_decode_it():
+    m4a = audio_file("m4a", 2)
+    with pytest.raises(Undecodable, match="M4A"):
+        probe(m4a)
+    with pytest.raises(DecodeFailed, match="could not be decoded"):
+        decode(m4a, 44100, 2)

@@ -12,10 +12,17 @@ from rest import mp3probe
 from rest.probe import adts, flac, mp4, ogg, wav
 from rest.probe.common import AudioInfo, Buffer, NotAudio, skip_id3v2
 
-__all__ = ["AudioInfo", "NotAudio", "probe", "FORMATS"]
+__all__ = ["AudioInfo", "NotAudio", "Undecodable", "probe", "FORMATS", "DECODED"]
 
 # What the gateway accepts, as the names a client reads in errors and docs.
-FORMATS = "MP3, WAV, FLAC, Ogg Vorbis or AAC (ADTS .aac, or M4A)"
+FORMATS = "MP3, WAV, FLAC, Ogg Vorbis or AAC in ADTS (.aac)"
+# The formats the worker's decoder (sphn, on Symphonia) reads. It reads no MP4 container, so an
+# M4A is recognised and refused at once rather than failing in the worker after the queue.
+DECODED = ("mp3", "wav", "flac", "ogg", "aac")
+
+
+class Undecodable(NotAudio):
+    """Audio in a format the service recognises but its decoder does not read."""
 
 
 def probe(data: Buffer) -> AudioInfo:
@@ -27,7 +34,9 @@ def probe(data: Buffer) -> AudioInfo:
     if data[0:4] == b"OggS":
         return ogg.probe(data)
     if data[4:8] == b"ftyp":
-        return mp4.probe(data)
+        info = mp4.probe(data)
+        raise Undecodable(f"the file is M4A ({info.duration_s:.0f} s), which this service's "
+                          f"decoder does not read; send {FORMATS}, e.g. the same AAC as .aac")
     start = skip_id3v2(data, 0)
     if data[start:start + 4] == b"fLaC":
         return flac.probe(data, start)
