@@ -1,0 +1,72 @@
+"""Multipart uploads, streamed: the file part goes to a temporary file while its hash is taken.
+
+The song's hash is the SHA-256 of the standard base64 text of its bytes, as for the JSON field,
+so it is computed on the fly: base64 of 3-byte-aligned pieces concatenates exactly, and only
+the (at most 2) bytes left over wait for the next piece. The file is never held in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import tempfile
+from typing import IO
+
+from flask import Request, current_app
+
+from rest.errors import ApiError
+
+
+class Base64Hash:
+    """SHA-256 of the standard base64 text of the bytes fed to `update`, piece by piece."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._left = b""
+
+    def update(self, data: bytes) -> None:
+        if self._left:
+            data = self._left + data
+        whole = len(data) - len(data) % 3
+        self._sha.update(base64.b64encode(data[:whole]))
+        self._left = data[whole:]
+
+    def hexdigest(self) -> str:
+        sha = self._sha.copy()
+        sha.update(base64.b64encode(self._left))  # the padded end of the text
+        return sha.hexdigest()
+
+
+def upload_too_large(limit: int) -> ApiError:
+    return ApiError(413, f"the file is larger than the limit of {limit // (1024 * 1024)} MB "
+                         "(MAX_UPLOAD_MB)")
+
+
+class HashingFile:
+    """A temporary file that hashes and counts what is written to it, up to `limit` bytes."""
+
+    def __init__(self, limit: int):
+        self.file = tempfile.TemporaryFile()
+        self.hash = Base64Hash()
+        self.size = 0
+        self.limit = limit
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.limit:
+            self.file.close()  # refused: nothing of it stays on disk
+            raise upload_too_large(self.limit)
+        self.hash.update(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)  # read, seek, fileno, close... of the file itself
+
+
+class UploadRequest(Request):
+    """Flask's request, whose multipart file parts are written to hashing temporary files."""
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None,
+                         content_length: int | None = None) -> IO[bytes]:
+        return HashingFile(current_app.config["SETTINGS"].max_upload_bytes)  # type: ignore
