@@ -19,7 +19,7 @@ class SettingsError(ValueError):
     """An environment variable holds a value the services cannot use."""
 
 
-# name -> (default, one-line description). Secrets default to empty.
+# name -> (default, one-line description). Secrets, marked "(secret)", default to empty.
 ENVIRONMENT: dict[str, tuple[str, str]] = {
     "REDIS_URL": ("", "Redis URL (redis://[:password@]host:port/db); wins over REDIS_HOST/PORT"),
     "REDIS_HOST": ("localhost", "Redis host when REDIS_URL is empty"),
@@ -42,7 +42,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "RATE_LIMIT_PER_MIN": ("60", "Writes allowed per client per minute; 0 turns the limit off"),
     "MAX_QUEUE_LENGTH": ("1000", "Submissions are refused with 503 while the queue is this long"),
     "PROXY_HOPS": ("0", "Trusted proxies in front of rest (1 behind an ingress)"),
-    "DEMUCS_MODEL": ("htdemucs", "Demucs model name (htdemucs, htdemucs_ft, demucs_unittest, ...)"),
+    "DEMUCS_MODELS": ("", "Models the deployment serves, comma-separated, the first the default; "
+                      "empty: just DEMUCS_MODEL"),
+    "DEMUCS_MODEL": ("htdemucs", "Model this separation worker loads (htdemucs, htdemucs_ft, "
+                     "htdemucs_6s, demucs_unittest, ...)"),
     "DEMUCS_REPO": ("", "Local folder of model files; empty: the Hugging Face hub and its cache"),
     "DEMUCS_DEVICE": ("auto", "auto (CUDA when available), cpu or cuda[:n]"),
     "DEMUCS_PRECISION": ("auto", "auto (bf16 on CUDA and bf16 CPUs, else fp32), fp32, bf16, fp16"),
@@ -56,7 +59,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "WORKER_ID": ("", "Unique worker name; empty means <host>-<pid>"),
     "HEARTBEAT_TTL_S": ("10", "A worker silent this long is presumed dead and its jobs requeued"),
     "REAPER_INTERVAL_S": ("2", "How often each worker looks for dead workers' jobs"),
-    "MAX_ATTEMPTS": ("3", "Worker deaths a song may cause before it is failed as worker_lost"),
+    "MAX_DEATHS": ("3", "Worker deaths a job may cause before it fails as worker_lost "
+                   "(MAX_ATTEMPTS, its former name, is read when MAX_DEATHS is not set)"),
+    "RESULT_TTL_HOURS": ("0", "Songs whose newest result is older are deleted by the workers' "
+                         "sweep, as DELETE does; 0 keeps them"),
     "SHUTDOWN_GRACE_S": ("60", "On SIGTERM, time to finish the current job before handing it back"),
     "CALLBACK_TIMEOUT_S": ("5", "Timeout of each callback request"),
     "CALLBACK_RETRIES": ("3", "Callback attempts before giving up"),
@@ -99,6 +105,23 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     if raw in ("0", "false", "no", "off", ""):
         return False
     raise SettingsError(f"{name}={raw!r} must be true or false")
+
+
+def _with_alias(env: Mapping[str, str], name: str, former: str) -> Mapping[str, str]:
+    """`env` with `name` taken from its former name when only that one is set."""
+    if name not in env and former in env:
+        return {**env, name: env[former]}
+    return env
+
+
+def _models(env: Mapping[str, str]) -> tuple[str, ...]:
+    """DEMUCS_MODELS as a tuple, the default first; DEMUCS_MODEL alone when it is empty."""
+    models = tuple(dict.fromkeys(filter(None, (m.strip() for m in
+                                               _text(env, "DEMUCS_MODELS").split(",")))))
+    for model in models:
+        if not model.replace("_", "").isalnum():
+            raise SettingsError(f"DEMUCS_MODELS entry {model!r} is not a model name")
+    return models or (_text(env, "DEMUCS_MODEL"),)
 
 
 def redis_url_from(env: Mapping[str, str]) -> str:
@@ -154,6 +177,7 @@ class Settings:
     max_queue_length: int = 1000
     proxy_hops: int = 0
     demucs_model: str = "htdemucs"
+    demucs_models: tuple[str, ...] = ("htdemucs",)
     demucs_repo: str = ""
     demucs_device: str = "auto"
     demucs_precision: str = "auto"
@@ -167,7 +191,8 @@ class Settings:
     worker_id: str = ""
     heartbeat_ttl_s: int = 10
     reaper_interval_s: int = 2
-    max_attempts: int = 3
+    max_deaths: int = 3
+    result_ttl_hours: float = 0.0
     shutdown_grace_s: int = 60
     callback_timeout_s: float = 5.0
     callback_retries: int = 3
@@ -192,6 +217,11 @@ class Settings:
                 raise SettingsError(f"{name} holds a placeholder: set a real secret "
                                     "(docs/deploying.md, 'Create the secret')")
         return self
+
+    @property
+    def default_model(self) -> str:
+        """The model a song is separated with when none is asked for."""
+        return self.demucs_models[0]
 
     @classmethod
     def for_service(cls, service: str) -> Settings | None:
@@ -231,6 +261,7 @@ class Settings:
             max_queue_length=_int(env, "MAX_QUEUE_LENGTH", 1),
             proxy_hops=_int(env, "PROXY_HOPS"),
             demucs_model=_text(env, "DEMUCS_MODEL"),
+            demucs_models=_models(env),
             demucs_repo=_text(env, "DEMUCS_REPO"),
             demucs_device=_text(env, "DEMUCS_DEVICE").lower(),
             demucs_precision=precision,
@@ -244,7 +275,8 @@ class Settings:
             worker_id=_text(env, "WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             heartbeat_ttl_s=_int(env, "HEARTBEAT_TTL_S", 2),
             reaper_interval_s=_int(env, "REAPER_INTERVAL_S", 1),
-            max_attempts=_int(env, "MAX_ATTEMPTS", 1),
+            max_deaths=_int(_with_alias(env, "MAX_DEATHS", "MAX_ATTEMPTS"), "MAX_DEATHS", 1),
+            result_ttl_hours=max(0.0, _float(env, "RESULT_TTL_HOURS")),
             shutdown_grace_s=_int(env, "SHUTDOWN_GRACE_S"),
             callback_timeout_s=_float(env, "CALLBACK_TIMEOUT_S"),
             callback_retries=_int(env, "CALLBACK_RETRIES", 1),

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     rng = random.Random(args.seed)
     redis_port, s3_port, rest_port = stack.free_port(), stack.free_port(), stack.free_port()
     env = stack.service_env(redis_port, s3_port, HEARTBEAT_TTL_S="3", REAPER_INTERVAL_S="1",
-                            MAX_ATTEMPTS=str(args.max_attempts), LOG_LEVEL="INFO",
+                            MAX_DEATHS=str(args.max_attempts), LOG_LEVEL="INFO",
                             TORCH_THREADS=os.environ.get("TORCH_THREADS", "1"),
                             ENCODE_PROCESSES=os.environ.get("ENCODE_PROCESSES", "1"),
                             DEMUCS_MODEL=os.environ.get("DEMUCS_MODEL", "demucs_unittest"))
@@ -177,7 +177,7 @@ def main() -> int:
     parser.add_argument("--calm-seconds", type=float, default=150,
                         help="then wait this long for the remaining songs")
     parser.add_argument("--max-attempts", type=int, default=20,
-                        help="MAX_ATTEMPTS; random kills may hit one song several times, "
+                        help="MAX_DEATHS; random kills may hit one song several times, "
                              "which is not what poison detection is for")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")

@@ -100,3 +100,21 @@ def test_a_service_with_a_placeholder_secret_exits_naming_it(service_env):
                          text=True, timeout=30, check=False)
     assert out.returncode == 2
     assert "MINIO_SECRET_KEY holds a placeholder" in out.stderr
+
+
+def test_worker_deaths_are_read_under_their_former_name_too():
+    assert Settings.from_env({}).max_deaths == 3
+    assert Settings.from_env({"MAX_ATTEMPTS": "5"}).max_deaths == 5
+    assert Settings.from_env({"MAX_ATTEMPTS": "5", "MAX_DEATHS": "2"}).max_deaths == 2
+    with pytest.raises(SettingsError, match="MAX_DEATHS"):
+        Settings.from_env({"MAX_ATTEMPTS": "0"})
+
+
+def test_the_models_served_default_to_the_one_loaded():
+    assert Settings.from_env({"DEMUCS_MODEL": "demucs_unittest"}).demucs_models == (
+        "demucs_unittest",)
+    settings = Settings.from_env({"DEMUCS_MODELS": "htdemucs, htdemucs_6s,htdemucs"})
+    assert (settings.demucs_models, settings.default_model) == (
+        ("htdemucs", "htdemucs_6s"), "htdemucs")
+    with pytest.raises(SettingsError, match="DEMUCS_MODELS"):
+        Settings.from_env({"DEMUCS_MODELS": "htdemucs,../x"})
