@@ -1,6 +1,9 @@
 """Every Redis key the services use, one function each; nothing else builds a key."""
 
-QUEUE = "toWorker"  # list of song hashes waiting, oldest at the head
+QUEUE = "toWorker"  # list of job ids of the default model's separations, oldest at the head
+RENDER_QUEUE = "toRender"  # list of render job ids waiting, oldest at the head
+MODELS = "models"  # hash: model -> JSON list of its stems, written by its workers at start
+EXPIRY = "expiry"  # sorted set: song hash scored by the time its newest job ended
 LOGGING = "logging"  # list of `<host>.<service>.<level>:<message>` lines
 WORKERS = "workers"  # set of worker ids that may hold claimed jobs
 REAPER_LOCK = "reaper:lock"  # held by the one worker currently reaping
@@ -8,18 +11,36 @@ REAPER_LOCK = "reaper:lock"  # held by the one worker currently reaping
 FINISHED = "finished"
 
 
-def job(song_hash: str) -> str:
-    """Hash holding the job record of one song."""
-    return f"job:{song_hash}"
+def job(job_id: str) -> str:
+    """Hash holding one job's record (`job:<hash>` for the default model's separation)."""
+    return f"job:{job_id}"
+
+
+def song(song_hash: str) -> str:
+    """Set of the ids of every job of one song (all models, all renditions)."""
+    return f"song:{song_hash}"
+
+
+def separation_queue(model: str, default_model: str) -> str:
+    """The queue of a model's separations: `toWorker` for the default model."""
+    return QUEUE if model == default_model else f"{QUEUE}:{model}"
+
+
+def queue_of(job_id: str) -> str:
+    """The queue a job waits in, read from its id: `H`, `H:<model>`, `H:<model>:<rendition>`."""
+    parts = job_id.split(":")
+    if len(parts) == 3:
+        return RENDER_QUEUE
+    return QUEUE if len(parts) == 1 else f"{QUEUE}:{parts[1]}"
 
 
 def processing(worker_id: str) -> str:
-    """List of song hashes a worker has claimed and not yet finished."""
+    """List of job ids a worker has claimed and not yet finished."""
     return f"processing:{worker_id}"
 
 
 def outbox(worker_id: str) -> str:
-    """List of songs whose job a worker ended and whose callback it has not yet sent."""
+    """List of job ids a worker ended and whose callback it has not yet sent."""
     return f"outbox:{worker_id}"
 
 

@@ -1,7 +1,9 @@
 """The object store (MinIO or any S3 server) through the `minio` client.
 
-Songs live in the songs bucket as `<hash>.mp3`; stems in the output bucket as
-`<hash>/<stem>.mp3`. Every failure to reach the store is raised as StorageError.
+Uploads live in the songs bucket as `<hash>.<ext>`; in the output bucket, everything of a song
+lies under `<hash>/`: lossless stems at `<hash>/<model>/stems/<stem>.flac`, renditions at
+`<hash>/<model>/<rendition>/<track>` (docs/jobs.md). Every failure to reach the store is
+raised as StorageError.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
+from common import tracks
 from common.settings import Settings
 
 _MISSING = ("NoSuchKey", "NoSuchObject", "NoSuchBucket")
@@ -26,23 +29,29 @@ class NotFound(LookupError):
     """The object does not exist."""
 
 
-def song_object(song_hash: str) -> str:
-    return f"{song_hash}.mp3"
+def song_object(song_hash: str, ext: str = "mp3") -> str:
+    """The upload of a song in the songs bucket: `<hash>.<ext>`."""
+    return f"{song_hash}.{ext}"
+
+
+def lossless_object(song_hash: str, model: str, stem: str) -> str:
+    """A stem as the separation worker stores it: `<hash>/<model>/stems/<stem>.flac`."""
+    return f"{song_hash}/{model}/stems/{tracks.lossless_track(stem)}"
+
+
+def rendition_object(song_hash: str, model: str, rendition: str, track: str) -> str:
+    """One track of a rendition: `<hash>/<model>/<rendition>/<track>` (track with its ext)."""
+    return f"{song_hash}/{model}/{rendition}/{track}"
 
 
 def stem_object(song_hash: str, stem: str) -> str:
-    return f"{song_hash}/{stem}.mp3"
+    return f"{song_hash}/{tracks.track_name(stem, 'mp3')}"
 
 
 # Lossless stems are stored divided by this gain, so that a stem up to 18 dB above full scale
 # keeps its shape in 24-bit FLAC (21 bits left, about 126 dB): readers multiply it back before
 # any clip rescaling of their own.
 LOSSLESS_HEADROOM = 8.0
-
-
-def lossless_object(song_hash: str, model: str, stem: str) -> str:
-    """`<hash>/<model>/stems/<stem>.flac` in the output bucket (docs/jobs.md)."""
-    return f"{song_hash}/{model}/stems/{stem}.flac"
 
 
 def _http_client() -> urllib3.PoolManager:
@@ -149,9 +158,6 @@ class Storage:
     def put_stem(self, song_hash: str, stem: str, data: bytes) -> None:
         self._put(self.output_bucket, stem_object(song_hash, stem), data)
 
-    def get_stem(self, song_hash: str, stem: str) -> bytes:
-        return self._get(self.output_bucket, stem_object(song_hash, stem))
-
     def stem_exists(self, song_hash: str, stem: str) -> bool:
         return self._exists(self.output_bucket, stem_object(song_hash, stem))
 
@@ -177,4 +183,23 @@ class Storage:
         """Names of the stems stored for a song."""
         objects = self._call(lambda: list(self.client.list_objects(
             self.output_bucket, prefix=f"{song_hash}/")))
-        return sorted(obj.object_name.rsplit("/", 1)[1].removesuffix(".mp3") for obj in objects)
+        return sorted(tracks.parse_track(obj.object_name.rsplit("/", 1)[1]).stem
+                      for obj in objects if not obj.is_dir)
+
+    # -- every object of a song -------------------------------------------------------------
+    def remove_output(self, names: list[str]) -> None:
+        """Remove objects of the output bucket (those absent already are no error)."""
+        for name in names:
+            self._call(self.client.remove_object, self.output_bucket, name)
+
+    def remove_song_everything(self, song_hash: str) -> int:
+        """Remove every object of a song: its uploads and all under `<hash>/`; returns how many."""
+        removed = 0
+        for bucket, prefix, recursive in ((self.output_bucket, f"{song_hash}/", True),
+                                          (self.songs_bucket, f"{song_hash}.", False)):
+            names = self._call(lambda b=bucket, p=prefix, r=recursive: [
+                obj.object_name for obj in self.client.list_objects(b, prefix=p, recursive=r)])
+            for name in names:
+                self._call(self.client.remove_object, bucket, name)
+            removed += len(names)
+        return removed

@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)
     client = connect(settings, socket_timeout=3)
     app.extensions["redis"] = client
-    app.extensions["jobs"] = JobStore(client)
+    app.extensions["jobs"] = JobStore(client, settings.default_model)
     app.extensions["storage"] = Storage(settings)
     setup_logging(settings, "rest", client)
     register_error_handlers(app)

@@ -52,13 +52,6 @@ def _client_id(api_key: str | None) -> str:
     return request.remote_addr or "unknown"
 
 
-def _existing_answer(status: JobStatus | None, complete: bool) -> EnqueueResult | None:
-    if status in (JobStatus.QUEUED, JobStatus.PROCESSING) or (
-            status is JobStatus.DONE and complete):
-        return EnqueueResult(status.value)
-    return None
-
-
 @api.post("/apiv1/separate")
 def separate():
     settings = _settings()
@@ -70,10 +63,8 @@ def separate():
     if job is not None and job.status is JobStatus.DONE and job.complete:
         _forget_lost_stems(job)
         job = _jobs().get(song.song_hash)
-    if job is not None:
-        known = _existing_answer(job.status, job.complete)
-        if known is not None:
-            return {"hash": song.song_hash, "reason": _REASONS[known]}
+    if job is not None and not job.may_resubmit():
+        return {"hash": song.song_hash, "reason": _REASONS[EnqueueResult.already(job.status)]}
     if _jobs().queue_length() >= settings.max_queue_length:
         raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
     started = time.monotonic()

@@ -75,8 +75,8 @@ def redis_client(settings):
 
 
 @pytest.fixture
-def jobs(redis_client) -> JobStore:
-    return JobStore(redis_client)
+def jobs(redis_client, settings) -> JobStore:
+    return JobStore(redis_client, settings.default_model)
 
 
 @pytest.fixture

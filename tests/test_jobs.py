@@ -25,7 +25,7 @@ def test_enqueue_writes_the_record_and_the_queue_entry_together(jobs, redis_clie
     assert jobs.enqueue(H1, {"url": "https://example.com/"}, 100) is EnqueueResult.ENQUEUED
     assert redis_client.lrange(keys.QUEUE, 0, -1) == [H1]
     job = jobs.get(H1)
-    assert (job.status, job.attempts, job.lost) == (JobStatus.QUEUED, 0, 0)
+    assert (job.status, job.attempts, job.deaths) == (JobStatus.QUEUED, 0, 0)
     assert job.callback == {"url": "https://example.com/"}
 
 
@@ -78,7 +78,7 @@ def test_only_the_current_attempt_reports_finishes_or_hands_back(jobs, redis_cli
     stale = started(jobs, "w1")
     assert jobs.requeue_orphan(H1, "w1", 3) == "requeued"  # w1 presumed dead
     current = started(jobs, "w2")
-    assert not jobs.set_progress(H1, stale, 0.5)
+    assert jobs.set_progress(H1, stale, 0.5) == "stale"
     assert not jobs.is_current(H1, stale) and jobs.is_current(H1, current)
     assert not jobs.finish(H1, "w1", stale, JobStatus.DONE, tracks=["bass.mp3"])
     assert not jobs.hand_back(H1, "w1", stale)
@@ -95,7 +95,7 @@ def test_a_hand_back_goes_to_the_head_and_counts_no_death(jobs, redis_client):
     assert jobs.hand_back(H1, "w1", token)
     assert jobs.queued() == [H1, H2] and jobs.claimed_by("w1") == []
     job = jobs.get(H1)
-    assert (job.status, job.lost, job.token) == (JobStatus.QUEUED, 0, "")
+    assert (job.status, job.deaths, job.token) == (JobStatus.QUEUED, 0, "")
 
 
 def test_start_refuses_a_song_that_another_attempt_holds(jobs, redis_client):
@@ -119,14 +119,14 @@ def test_start_repeated_with_its_token_after_a_lost_reply_keeps_the_claim(jobs, 
     assert jobs.start(H1, "w1", "token-2") is None  # any other token is another attempt
 
 
-@pytest.mark.parametrize("max_lost", [1, 3])
-def test_a_song_that_outlives_max_attempts_workers_fails_as_worker_lost(jobs, max_lost):
-    for death in range(1, max_lost + 1):
+@pytest.mark.parametrize("max_deaths", [1, 3])
+def test_a_song_that_outlives_max_deaths_workers_fails_as_worker_lost(jobs, max_deaths):
+    for death in range(1, max_deaths + 1):
         started(jobs, f"w{death}")
-        outcome = jobs.requeue_orphan(H1, f"w{death}", max_lost)
-        assert outcome == ("failed" if death == max_lost else "requeued")
+        outcome = jobs.requeue_orphan(H1, f"w{death}", max_deaths)
+        assert outcome == ("failed" if death == max_deaths else "requeued")
     job = jobs.get(H1)
-    assert (job.status, job.lost, job.attempts) == (JobStatus.FAILED, max_lost, max_lost)
+    assert (job.status, job.deaths, job.attempts) == (JobStatus.FAILED, max_deaths, max_deaths)
     assert job.error.startswith("worker_lost")
     assert jobs.queued() == []
 
@@ -135,7 +135,7 @@ def test_orphans_that_were_never_started_are_requeued_without_a_death(jobs):
     jobs.enqueue(H1, None, 100)
     jobs.claim("w1", timeout=1)
     assert jobs.requeue_orphan(H1, "w1", 1) == "requeued"
-    assert jobs.get(H1).lost == 0 and jobs.queued() == [H1]
+    assert jobs.get(H1).deaths == 0 and jobs.queued() == [H1]
     assert jobs.requeue_orphan(H1, "w1", 1) == "gone"  # already taken by someone else
     assert jobs.queued() == [H1]
 

@@ -50,7 +50,7 @@ def assert_each_requeued_once(jobs: JobStore, hashes: list[str]) -> None:
     assert queue == Counter(hashes), "some orphan is missing from the queue or there twice"
     for song_hash in hashes:
         job = jobs.get(song_hash)
-        assert (job.status, job.lost, job.token) == (JobStatus.QUEUED, 1, "")
+        assert (job.status, job.deaths, job.token) == (JobStatus.QUEUED, 1, "")
 
 
 def test_concurrent_reapers_requeue_each_orphan_exactly_once(jobs, settings):
@@ -59,7 +59,7 @@ def test_concurrent_reapers_requeue_each_orphan_exactly_once(jobs, settings):
     def reap_until_empty() -> dict:
         # A reaper of its own (client and scripts), passing until the dead worker's list is empty.
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-        own, done = JobStore(client), {}
+        own, done = JobStore(client, jobs.default_model), {}
         try:
             while own.claimed_by("dead"):
                 done.update(reap_once(own, "alive", 3))
