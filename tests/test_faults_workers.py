@@ -102,7 +102,7 @@ def test_a_worker_killed_between_stems_leaves_no_mixed_set(live_stack, redis_cli
             assert sorted(storage.stems(song_hash)) == STEMS
     assert seen == "done", second.log()
     job = jobs.get(song_hash)
-    assert (job.worker, job.attempts, job.lost) == (second.id, 2, 1)
+    assert (job.worker, job.attempts, job.deaths) == (second.id, 2, 1)
     # The retry rewrote every stem, those of the killed attempt included: one consistent set.
     assert versions(storage, song_hash) == {stem: 2 if stem in partial else 1 for stem in STEMS}
 
@@ -125,7 +125,7 @@ def test_a_song_that_kills_every_worker_fails_as_worker_lost(live_stack, jobs, s
         final = wait_for_status(base_url, poison)
         assert final["status"] == "failed"
         assert final["error"].startswith("worker_lost")
-        assert (jobs.get(poison).attempts, jobs.get(poison).lost) == (3, 3)
+        assert (jobs.get(poison).attempts, jobs.get(poison).deaths) == (3, 3)
         wait_for(lambda: receiver.count, 30, "no callback for the failed song")
         assert receiver.requests[0]["headers"]["X-Delivery-Id"] == f"{poison}.3.failed"
 
@@ -172,7 +172,7 @@ def test_sigterm_lets_the_current_song_finish_and_exits_0(live_stack, redis_clie
         job = jobs.get(song_hash)
         # Finished by the worker told to stop, and never taken from it by the other worker's
         # reaper although it outlasted the bound: no visibility timeout, only the heartbeat.
-        assert (job.worker, job.attempts, job.lost) == (leaving.id, 1, 0)
+        assert (job.worker, job.attempts, job.deaths) == (leaving.id, 1, 0)
         record = redis_client.hgetall(keys.job(song_hash))
         assert float(record["finished"]) - float(record["started"]) > 3 + 1, record
         assert redis_client.llen(keys.processing(leaving.id)) == 0
@@ -192,7 +192,7 @@ def test_sigterm_past_the_grace_period_hands_the_song_back(live_stack, redis_cli
     final = wait_for_status(base_url, song_hash)
     assert final["status"] == "done", staying.log()
     job = jobs.get(song_hash)
-    assert (job.worker, job.attempts, job.lost) == (staying.id, 2, 0)
+    assert (job.worker, job.attempts, job.deaths) == (staying.id, 2, 0)
 
 
 def test_a_missing_input_fails_once_without_a_retry_loop(live_stack, redis_client, jobs,
@@ -205,7 +205,7 @@ def test_a_missing_input_fails_once_without_a_retry_loop(live_stack, redis_clien
     assert final["status"] == "failed" and final["error"].startswith("input_missing")
     time.sleep(3)  # several reaper passes
     job = jobs.get(song_hash)
-    assert (job.status, job.attempts, job.lost) == ("failed", 1, 0)
+    assert (job.status, job.attempts, job.deaths) == ("failed", 1, 0)
     assert redis_client.llen(keys.QUEUE) == 0
     assert redis_client.llen(keys.processing(worker.id)) == 0
 
@@ -220,10 +220,13 @@ def test_a_claim_whose_reply_was_lost_is_recovered_by_its_live_worker(live_stack
     # broken connection): the hash in the list of a live worker that never learnt of it.
     # One transaction, so that the worker's own claim cannot take it first.
     pipe = redis_client.pipeline(transaction=True)
-    jobs._enqueue(keys=[keys.job(song_hash), keys.QUEUE],
-                  args=[song_hash, "", time.time(), 1000, 0], client=pipe)
+    argv = {"id": song_hash, "song": song_hash, "model": jobs.default_model, "rendition": "",
+            "input": "", "callback": "", "now": time.time(), "max_queue": 1000,
+            "store_seconds": 0, "seen_status": "", "seen_complete": ""}
+    jobs._enqueue(keys=[keys.job(song_hash), keys.QUEUE, keys.song(song_hash), keys.EXPIRY],
+                  args=list(argv.values()), client=pipe)
     pipe.lmove(keys.QUEUE, keys.processing(worker.id), "LEFT", "RIGHT")
     pipe.execute()
     job = wait_for_job(jobs, song_hash, lambda j: j.status in ("done", "failed"), timeout=60)
     assert job.status == "done", worker.log()
-    assert (job.attempts, job.lost) == (1, 0)
+    assert (job.attempts, job.deaths) == (1, 0)

@@ -64,7 +64,7 @@ class Worker:
         self.settings = settings
         self.worker_id = settings.worker_id
         self.redis = client
-        self.jobs = JobStore(self.redis)
+        self.jobs = JobStore(self.redis, settings.default_model)
         self.storage = Storage(settings)
         self.separator = separator
         self.encoder = StemEncoder(settings.encode_processes, separator.samplerate,
@@ -78,7 +78,7 @@ class Worker:
         self.delivering_lock = threading.Lock()
         self.stopping = threading.Event()
         self.heartbeat = Heartbeat(self.redis, self.worker_id, settings.heartbeat_ttl_s)
-        self.reaper = Reaper(self.jobs, self.worker_id, settings.max_attempts,
+        self.reaper = Reaper(self.jobs, self.worker_id, settings.max_deaths,
                              settings.reaper_interval_s, on_owed=self._send_owed_callbacks,
                              heartbeat_ttl_s=settings.heartbeat_ttl_s)
 
@@ -86,7 +86,7 @@ class Worker:
     def run(self) -> None:
         retry(self.storage.ensure_buckets, "creating the buckets", attempts=30)
         # Jobs left in our own list were held by an earlier process with this id, now dead.
-        retry(lambda: requeue_jobs_of(self.jobs, self.worker_id, self.settings.max_attempts),
+        retry(lambda: requeue_jobs_of(self.jobs, self.worker_id, self.settings.max_deaths),
               "recovering jobs of a previous run", attempts=30)
         self.heartbeat.start()
         self.reaper.start()
@@ -137,7 +137,7 @@ class Worker:
                 if song_hash in self.active:
                     continue
                 outcome = self.jobs.requeue_orphan(song_hash, self.worker_id,
-                                                   self.settings.max_attempts)
+                                                   self.settings.max_deaths)
                 if outcome != "gone":  # gone: finished meanwhile by our own finisher
                     log.warning("song %s: claimed but not held by this process; %s",
                                 song_hash, outcome)
