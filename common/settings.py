@@ -68,6 +68,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "CALLBACK_RETRIES": ("3", "Callback attempts before giving up"),
     "CALLBACK_SECRET": ("", "When set, callbacks carry X-Signature (HMAC-SHA256) (secret)"),
     "CALLBACK_ALLOW_PRIVATE": ("false", "Allow callbacks to private and loopback addresses"),
+    "METRICS_PORT": ("0", "Port of a worker's Prometheus metrics and /healthz; 0 serves none"),
 }
 
 
@@ -198,6 +199,7 @@ class Settings:
     callback_retries: int = 3
     callback_secret: str = ""
     callback_allow_private: bool = False
+    metrics_port: int = 0
     hostname: str = field(default_factory=socket.gethostname)
 
     def require_secrets(self) -> Settings:
@@ -282,4 +284,5 @@ class Settings:
             callback_retries=_int(env, "CALLBACK_RETRIES", 1),
             callback_secret=_text(env, "CALLBACK_SECRET"),
             callback_allow_private=_bool(env, "CALLBACK_ALLOW_PRIVATE"),
+            metrics_port=_int(env, "METRICS_PORT"),
         )

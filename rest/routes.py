@@ -189,7 +189,7 @@ def readyz():
     except redis.RedisError as error:
         problems["redis"] = str(error)
     try:
-        _storage().ping()
+        _storage().ensure_buckets()  # a fresh store gets them here: no one-shot setup job
     except (StorageError, NotFound) as error:
         problems["storage"] = str(error)
     if problems:

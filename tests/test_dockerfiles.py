@@ -49,7 +49,7 @@ def test_hadolint_passes(service: str) -> None:
 @pytest.mark.parametrize("service", sorted(DOCKERFILES))
 def test_base_pinned_non_root_unbuffered(service: str) -> None:
     (base,) = args_of(service, "FROM")
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+@sha256:[0-9a-f]{64}", base), base
     assert args_of(service, "USER") == ["10001:10001"]
     env = " ".join(args_of(service, "ENV"))
     assert "PYTHONUNBUFFERED=1" in env and "HOME=/tmp" in env
@@ -97,7 +97,7 @@ def test_worker_image() -> None:
         assert arg in build_args
     env = " ".join(args_of("worker", "ENV"))
     for pair in ("HF_HOME=/models/hf", "TORCH_HOME=/models/torch",
-                 "TORCHINDUCTOR_CACHE_DIR=/cache/inductor"):
+                 "TORCHINDUCTOR_CACHE_DIR=/cache/inductor", "TRITON_CACHE_DIR=/cache/triton"):
         assert pair in env
     runs = " ".join(args_of("worker", "RUN"))
     assert "download.pytorch.org/whl/${TORCH_VARIANT}" in runs
@@ -121,3 +121,33 @@ def test_model_layer_runs_with_only_what_it_copies(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("fetch_model: loaded demucs_unittest")
+
+
+def variants() -> dict[tuple[str, str], str]:
+    """(torch, variant) -> oldest NVIDIA driver, from worker/torch-variants.tsv."""
+    lines = (ROOT / "worker" / "torch-variants.tsv").read_text().splitlines()
+    rows = [line.split("\t") for line in lines if line and not line.startswith("#")][1:]
+    return {(torch, variant): driver for torch, variant, driver in rows}
+
+
+def test_every_torch_variant_built_is_published() -> None:
+    """torch 2.13 has no cu128 wheels: the default CUDA build is cu130, cu126 the option."""
+    build_args = dict(arg.split("=", 1) for arg in args_of("worker", "ARG") if "=" in arg)
+    torch = build_args["TORCH_VERSION"]
+    assert (torch, build_args["TORCH_VARIANT"]) in variants()
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    built = {s["build"]["args"]["TORCH_VARIANT"] for s in services.values()
+             if s.get("build", {}).get("dockerfile") == "worker/Dockerfile"}
+    assert built == {"cpu", "cu130"} and all((torch, v) in variants() for v in built)
+    docs = (ROOT / "docs" / "deploying.md").read_text()
+    for (_, variant), driver in variants().items():
+        if variant != "cpu":  # the guide names each CUDA build and its driver
+            assert f"TORCH_VARIANT={variant}" in docs and driver.split(".")[0] in docs
+    assert "cu128" not in (ROOT / "worker" / "Dockerfile").read_text()
+
+
+def test_the_cuda_build_has_the_compiler_triton_needs() -> None:
+    runs = [run for run in args_of("worker", "RUN") if "apt-get install" in run]
+    (install,) = runs
+    gpu_only = install[install.index('if [ "${TORCH_VARIANT}" != "cpu" ]'):]
+    assert re.search(r"\bgcc=\S+", gpu_only) and "libc6-dev" in gpu_only

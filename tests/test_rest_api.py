@@ -275,3 +275,16 @@ def test_openapi_lists_the_statuses_each_route_really_answers(client, separated)
     for (path, method, code), response in observed.items():
         assert str(response.status_code) == code
         assert code in paths[path][method]["responses"]
+
+
+def test_readiness_creates_the_buckets_of_a_fresh_store(make_client, storage):
+    """No one-shot setup job: the gateway makes the buckets it and the workers need."""
+    client = make_client(SONGS_BUCKET="fresh-songs", OUTPUT_BUCKET="fresh-output")
+    try:
+        assert client.get("/readyz").json == {"status": "ready"}
+        assert storage.client.bucket_exists("fresh-songs")
+        assert storage.client.bucket_exists("fresh-output")
+    finally:
+        for bucket in ("fresh-songs", "fresh-output"):
+            if storage.client.bucket_exists(bucket):
+                storage.client.remove_bucket(bucket)
