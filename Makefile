@@ -4,9 +4,11 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The browser the page's tests drive: Debian's package (nothing is downloaded from a browser CDN).
+CHROMIUM := /usr/bin/chromium
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up down logs bench chaos lint clean
+.PHONY: demo test up down logs bench chaos lint clean screenshot
 
 $(STAMP): pyproject.toml requirements-dev.txt rest/requirements.txt worker/requirements.txt \
 		client/requirements.txt
@@ -22,7 +24,11 @@ $(STAMP): pyproject.toml requirements-dev.txt rest/requirements.txt worker/requi
 demo: $(STAMP)  ## separate data/song.mp3 through the whole local stack
 	$(PY) -m scripts.demo
 
-test: $(STAMP)  ## lint, then the whole test suite against real Redis and S3 servers
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
+
+test: $(STAMP) $(CHROMIUM)  ## lint, then the whole test suite against real Redis and S3 servers
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
@@ -40,6 +46,9 @@ bench: $(STAMP)  ## stock Demucs against this service, side by side
 
 chaos: $(STAMP)  ## 50 songs, 3 workers, one killed every few seconds
 	$(PY) -m scripts.chaos
+
+screenshot: $(STAMP) $(CHROMIUM)  ## docs/page.png: the page with a finished song, from its test
+	UPDATE_SCREENSHOT=1 $(PY) -m pytest -q tests/test_page.py -k uploaded
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

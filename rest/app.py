@@ -11,6 +11,7 @@ from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage
 from rest.errors import register_error_handlers
+from rest.page import page
 from rest.routes import api
 
 # JSON overhead and line breaks of wrapped base64 on top of the 4/3 growth of base64 itself.
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     setup_logging(settings, "rest", client)
     register_error_handlers(app)
     app.register_blueprint(api)
+    app.register_blueprint(page)
     return app
 
 

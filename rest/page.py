@@ -1,0 +1,25 @@
+"""The web page at `/`: rest/static/index.html and its modules, same-origin only.
+
+The page is a client of the API like any other: it calls the routes under /apiv1/ and nothing
+else, and loads nothing from another origin, which its Content-Security-Policy enforces.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+page = Blueprint("page", __name__)
+
+# Scripts, styles, audio fetches and downloads all come from this origin; nothing inline.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'; object-src 'none'")
+
+
+@page.get("/")
+def index() -> Response:
+    """The page itself; its modules and stylesheet are served from /static/."""
+    response = current_app.send_static_file("index.html")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response

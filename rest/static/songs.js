@@ -1,0 +1,267 @@
+// The song list: each song's state from the API, in words and as a progress bar, kept across
+// reloads in localStorage; `/#<hash>` (or `/#<hash>:<model>`) adds and shows one song.
+
+import * as api from "./api.js";
+import { Player } from "./player.js";
+
+const STORE = "micro-demucs.songs";
+const FINAL = new Set(["done", "failed", "cancelled", "gone"]);
+const POLL_MS = 1000;
+
+const REASONS = {
+  decode_failed: "the file could not be decoded as audio",
+  input_missing: "the upload was missing from the object store; submit the file again",
+  too_long: "the song is longer than this server separates",
+  worker_lost: "separating it stopped the worker several times",
+};
+
+function ordinal(n) {
+  const suffix = { 1: "st", 2: "nd", 3: "rd" }[n % 100 > 10 && n % 100 < 14 ? 0 : n % 10];
+  return `${n}${suffix || "th"}`;
+}
+
+function readable(error) {
+  const [code, ...rest] = String(error || "unknown error").split(": ");
+  const words = REASONS[code];
+  return words ? `${words} (${rest.join(": ") || code})` : String(error);
+}
+
+function trackName(track) {
+  return typeof track === "string" ? track : track.track || track.name;
+}
+
+// The tracks of the rendition this song was asked for, as the status lists them.
+function tracksOf(song, status) {
+  const names = [...new Set((status.tracks || []).map(trackName).filter(Boolean))];
+  const ext = song.options?.format || "mp3";
+  const wanted = names.filter((name) => name.endsWith(`.${ext}`));
+  return wanted.length ? wanted : names;
+}
+
+export function songKey(hash, model = "") {
+  return model ? `${hash}:${model}` : hash;
+}
+
+function element(tag, attributes = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  if (text) node.textContent = text;
+  return node;
+}
+
+let rows = 0;
+
+export class SongList {
+  constructor(list, emptyNote, capabilities, showAlert) {
+    this.list = list;
+    this.emptyNote = emptyNote;
+    this.capabilities = capabilities;
+    this.showAlert = showAlert;
+    this.entries = new Map(); // key -> entry; uploads get a key once the server names the song
+    this.timer = null;
+  }
+
+  restore() {
+    let saved = [];
+    try {
+      saved = JSON.parse(localStorage.getItem(STORE) || "[]");
+    } catch {
+      saved = [];
+    }
+    for (const song of saved) this.add(song);
+  }
+
+  save() {
+    const songs = [...this.entries.values()].filter((entry) => entry.song.hash)
+      .map((entry) => entry.song);
+    localStorage.setItem(STORE, JSON.stringify(songs));
+  }
+
+  // A song the server already knows: from storage, from the URL, or once an upload is accepted.
+  add(song) {
+    const key = songKey(song.hash, song.model);
+    if (this.entries.has(key)) return this.entries.get(key);
+    const entry = this.row(song);
+    this.entries.set(key, entry);
+    this.setState(entry, "checking", 0, "Checking with the server…");
+    this.save();
+    this.poll();
+    return entry;
+  }
+
+  // A file on its way up; returns callbacks for the upload's progress and outcome.
+  startUpload(file, options) {
+    const entry = this.row({ name: file.name, model: options.model || "", options });
+    this.setState(entry, "uploading", 0, "Uploading…");
+    return {
+      progress: (sent, total) => {
+        const percent = Math.round((sent / total) * 100);
+        this.setState(entry, "uploading", percent, `Uploading: ${percent} % of ${total} bytes sent`);
+      },
+      accepted: (answer) => {
+        entry.song.hash = answer.hash;
+        entry.item.remove();
+        this.add({ ...entry.song, added: Date.now() }).item.scrollIntoView({ block: "nearest" });
+      },
+      refused: (error) => {
+        entry.item.remove();
+        this.updateEmpty();
+        this.showAlert(`${file.name} was refused: ${api.explain(error)}`);
+      },
+    };
+  }
+
+  row(song) {
+    const id = `song-${++rows}`;
+    const item = element("li", { class: "song", "aria-labelledby": id });
+    const heading = element("h3", { id }, song.name);
+    const state = element("p", { class: "state", role: "status" });
+    const bar = element("div", { role: "progressbar", class: "bar", "aria-valuemin": "0",
+                                 "aria-valuemax": "100", "aria-valuenow": "0",
+                                 "aria-label": `Progress of ${song.name}` });
+    bar.append(element("div", { class: "fill" }));
+    const actions = element("div", { class: "actions" });
+    const result = element("div", { class: "result" });
+    item.append(heading, state, bar, actions, result);
+    this.list.append(item);
+    this.updateEmpty();
+    const entry = { song, item, heading, state, bar, actions, result, status: "", player: null };
+    return entry;
+  }
+
+  updateEmpty() {
+    this.emptyNote.hidden = this.list.children.length > 0;
+  }
+
+  setState(entry, status, percent, words) {
+    entry.status = status;
+    entry.item.dataset.state = status;
+    entry.state.textContent = words;
+    entry.bar.setAttribute("aria-valuenow", String(percent));
+    entry.bar.setAttribute("aria-valuetext", words);
+    entry.bar.firstChild.style.width = `${percent}%`;
+    if (entry.song.hash) this.showActions(entry);
+  }
+
+  showActions(entry) {
+    const { song, actions, status } = entry;
+    const buttons = [];
+    const name = song.name;
+    const link = element("a", { href: `#${songKey(song.hash, song.model)}` }, "Link to this song");
+    if (this.capabilities.cancel && (status === "queued" || status === "processing")) {
+      buttons.push(this.button(`Cancel ${name}`, "Cancel", () => this.cancel(entry)));
+    }
+    if (this.capabilities.deleteSong && status !== "gone") {
+      buttons.push(this.button(`Delete ${name} from the server`, "Delete from server",
+                               () => this.deleteFromServer(entry)));
+    }
+    buttons.push(this.button(`Remove ${name} from this list`, "Remove from list",
+                             () => this.forget(entry)));
+    actions.replaceChildren(link, ...buttons);
+  }
+
+  button(label, text, action) {
+    const button = element("button", { type: "button", "aria-label": label }, text);
+    button.addEventListener("click", action);
+    return button;
+  }
+
+  async cancel(entry) {
+    try {
+      await api.cancelSong(entry.song);
+    } catch (error) {
+      this.showAlert(`Could not cancel ${entry.song.name}: ${api.explain(error)}`);
+    }
+    this.refresh();
+  }
+
+  async deleteFromServer(entry) {
+    try {
+      await api.deleteSong(entry.song);
+    } catch (error) {
+      if (error.status !== 404) {
+        this.showAlert(`Could not delete ${entry.song.name}: ${api.explain(error)}`);
+        return;
+      }
+    }
+    this.forget(entry);
+  }
+
+  forget(entry) {
+    entry.player?.close();
+    entry.item.remove();
+    this.entries.delete(songKey(entry.song.hash, entry.song.model));
+    this.save();
+    this.updateEmpty();
+  }
+
+  // Bring a song into view, adding it first when this browser has not seen it.
+  show(hash, model = "") {
+    const entry = this.add({ hash, model, name: `Song ${hash.slice(0, 12)}`, options: {} });
+    entry.item.scrollIntoView({ block: "start" });
+    entry.heading.setAttribute("tabindex", "-1");
+    entry.heading.focus();
+  }
+
+  poll() {
+    this.timer ??= setTimeout(() => this.refresh(), 0);
+  }
+
+  async refresh() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    const waiting = [...this.entries.values()].filter((entry) => !FINAL.has(entry.status));
+    if (!waiting.length) return;
+    const statuses = await Promise.all(waiting.map((entry) => this.fetchStatus(entry)));
+    let queue = null;
+    if (statuses.some((status) => status?.status === "queued")) {
+      queue = (await api.getQueue().catch(() => ({ queue: null }))).queue;
+    }
+    waiting.forEach((entry, index) => statuses[index] && this.update(entry, statuses[index], queue));
+    this.timer = setTimeout(() => this.refresh(), POLL_MS);
+  }
+
+  async fetchStatus(entry) {
+    try {
+      return await api.getStatus(entry.song);
+    } catch (error) {
+      if (error.status === 404) {
+        this.setState(entry, "gone", 0, "The server no longer has this song (deleted or " +
+                      "expired). Submit the file again to separate it.");
+      } else {
+        this.setState(entry, entry.status, Number(entry.bar.getAttribute("aria-valuenow")),
+                      `Cannot read the status: ${api.explain(error)} Retrying…`);
+      }
+      return null;
+    }
+  }
+
+  update(entry, status, queue) {
+    if (status.status === "queued") {
+      const position = (queue || []).findIndex(
+        (id) => id === entry.song.hash || id.startsWith(`${entry.song.hash}:`)) + 1;
+      const where = position ? `, ${ordinal(position)} of ${queue.length} in the queue` : "";
+      this.setState(entry, "queued", 0, `Queued${where}`);
+    } else if (status.status === "processing") {
+      const percent = Math.round((status.progress || 0) * 100);
+      this.setState(entry, "processing", percent, `Separating: ${percent} %`);
+    } else if (status.status === "done") {
+      this.setState(entry, "done", 100, "Done");
+      this.showResult(entry, tracksOf(entry.song, status));
+    } else if (status.status === "failed") {
+      this.setState(entry, "failed", 0, `Failed: ${readable(status.error)}.`);
+    } else if (status.status === "cancelled") {
+      this.setState(entry, "cancelled", 0, "Cancelled. Submit the file again to separate it.");
+    }
+  }
+
+  showResult(entry, tracks) {
+    entry.player?.close();
+    if (!tracks.length) {
+      entry.result.replaceChildren(element("p", {}, "No stems are left for this song."));
+      return;
+    }
+    entry.player = new Player(entry.song, tracks, this.capabilities, this.showAlert);
+    entry.result.replaceChildren(entry.player.element);
+  }
+}

@@ -1,0 +1,79 @@
+// Picking or dropping songs, the job options, and their uploads (several at a time).
+
+import * as api from "./api.js";
+
+function fillSelect(select, choices) {
+  select.replaceChildren(...choices.map(([value, text]) => new Option(text, value)));
+}
+
+// The options the server offers: models, two-stem choices of the chosen model, formats.
+function setUpOptions(form, capabilities) {
+  const models = capabilities.models;
+  if (!capabilities.multipart) return () => ({});
+  form.querySelector("#options").hidden = false;
+  const model = form.querySelector("#model");
+  const twoStems = form.querySelector("#two-stems");
+  const format = form.querySelector("#format");
+  form.querySelector("#model-field").hidden = models.length < 2;
+  fillSelect(model, models.map((m) => [m.name, m.default ? `${m.name} (default)` : m.name]));
+  const showStems = () => {
+    const chosen = models.find((m) => m.name === model.value);
+    fillSelect(twoStems, [["", "All stems"],
+      ...(chosen?.stems || []).map((stem) => [stem, `${stem} and no_${stem}`])]);
+  };
+  const showQuality = () => {
+    form.querySelector("#bitrate-field").hidden = format.value !== "mp3";
+    form.querySelector("#bits-field").hidden = format.value === "mp3";
+  };
+  model.addEventListener("change", showStems);
+  format.addEventListener("change", showQuality);
+  showStems();
+  showQuality();
+  return () => {
+    const chosen = models.find((m) => m.name === model.value);
+    const options = { format: format.value, two_stems: twoStems.value };
+    // The default model's results are addressed without ?model=, as older clients do.
+    options.model = chosen && !chosen.default ? chosen.name : "";
+    if (format.value === "mp3") options.bitrate = form.querySelector("#bitrate").value;
+    else options.bits = form.querySelector("#bits").value;
+    return options;
+  };
+}
+
+async function send(file, options, capabilities, songs) {
+  const upload = songs.startUpload(file, options);
+  try {
+    upload.accepted(await api.upload(file, options, capabilities.multipart, upload.progress));
+  } catch (error) {
+    upload.refused(error);
+  }
+}
+
+export function setUpUploads(form, capabilities, songs) {
+  const input = form.querySelector("#file-input");
+  const zone = form.querySelector("#drop-zone");
+  const chosenOptions = setUpOptions(form, capabilities);
+  const submit = (files) => {
+    const options = chosenOptions();
+    for (const file of files) send(file, options, capabilities, songs);
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!input.files.length) {
+      input.focus();
+      return;
+    }
+    submit([...input.files]);
+    form.reset();
+  });
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("dragging");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    submit([...event.dataTransfer.files]);
+  });
+}

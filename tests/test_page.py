@@ -1,0 +1,217 @@
+"""The web page at `/`, used as a person would: Debian's chromium driven by Playwright against a
+live stack (gunicorn + a worker on the tiny `demucs_unittest` model, real Redis and S3 servers).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import sphn
+from playwright.sync_api import expect, sync_playwright
+
+from tests.helpers import STEMS
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless, and quiet on a machine without a network: no background fetches, updates or sync.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "page.png"
+SLOW = 120_000  # ms: a worker's start (torch import, model) and a separation on a shared CPU
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One chromium for this module; missing, it fails under CI=true and is skipped elsewhere."""
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: `make test` installs Debian's chromium package"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """Factory of pages, each in a fresh browser profile (another person's browser)."""
+    contexts, problems = [], []
+
+    def open_at(url: str):
+        context = browser.new_context(accept_downloads=True, viewport={"width": 900, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda message: message.type == "error" and problems.append(
+            message.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        response = page.goto(url)
+        assert response is not None and response.ok
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        return page, response
+
+    yield open_at
+    for context in contexts:
+        context.close()
+    # Refused uploads are logged by the browser as failed loads; everything else is a fault.
+    assert [text for text in problems if "Failed to load resource" not in text] == []
+
+
+def upload(page, name: str, data: bytes, mime: str = "audio/mpeg") -> None:
+    page.get_by_label("Songs to separate").set_input_files(
+        files=[{"name": name, "mimeType": mime, "buffer": data}])
+    page.get_by_role("button", name="Separate", exact=True).click()
+
+
+def progress_values(page) -> list[str]:
+    return page.evaluate("window.progressSeen")
+
+
+# Every value the song's bar takes, recorded as the page sets it (polling could miss some).
+RECORD_PROGRESS = """
+window.progressSeen = [];
+new MutationObserver((changes) => {
+  for (const change of changes) {
+    if (change.target.getAttribute("role") === "progressbar") {
+      window.progressSeen.push(change.target.getAttribute("aria-valuetext"));
+    }
+  }
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ["aria-valuetext"]});
+"""
+
+
+def sticking_out(page) -> list[str]:
+    """Elements that reach past the right edge of the viewport (a page too wide for a phone)."""
+    return page.evaluate("""[...document.querySelectorAll("body *")]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth)
+        .map((e) => `${e.tagName}#${e.id}.${e.className}`)""")
+
+
+def stored_objects(storage) -> list[str]:
+    return [obj.object_name for bucket in (storage.songs_bucket, storage.output_bucket)
+            for obj in storage.client.list_objects(bucket, recursive=True)]
+
+
+def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
+        live_stack, storage, open_page, make_mp3, tmp_path):
+    song = make_mp3(8, seed=5)
+    base_url = live_stack.start_rest()
+    page, response = open_page(base_url + "/")
+    assert response.headers["content-security-policy"].startswith("default-src 'self'")
+    page.evaluate(RECORD_PROGRESS)
+
+    upload(page, "groove.mp3", song)
+    bar = page.get_by_role("progressbar", name="Progress of groove.mp3")
+    # No worker yet: the song waits first in the queue.
+    expect(bar).to_have_attribute("aria-valuetext", "Queued, 1st of 1 in the queue")
+    live_stack.start_worker()
+    expect(bar).to_have_attribute("aria-valuenow", "100", timeout=SLOW)
+    expect(page.get_by_role("status").filter(has_text="Done")).to_be_visible()
+    seen = progress_values(page)
+    assert seen[0].startswith("Uploading") and "Uploading: 100 % of" in " ".join(seen)
+    assert seen.index("Queued, 1st of 1 in the queue") < seen.index("Done"), seen
+
+    song_hash = page.get_by_role("link", name="Link to this song").get_attribute("href")[1:]
+    for stem in STEMS:
+        expect(page.get_by_role("link", name=f"Download {stem}.mp3")).to_have_attribute(
+            "href", f"/apiv1/track/{song_hash}/{stem}.mp3")
+        expect(page.get_by_role("button", name=f"Mute {stem}")).to_be_visible()
+        expect(page.get_by_label(f"{stem} volume")).to_be_visible()
+
+    play = page.get_by_role("button", name="Play groove.mp3")
+    play.click()
+    expect(page.get_by_role("button", name="Pause groove.mp3")).to_be_visible(timeout=30_000)
+    clock = page.get_by_label("Playback time of groove.mp3")
+    expect(clock).to_have_text(re.compile(r"^0:0[1-7]\.\d / 0:08\.0$"))  # the context's clock
+
+    loud = [stem for stem in STEMS
+            if page.get_by_role("meter", name=f"{stem} level").get_attribute("aria-valuenow")
+            != "-60"]
+    assert loud, "no stem makes a sound"
+    page.get_by_role("button", name=f"Mute {loud[0]}").click()
+    expect(page.get_by_role("button", name=f"Mute {loud[0]}")).to_have_attribute(
+        "aria-pressed", "true")
+    expect(page.get_by_role("meter", name=f"{loud[0]} level")).to_have_attribute(
+        "aria-valuetext", "silent")
+    shot = tmp_path / "page.png"
+    page.screenshot(path=shot, full_page=True)
+    if os.environ.get("UPDATE_SCREENSHOT") == "1":  # `make screenshot`
+        shutil.copyfile(shot, SCREENSHOT)
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download vocals.mp3").click()
+    saved = tmp_path / "vocals.mp3"
+    download.value.save_as(saved)
+    audio, rate = sphn.read(str(saved))
+    assert audio.shape[0] == 2 and abs(audio.shape[1] / rate - 8) < 0.2
+
+    page.reload()
+    expect(page.get_by_role("progressbar", name="Progress of groove.mp3")).to_have_attribute(
+        "aria-valuetext", "Done")
+    expect(page.get_by_role("link", name="Download drums.mp3")).to_be_visible()
+
+    # The song's address opens its result in a browser that never saw it: a phone, used
+    # with the keyboard alone.
+    other, _ = open_page(f"{base_url}/#{song_hash}")
+    other.set_viewport_size({"width": 390, "height": 844})
+    expect(other.get_by_role("progressbar")).to_have_attribute("aria-valuetext", "Done")
+    expect(other.get_by_role("link", name="Download bass.mp3")).to_be_visible()
+    assert sticking_out(other) == []
+    other.get_by_role("button", name=re.compile("^Play ")).focus()
+    other.keyboard.press("Enter")
+    expect(other.get_by_label(re.compile("^Playback time"))).not_to_have_text(
+        re.compile(r"^0:00\.0 "))
+    other.keyboard.press("Tab")  # the position slider
+    other.keyboard.press("End")
+    expect(other.get_by_role("button", name=re.compile("^Play "))).to_be_visible()
+
+
+def test_a_file_that_is_not_audio_is_refused_with_an_alert_and_nothing_is_stored(
+        live_stack, storage, redis_client, open_page):
+    page, _ = open_page(live_stack.start_rest() + "/")
+    upload(page, "notes.txt", b"these are words, not a song\n" * 200, mime="text/plain")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("notes.txt was refused")
+    expect(alert).to_contain_text("Pick an audio file")
+    expect(page.get_by_text("No songs yet.")).to_be_visible()
+    assert stored_objects(storage) == []
+    assert redis_client.keys("job:*") == []
+
+
+def test_each_refusal_says_what_to_do_next(live_stack, storage, open_page, make_mp3):
+    base_url = live_stack.start_rest(API_KEYS="writer,reader:ro", RATE_LIMIT_PER_MIN="4",
+                                     MAX_UPLOAD_MB="1", MAX_DURATION_S="2",
+                                     MAX_QUEUE_LENGTH="1")
+    page, _ = open_page(base_url + "/")
+    alert = page.get_by_role("alert")
+    short, other = make_mp3(1.5, seed=1), make_mp3(1.5, seed=2)
+
+    def answer_to(name: str, data: bytes, says: str) -> None:
+        upload(page, name, data)
+        expect(alert).to_contain_text(f"{name} was refused")
+        expect(alert).to_contain_text(says)
+        page.get_by_role("button", name="Dismiss").click()
+
+    def use_key(key: str) -> None:
+        page.get_by_label("API key").fill(key)
+        page.get_by_role("button", name="Save key").click()
+
+    answer_to("a.mp3", short, "Enter a valid API key under Settings")  # 401
+    use_key("reader")
+    answer_to("b.mp3", short, "Ask for a read-write API key")  # 403
+    use_key("writer")
+    answer_to("big.mp3", os.urandom(1_200_000), "The file is too large")  # 413
+    answer_to("long.mp3", make_mp3(3, seed=3), "Trim the song or pick a shorter one")  # 422
+    upload(page, "fits.mp3", short)
+    expect(page.get_by_role("progressbar", name="Progress of fits.mp3")).to_have_attribute(
+        "aria-valuetext", re.compile("^Queued"))
+    answer_to("full.mp3", other, "The service is unavailable: the queue is full")  # 503
+    answer_to("more.mp3", other, "Too many submissions")  # 429
+    expect(page.get_by_role("listitem")).to_have_count(1)
