@@ -1,0 +1,198 @@
+"""`separate` and `wait`: upload songs, follow each to its end, save its tracks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from client.api import DEFAULT_URL, Api, ApiError
+from client.progress import Display, display
+from client.tracks import download_params, status_params, wanted_tracks
+
+POLL_S = 0.5
+DEFAULT_OUTPUT = "separated"  # as the Demucs command line
+# Answers that concern the song itself (bad file, too large, too long): the others still go.
+SONG_FAULTS = (400, 413, 415, 422)
+RETRIES = 5  # uploads answered 429 or 503 with Retry-After (rate limit, full queue)
+MAX_RETRY_WAIT_S = 30
+FINAL = ("done", "failed", "cancelled")
+
+
+@dataclass
+class Song:
+    """One song followed by this command: where it comes from and where its tracks go."""
+
+    name: str
+    folder: Path
+    source: Path | None = None
+    song_hash: str = ""
+    status: str = "waiting"
+    error: str = ""
+    files: list[Path] = field(default_factory=list)
+    row: int = 0
+
+    @classmethod
+    def by_hash(cls, song_hash: str, output: Path) -> Song:
+        """A song known by its hash only: shown by its first digits, saved in DIR/<hash>/."""
+        return cls(song_hash[:12], output / song_hash, song_hash=song_hash)
+
+    def result(self) -> dict:
+        return {"song": self.name, "hash": self.song_hash or None, "status": self.status,
+                "error": self.error or None, "files": [str(path) for path in self.files]}
+
+
+def separate(api: Api, args: argparse.Namespace) -> int:
+    """Upload each song, then follow them all; 0 when every song is done, 1 otherwise."""
+    songs = _songs_from_files(args.songs, Path(args.output))
+    with display(args.json) as shown:
+        try:
+            for song in songs:
+                song.row = shown.add(song.name)
+            for song in songs:
+                _upload(api, song, args.options, shown)
+            _follow(api, [s for s in songs if s.song_hash], args.options, shown)
+        except KeyboardInterrupt:
+            return _interrupted(songs, args)
+    return _report(songs, args.json)
+
+
+def wait(api: Api, args: argparse.Namespace) -> int:
+    """Follow songs already submitted, by hash; their tracks go to DIR/<hash>/."""
+    songs = [Song.by_hash(song_hash, Path(args.output)) for song_hash in dict.fromkeys(args.hashes)]
+    with display(args.json) as shown:
+        try:
+            for song in songs:
+                song.row = shown.add(song.name)
+            _follow(api, songs, args.options, shown)
+        except KeyboardInterrupt:
+            return _interrupted(songs, args)
+    return _report(songs, args.json)
+
+
+def _songs_from_files(paths: list[str], output: Path) -> list[Song]:
+    """A Song per file, each with a folder of its own even when two files share a name."""
+    songs: list[Song] = []
+    taken: set[str] = set()
+    for raw in paths:
+        path = Path(raw)
+        name, number = path.stem, 1
+        while name in taken:
+            number += 1
+            name = f"{path.stem}-{number}"
+        taken.add(name)
+        songs.append(Song(name, output / name, source=path))
+    return songs
+
+
+def _upload(api: Api, song: Song, options: dict[str, str], shown: Display) -> None:
+    assert song.source is not None
+    song.status = "uploading"
+
+    def progress(sent: int, total: int) -> None:
+        shown.update(song.row, "uploading", sent, total, f"{sent / 1e6:.1f}/{total / 1e6:.1f} MB")
+
+    for _ in range(RETRIES):
+        try:
+            answer = api.submit(song.source, options, progress)
+            break
+        except ApiError as error:
+            if error.status in SONG_FAULTS:
+                _fail(song, "failed", error.message, shown)
+                return
+            if error.retry_after is None:
+                raise  # refused whatever the song (an API key, ...): the command stops
+            shown.update(song.row, "waiting", 0, 1, error.message)
+            time.sleep(min(error.retry_after, MAX_RETRY_WAIT_S))
+    else:
+        _fail(song, "failed", "the server stayed busy; try again later", shown)
+        return
+    song.song_hash, song.status = answer["hash"], "queued"
+    shown.say(song.row, f"{answer['reason'].lower()} ({song.song_hash})")
+
+
+def _follow(api: Api, songs: list[Song], options: dict[str, str], shown: Display) -> None:
+    """Poll every unfinished song until each is done (and saved), failed or cancelled."""
+    while pending := [song for song in songs if song.status not in FINAL]:
+        queue = api.queue() if any(song.status == "queued" for song in pending) else []
+        for song in pending:
+            try:
+                _poll(api, song, queue, options, shown)
+            except ApiError as error:
+                _fail(song, "failed", error.message, shown)
+        if any(song.status not in FINAL for song in songs):
+            time.sleep(POLL_S)
+
+
+def _poll(api: Api, song: Song, queue: list[str], options: dict[str, str],
+          shown: Display) -> None:
+    state = api.status(song.song_hash, status_params(options))
+    song.status = state["status"]
+    if song.status == "queued":
+        place = (f"#{queue.index(song.song_hash) + 1} of {len(queue)}"
+                 if song.song_hash in queue else "")
+        shown.update(song.row, "queued", 0, 1, place)
+    elif song.status == "processing":
+        shown.update(song.row, "separating", float(state.get("progress") or 0), 1)
+    elif song.status == "done":
+        save_tracks(api, song, state, options, shown)
+    else:
+        _fail(song, song.status, state.get("error") or song.status, shown)
+
+
+def save_tracks(api: Api, song: Song, state: dict, options: dict[str, str], shown: Display) -> None:
+    tracks = wanted_tracks(state, options)
+    if not tracks:
+        _fail(song, "failed", f"the server lists no track to download (it has "
+                              f"{', '.join(map(str, state.get('tracks') or [])) or 'none'})",
+              shown)
+        return
+    song.status = "downloading"
+    for number, track in enumerate(tracks, 1):
+        def progress(done: int, total: int) -> None:
+            shown.update(song.row, "downloading", done, total,
+                         f"{track} ({number}/{len(tracks)})")  # noqa: B023 (used at once)
+
+        song.files.append(api.download(song.song_hash, track, song.folder / track,
+                                       download_params(options), progress))
+    song.status = "done"
+    shown.update(song.row, "done", 1, 1)
+    shown.say(song.row, f"done, {len(song.files)} tracks in {song.folder}/")
+
+
+def _fail(song: Song, status: str, reason: str, shown: Display) -> None:
+    song.status, song.error = status, reason
+    shown.update(song.row, status, 0, 1)
+    shown.say(song.row, f"{status}: {reason}")
+
+
+def _interrupted(songs: list[Song], args: argparse.Namespace) -> int:
+    """Ctrl-C: the server keeps the jobs; say how to take up waiting again."""
+    hashes = [song.song_hash for song in songs if song.song_hash and song.status not in FINAL]
+    print("\nstopped waiting; the songs are still being separated on the server.",
+          file=sys.stderr)
+    if hashes:
+        print("resume with:\n  " + resume_command(hashes, args), file=sys.stderr)
+    return 130
+
+
+def resume_command(hashes: list[str], args: argparse.Namespace) -> str:
+    """The `micro-demucs wait` line that takes up these songs with the same options."""
+    words = ["micro-demucs", "wait", *hashes]
+    if args.server != DEFAULT_URL:
+        words += ["--server", args.server]
+    if args.output != DEFAULT_OUTPUT:
+        words += ["-o", args.output]
+    for option, value in args.options.items():
+        words += [f"--{option.replace('_', '-')}", value]
+    return shlex.join(words)
+
+
+def _report(songs: list[Song], json_output: bool) -> int:
+    if json_output:
+        print(json.dumps([song.result() for song in songs], indent=2))
+    return 0 if all(song.status == "done" for song in songs) else 1

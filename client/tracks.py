@@ -1,0 +1,51 @@
+"""Which tracks of a finished song the job options ask for, and the query that names them.
+
+The client speaks the API's names only: tracks are `<stem>.<ext>` or `no_<stem>.<ext>`; a
+non-default model is addressed with `?model=`, an mp3 bitrate with `?bitrate=`, wav/flac bits
+with `?bits=`.
+"""
+
+from __future__ import annotations
+
+# The job options as the API names them; the command line spells them with dashes.
+OPTIONS = ("model", "two_stems", "format", "bits", "bitrate")
+
+
+def job_options(values: dict[str, object]) -> dict[str, str]:
+    """The job options given on the command line, as API fields (absent ones left out)."""
+    return {name: str(values[name]) for name in OPTIONS if values.get(name) is not None}
+
+
+def status_params(options: dict[str, str]) -> dict[str, str]:
+    return {"model": options["model"]} if "model" in options else {}
+
+
+def download_params(options: dict[str, str]) -> dict[str, str]:
+    return {name: options[name] for name in ("model", "bits", "bitrate") if name in options}
+
+
+def track_name(entry: object) -> str:
+    """A status body's track entry: a name, or an object naming it."""
+    if isinstance(entry, dict):
+        return str(entry.get("track") or entry.get("name") or "")
+    return str(entry)
+
+
+def wanted_tracks(status: dict, options: dict[str, str]) -> list[str]:
+    """The tracks to save: every stem the song has, or the two-stem pair, in the asked format.
+
+    Asked for by name even when the status lists them in another format: the server makes
+    any rendition of a separated song on request.
+    """
+    ext = options.get("format", "mp3")
+    if "two_stems" in options:
+        return [f"{options['two_stems']}.{ext}", f"no_{options['two_stems']}.{ext}"]
+    stems = []
+    for entry in status.get("tracks") or []:
+        model = entry.get("model") if isinstance(entry, dict) else None
+        if model and "model" in options and model != options["model"]:
+            continue  # another model's track
+        stem = track_name(entry).rpartition(".")[0]
+        if stem and stem != "base" and not stem.startswith("no_"):  # base: bass's old name
+            stems.append(stem)
+    return [f"{stem}.{ext}" for stem in dict.fromkeys(stems)]
