@@ -62,3 +62,8 @@ def inflight(queue: str) -> str:
 def rate(client: str) -> str:
     """Sorted set of a client's accepted writes in the last minute, scored by time in ms."""
     return f"rate:{client}"
+
+
+def rate_refused(client: str) -> str:
+    """Sorted set of a client's refused writes in the last minute, scored by time in ms."""
+    return f"rate-refused:{client}"

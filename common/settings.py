@@ -35,10 +35,14 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "OUTPUT_BUCKET": ("output", "Bucket holding stems, as <hash>/<stem>.mp3"),
     "MAX_UPLOAD_MB": ("100", "Largest accepted mp3, in megabytes (decoded size)"),
     "MAX_DURATION_S": ("1800", "Longest accepted song, in seconds of audio"),
+    "MIN_DURATION_S": ("1", "Shortest accepted song, in seconds of audio"),
+    "MAX_CALLBACK_DATA_KB": ("64", "Largest accepted callback.data, in KiB of JSON"),
+    "BODY_TIMEOUT_S": ("120", "A request body must arrive within this many seconds (408 after)"),
     "LOG_LIST_MAX": ("1000", "Length at which the Redis list `logging` is trimmed"),
     "LOG_LEVEL": ("INFO", "Lowest level logged to stdout and to `logging`"),
     "API_KEYS": ("", "Comma-separated; `key` may submit and remove, `key:ro` read (secret)"),
     "PROTECT_READS": ("false", "Require an API key for reads as well"),
+    "REMOVE_REQUIRES_DELETE": ("false", "Refuse removal by GET (CSRF-safe); only DELETE removes"),
     "RATE_LIMIT_PER_MIN": ("60", "Writes allowed per client per minute; 0 turns the limit off"),
     "MAX_QUEUE_LENGTH": ("1000", "Submissions are refused with 503 while the queue is this long"),
     "PROXY_HOPS": ("0", "Trusted proxies in front of rest (1 behind an ingress)"),
@@ -170,10 +174,14 @@ class Settings:
     output_bucket: str = "output"
     max_upload_bytes: int = 100 * 1024 * 1024
     max_duration_s: int = 1800
+    min_duration_s: float = 1.0
+    max_callback_data_kb: int = 64
+    body_timeout_s: float = 120.0
     log_list_max: int = 1000
     log_level: str = "INFO"
     api_keys: dict[str, bool] = field(default_factory=dict)
     protect_reads: bool = False
+    remove_requires_delete: bool = False
     rate_limit_per_min: int = 60
     max_queue_length: int = 1000
     proxy_hops: int = 0
@@ -255,10 +263,14 @@ class Settings:
             output_bucket=_text(env, "OUTPUT_BUCKET"),
             max_upload_bytes=_int(env, "MAX_UPLOAD_MB", 1) * 1024 * 1024,
             max_duration_s=_int(env, "MAX_DURATION_S", 1),
+            min_duration_s=_float(env, "MIN_DURATION_S"),
+            max_callback_data_kb=_int(env, "MAX_CALLBACK_DATA_KB", 1),
+            body_timeout_s=_float(env, "BODY_TIMEOUT_S"),
             log_list_max=_int(env, "LOG_LIST_MAX", 1),
             log_level=_text(env, "LOG_LEVEL").upper(),
             api_keys=_api_keys(_text(env, "API_KEYS")),
             protect_reads=_bool(env, "PROTECT_READS"),
+            remove_requires_delete=_bool(env, "REMOVE_REQUIRES_DELETE"),
             rate_limit_per_min=_int(env, "RATE_LIMIT_PER_MIN"),
             max_queue_length=_int(env, "MAX_QUEUE_LENGTH", 1),
             proxy_hops=_int(env, "PROXY_HOPS"),

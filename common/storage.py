@@ -18,11 +18,15 @@ from minio.error import MinioException, S3Error
 from common import tracks
 from common.settings import Settings
 
-_MISSING = ("NoSuchKey", "NoSuchObject", "NoSuchBucket")
+_MISSING = ("NoSuchKey", "NoSuchObject")
 
 
 class StorageError(RuntimeError):
     """The object store could not be reached or refused the request."""
+
+
+class BucketMissing(StorageError):
+    """A bucket is gone (a store that lost its data): an outage, not a missing object."""
 
 
 class NotFound(LookupError):
@@ -89,6 +93,10 @@ class Storage:
         except S3Error as error:
             if error.code in _MISSING:
                 raise NotFound(error.message) from error
+            if error.code == "NoSuchBucket":
+                self._recreate_buckets()
+                raise BucketMissing(f"object store has lost bucket {error.bucket_name!r}; "
+                                    "it was created again") from error
             raise StorageError(f"object store refused the request: {error.code}") from error
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as error:
             raise StorageError(f"object store unreachable: {error}") from error
@@ -103,10 +111,19 @@ class Storage:
                     if "BucketAlreadyOwnedByYou" not in str(error):
                         raise
 
+    def _recreate_buckets(self) -> None:
+        """Best effort, so that the retry of whatever found a bucket missing can succeed."""
+        try:
+            self.ensure_buckets()
+        except StorageError:
+            pass  # the store is still down; the next failure tries again
+
     def ping(self) -> None:
-        """Raise StorageError unless the store answers and the songs bucket exists."""
-        if not self._call(self.client.bucket_exists, self.songs_bucket):
-            raise StorageError(f"bucket {self.songs_bucket!r} does not exist")
+        """Raise StorageError unless the store answers and both buckets exist."""
+        for bucket in (self.songs_bucket, self.output_bucket):
+            if not self._call(self.client.bucket_exists, bucket):
+                self._recreate_buckets()
+                raise BucketMissing(f"bucket {bucket!r} did not exist; it was created again")
 
     def _put(self, bucket: str, name: str, data: bytes) -> None:
         self._call(self.client.put_object, bucket, name, io.BytesIO(data), len(data),

@@ -10,6 +10,7 @@ from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage
+from rest.deadline import BodyDeadline
 from rest.errors import register_error_handlers
 from rest.page import page
 from rest.routes import api
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Enforced while the body is read, so an oversized upload is refused before parsing.
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_bytes * 4 / 3 * _BODY_SLACK) + 4096
     app.json.sort_keys = False
+    app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_timeout_s)
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)
     client = connect(settings, socket_timeout=3)

@@ -1,11 +1,12 @@
-"""Every error leaves the gateway as JSON `{"error": "..."}` with the right status."""
+"""Every error leaves the gateway as JSON `{"error": "..."}` with the right status; every
+answer, OPTIONS included, is JSON and says `X-Content-Type-Options: nosniff`."""
 
 from __future__ import annotations
 
 import logging
 
 import redis
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from common.storage import StorageError
@@ -40,10 +41,25 @@ def _render(code: int, message: str, headers: dict | None = None, **extra):
 _HTTP_MESSAGES = {
     404: "no such route; see /apiv1/openapi.json for the API",
     413: "request body is too large",
+    408: "the request body did not arrive in time; send it faster or in a smaller upload",
 }
 
 
 def register_error_handlers(app: Flask) -> None:
+    @app.before_request
+    def options_as_json():
+        if request.method == "OPTIONS":
+            default = app.make_default_options_response()
+            response = jsonify({"methods": sorted(default.allow)})
+            response.headers["Allow"] = default.headers["Allow"]
+            return response
+        return None
+
+    @app.after_request
+    def no_sniffing(response):
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
         return _render(error.status, error.message, error.headers, **error.extra)
@@ -55,7 +71,9 @@ def register_error_handlers(app: Flask) -> None:
             limit = app.config["MAX_UPLOAD_MB"]
             message = f"request body is too large: the limit is {limit} MB of mp3 (base64-encoded)"
         headers = {"Allow": ", ".join(error.valid_methods)} if getattr(
-            error, "valid_methods", None) else None
+            error, "valid_methods", None) else {}
+        if error.code == 408:
+            headers["Connection"] = "close"  # the rest of the body may still come
         return _render(error.code or 500, message, headers)
 
     @app.errorhandler(redis.RedisError)

@@ -6,6 +6,7 @@ that merely start like an MP3, as well as tiny low-bitrate files that would play
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # bitrate tables in kbps, indexed [version_is_mpeg1][layer][index]
@@ -19,7 +20,8 @@ _BITRATES = {
 }
 _SAMPLE_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 _LAYERS = {3: 1, 2: 2, 1: 3}  # header bits -> layer number
-_RESYNC_WINDOW = 64 * 1024  # junk tolerated before the first frame or between frames
+_JUNK_LIMIT = 64 * 1024  # bytes outside frames and tags tolerated in a whole file
+_TAG_LIMIT = 1024 * 1024  # largest tail of tags (cover art) walked without counting it as junk
 
 
 class NotAnMp3(ValueError):
@@ -71,6 +73,20 @@ def _skip_id3v2(data: bytes, pos: int) -> int:
     return pos
 
 
+def _trailing_tags_start(data: bytes, start: int) -> int:
+    """Where the tags at the end of the file (Lyrics3, APE, ID3v1) begin, within _TAG_LIMIT."""
+    end = len(data)
+    if data[end - 128:end - 125] == b"TAG":
+        end -= 128
+    if data[end - 9:end] == b"LYRICS200" and data[end - 15:end - 9].isdigit():
+        end -= int(data[end - 15:end - 9]) + 15
+    if data[end - 32:end - 24] == b"APETAGEX":
+        size = int.from_bytes(data[end - 20:end - 16], "little")
+        has_header = data[end - 9] & 0x80
+        end -= size + (32 if has_header else 0)
+    return max(end, start, len(data) - _TAG_LIMIT)
+
+
 def _confirmed(data: bytes, pos: int) -> Frame | None:
     """A frame at `pos` whose successor also starts where it should (or that ends the data)."""
     frame = parse_header(data, pos)
@@ -84,43 +100,41 @@ def _confirmed(data: bytes, pos: int) -> Frame | None:
     return None
 
 
-def _resync(data: bytes, pos: int) -> int | None:
-    """The next position within the window where a confirmed frame starts."""
-    end = min(len(data), pos + _RESYNC_WINDOW)
-    while True:
-        pos = data.find(b"\xff", pos, end)
-        if pos < 0:
-            return None
-        if _confirmed(data, pos) is not None:
-            return pos
-        pos += 1
+def probe(data: bytes, stop_after_s: float = math.inf) -> Mp3Info:
+    """Count every frame the decoder would play; raise NotAnMp3 unless the bytes are MPEG audio.
 
-
-def probe(data: bytes) -> Mp3Info:
-    """Walk every frame; raise NotAnMp3 unless most of the bytes are MPEG audio frames."""
+    Like the decoder, the walk resynchronises after anything that is not a frame (a tag in the
+    middle, junk) and goes on to the end, so no audio hides behind a marker. The first frame
+    must be followed by another; after it any valid header counts, as the decoder plays it.
+    Bytes outside frames, other than the tags at either end, may not exceed _JUNK_LIMIT nor a
+    tenth of the file. The walk stops once `stop_after_s` of audio is counted.
+    """
     start = _skip_id3v2(data, 0)
     if start >= len(data):
         raise NotAnMp3("the file holds an ID3 tag but no audio frames")
-    pos = _resync(data, start)
-    if pos is None:
-        raise NotAnMp3("no MPEG audio frame header found: the data is not an MP3 file")
-    frames = audio_bytes = 0
+    tags_start = _trailing_tags_start(data, start)
+    junk_limit = min(_JUNK_LIMIT, len(data) // 10)
+    frames = junk = 0
     duration = 0.0
     sample_rate = 0
-    while pos is not None and pos < len(data):
-        frame = parse_header(data, pos)
-        if frame is None or pos + frame.length > len(data) + frame.length // 2:
-            if data[pos:pos + 3] in (b"TAG", b"APE", b"LYR"):
-                break  # trailing tags end the stream
-            pos = _resync(data, pos + 1)
+    pos = start
+    while pos < len(data) and duration <= stop_after_s:
+        frame = parse_header(data, pos) if frames else _confirmed(data, pos)
+        if frame is not None:
+            frames += 1
+            duration += frame.samples / frame.sample_rate
+            sample_rate = frame.sample_rate
+            pos += frame.length
             continue
-        frames += 1
-        audio_bytes += min(frame.length, len(data) - pos)
-        duration += frame.samples / frame.sample_rate
-        sample_rate = frame.sample_rate
-        pos += frame.length
-    if frames < 2 or audio_bytes < 0.5 * (len(data) - start):
-        raise NotAnMp3(
-            f"only {frames} MPEG audio frame(s) covering {audio_bytes} of {len(data)} bytes: "
-            "the MP3 stream is corrupt or truncated")
+        following = data.find(b"\xff", pos + 1)
+        following = len(data) if following < 0 else following
+        junk += max(0, min(following, tags_start) - pos)
+        if junk > junk_limit:
+            break
+        pos = following
+    if frames == 0:
+        raise NotAnMp3("no MPEG audio frame header found: the data is not an MP3 file")
+    if frames < 2 or junk > junk_limit:
+        raise NotAnMp3(f"{junk} bytes between {frames} MPEG audio frame(s) are not audio: "
+                       "the MP3 stream is corrupt or truncated")
     return Mp3Info(frames=frames, duration_s=duration, sample_rate=sample_rate)

@@ -26,6 +26,13 @@ _REMOVE = {
     "responses": {"200": _json("Removed", "The stem was removed"),
                   **_errors(400, 401, 403, 404, 429, 503)},
 }
+_REMOVE_BY_GET = {
+    **_REMOVE,
+    "description": "Kept for the original clients. A link or an <img> on another site can "
+                   "make a browser send it (CSRF); with REMOVE_REQUIRES_DELETE it answers 405. "
+                   "HEAD never removes.",
+    "responses": {**_REMOVE["responses"], **_errors(405)},
+}
 
 _PATHS = {
     "/apiv1/separate": {"post": {
@@ -33,7 +40,7 @@ _PATHS = {
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Submission"}}}},
         "responses": {"200": _json("Accepted", "Enqueued, or already known"),
-                      **_errors(400, 401, 403, 413, 415, 422, 429, 503)},
+                      **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503)},
     }},
     "/apiv1/queue": {"get": {
         "summary": "Hashes waiting for a worker, oldest first",
@@ -52,7 +59,7 @@ _PATHS = {
                                   "type": "string", "format": "binary"}}}},
                       **_errors(400, 401, 404, 503)},
     }},
-    "/apiv1/remove/{songhash}/{track}": {"get": _REMOVE, "delete": _REMOVE},
+    "/apiv1/remove/{songhash}/{track}": {"get": _REMOVE_BY_GET, "delete": _REMOVE},
     "/apiv1/openapi.json": {"get": {
         "summary": "This document",
         "responses": {"200": {"description": "OpenAPI 3 document",
@@ -75,7 +82,8 @@ _SCHEMAS = {
         "callback": {"type": "object", "required": ["url"], "properties": {
             "url": {"type": "string", "maxLength": 2048,
                     "description": "http(s) URL that receives `data` as JSON when the job ends"},
-            "data": {"description": "Any JSON value, posted back as is"},
+            "data": {"description": "Any JSON value, posted back as is: at most "
+                                    "MAX_CALLBACK_DATA_KB (64 KiB) nested at most 32 deep"},
         }},
     }},
     "Accepted": {"type": "object", "required": ["hash", "reason"], "properties": {

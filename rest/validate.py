@@ -13,6 +13,7 @@ from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from common.netguard import UnsafeUrl, check_callback_url
+from common.settings import Settings
 from rest.errors import ApiError
 from rest.mp3probe import NotAnMp3, probe
 
@@ -20,6 +21,8 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 _TRACK = re.compile(r"[a-z][a-z0-9_]{0,31}(\.mp3)?")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
+_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+MAX_JSON_DEPTH = 32  # nesting of arrays and objects, far beyond any callback.data in use
 TRACK_ALIASES = {"base": "bass"}  # the original design's spelling
 
 
@@ -56,13 +59,40 @@ def json_object(request: Request) -> dict:
     if limit is not None and len(raw) >= limit:
         # A body without Content-Length (chunked) is cut at the limit rather than refused.
         raise RequestEntityTooLarge()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ApiError(400, f"the body is not valid JSON: {error}") from None
+    body = parse_json(raw, "the body")
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object such as {\"mp3\": \"<base64>\"}")
     return body
+
+
+def parse_json(text: bytes | str, what: str):
+    """Parsed JSON, refused (400) when invalid or nested deeper than MAX_JSON_DEPTH."""
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, f"{what} is not valid JSON: {error}") from None
+    except RecursionError:
+        value = None
+        deep = True
+    else:
+        deep = not _depth_within(value, MAX_JSON_DEPTH)
+    if deep:
+        raise ApiError(400, f"{what} nests arrays and objects deeper than {MAX_JSON_DEPTH} "
+                            "levels")
+    return value
+
+
+def _depth_within(value, limit: int) -> bool:
+    """Whether `value` nests lists and dicts at most `limit` deep (iteratively: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(
+            item, list) else ()
+        if children and depth >= limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
 
 
 def strict_base64(text: str) -> tuple[bytes, str]:
@@ -81,6 +111,7 @@ def strict_base64(text: str) -> tuple[bytes, str]:
     if len(compact) % 4:
         raise ApiError(400, "mp3 has the wrong base64 padding: its length must be a "
                             "multiple of 4 (pad with =)")
+    _refuse_stray_bits(compact)
     try:
         data = base64.b64decode(compact, validate=True)
     except binascii.Error as error:
@@ -88,7 +119,15 @@ def strict_base64(text: str) -> tuple[bytes, str]:
     return data, hashlib.sha256(compact).hexdigest()
 
 
-def callback_field(value, allow_private: bool) -> dict | None:
+def _refuse_stray_bits(compact: bytes) -> None:
+    """Refuse set bits after the last byte: another text of the same bytes, so another hash."""
+    padding = len(compact) - len(compact.rstrip(b"="))
+    if padding and _ALPHABET.index(compact[-padding - 1]) & (0x0F if padding == 2 else 0x03):
+        raise ApiError(400, "mp3 is not canonical base64: the bits after the last byte, in "
+                            "the character before the = padding, must be zero")
+
+
+def callback_field(value, allow_private: bool, max_data_kb: int = 64) -> dict | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -100,25 +139,43 @@ def callback_field(value, allow_private: bool) -> dict | None:
         check_callback_url(url, allow_private)
     except UnsafeUrl as error:
         raise ApiError(400, str(error)) from None
-    return {"url": url, "data": value.get("data")}
+    data = value.get("data")
+    try:
+        size = len(json.dumps(data, separators=(",", ":")).encode())
+    except RecursionError:
+        raise ApiError(400, f"callback.data nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if size > max_data_kb * 1024 or not _depth_within(data, MAX_JSON_DEPTH):
+        raise ApiError(413 if size > max_data_kb * 1024 else 400,
+                       f"callback.data must be JSON of at most {max_data_kb} KiB nested at most "
+                       f"{MAX_JSON_DEPTH} levels; it is {size} bytes")
+    return {"url": url, "data": data}
 
 
-def submission(body: dict, max_bytes: int, max_duration_s: int,
-               allow_private: bool) -> Submission:
+def submission(body: dict, settings: Settings) -> Submission:
     """Check a /apiv1/separate body from top to bottom."""
     if "mp3" not in body:
         raise ApiError(400, "missing field mp3: send {\"mp3\": \"<base64 of the song>\"}")
     if not isinstance(body["mp3"], str):
         raise ApiError(400, "mp3 must be a string of base64 text")
-    callback = callback_field(body.get("callback"), allow_private)
+    callback = callback_field(body.get("callback"), settings.callback_allow_private,
+                              settings.max_callback_data_kb)
     data, song_hash = strict_base64(body["mp3"])
+    max_bytes = settings.max_upload_bytes
     if len(data) > max_bytes:
         raise ApiError(413, f"the mp3 is {len(data)} bytes; the limit is {max_bytes} bytes")
     try:
-        info = probe(data)
+        info = probe(data, stop_after_s=settings.max_duration_s)
     except NotAnMp3 as error:
         raise ApiError(400, f"mp3 is not an MP3 file: {error}") from None
-    if info.duration_s > max_duration_s:
-        raise ApiError(422, f"the song plays for {info.duration_s:.0f} s; the limit is "
-                            f"{max_duration_s} s")
+    check_duration(info.duration_s, settings)
     return Submission(song_hash, data, callback, info.duration_s)
+
+
+def check_duration(seconds: float, settings: Settings) -> None:
+    """422 unless the audio plays between MIN_DURATION_S and MAX_DURATION_S."""
+    if seconds > settings.max_duration_s:
+        raise ApiError(422, f"the song plays for {seconds:.0f} s or more; the limit is "
+                            f"{settings.max_duration_s} s")
+    if seconds < settings.min_duration_s:
+        raise ApiError(422, f"the song plays for {seconds:.2f} s; the shortest accepted is "
+                            f"{settings.min_duration_s:g} s")

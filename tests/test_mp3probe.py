@@ -55,3 +55,64 @@ def test_header_fields():
     assert (frame.length, frame.samples, frame.sample_rate) == (417, 1152, 44100)
     assert parse_header(b"\xff\xfb\xf0\x00", 0) is None  # bitrate index 15 is invalid
     assert parse_header(b"\xff\xfb\x0c\x00", 0) is None  # sample rate index 3 is reserved
+
+
+def ape_tag(items: bytes) -> bytes:
+    """An APEv2 tag with header and footer around `items`."""
+    def block(flags: int) -> bytes:
+        return (b"APETAGEX" + (2000).to_bytes(4, "little") + (len(items) + 32).to_bytes(4, "little")
+                + (1).to_bytes(4, "little") + flags.to_bytes(4, "little") + bytes(8))
+    return block(0xA0000000) + items + block(0x80000000)
+
+
+# -- hostile files: the probe counts what the worker's decoder plays ----------------------------
+def _frames(mp3: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while (frame := parse_header(mp3, pos)) is not None:
+        out.append(mp3[pos:pos + frame.length])
+        pos += frame.length
+    return out
+
+
+@pytest.fixture(scope="module")
+def parts():
+    """20 s at 64 kbps and 60 s at 8 kbps, both 8 kHz mono: the second is small enough to hide."""
+    from scripts.make_samples import synthesize
+    from worker.encode import encode_mp3
+
+    loud = encode_mp3(synthesize(20, 8000)[:1], 8000, 64)
+    quiet = encode_mp3(synthesize(60, 8000, seed=1)[:1], 8000, 8)
+    return loud, quiet
+
+
+@pytest.mark.parametrize("shape", ["tag-in-the-middle", "ape-in-the-middle", "lyrics-marker",
+                                   "junk-byte-between-frames"])
+def test_audio_hidden_after_a_marker_or_between_junk_is_counted(parts, shape):
+    from worker.audio import decode
+
+    loud, quiet = parts
+    hidden = {
+        "tag-in-the-middle": loud + b"TAG" + bytes(125) + quiet,
+        "ape-in-the-middle": loud + b"APETAGEX" + bytes(24) + quiet,
+        "lyrics-marker": loud + b"LYRICSBEGIN" + quiet,
+        "junk-byte-between-frames": loud + b"".join(f + b"\x00" for f in _frames(quiet)),
+    }[shape]
+    decoded_s = decode(hidden, 8000, 1).shape[-1] / 8000
+    assert decoded_s > 79  # the decoder plays both parts
+    assert abs(probe(hidden).duration_s - decoded_s) < 0.5
+
+
+def test_the_walk_stops_once_past_the_cap(parts):
+    loud, quiet = parts
+    info = probe(loud + quiet, stop_after_s=5)
+    assert 5 < info.duration_s < 5.5
+
+
+def test_junk_is_bounded_whatever_the_share_of_frames(parts):
+    loud, _ = parts
+    # 70 KB of bytes that are no audio: under half of the file, over the junk limit.
+    with pytest.raises(NotAnMp3, match="not audio"):
+        probe(loud + bytes(70_000))
+    # A cover-art sized tail of tags is not junk.
+    art = ape_tag(bytes(range(256)) * 800)
+    assert abs(probe(loud + art).duration_s - 20) < 0.5

@@ -32,11 +32,15 @@ def _safe_address(host: str, port: int, allow_private: bool) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
-        raise UnsafeUrl(f"cannot resolve {host}: {error}") from None
+        log.warning("callback host %s does not resolve: %s", host, error)
+        raise UnsafeUrl(f"cannot resolve {host}") from None
     addresses = [info[4][0] for info in infos]
     for address in addresses:
         if not address_allowed(literal_address(address), allow_private):
-            raise UnsafeUrl(f"{host} resolves to the non-public address {address}")
+            # What internal names resolve to stays in the log; the job record (which anyone
+            # with the hash may read) says only that it was refused.
+            log.warning("callback host %s resolves to the non-public address %s", host, address)
+            raise UnsafeUrl(f"{host} resolves to a non-public address")
     return addresses[0]
 
 

@@ -1,0 +1,217 @@
+"""What a hostile or careless client tried against the gateway, each refused or harmless:
+hidden audio, tiny files, nested JSON, huge callback data, non-canonical base64, removal by
+HEAD or GET, a remove that fails half-way, a lost bucket, private addresses spelled in IPv6,
+port 0, and what the answers tell. Flask's test client on real Redis and S3 servers."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from common import keys
+from common.jobs import JobStatus
+from common.netguard import UnsafeUrl, check_callback_url
+from common.settings import Settings
+from tests.helpers import CallbackReceiver, TcpProxy, b64
+from tests.test_bad_input import assert_nothing_stored
+from worker import callback
+from worker.encode import encode_mp3
+
+STEMS = ["bass", "drums", "other", "vocals"]
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client(CALLBACK_ALLOW_PRIVATE="false")
+
+
+def separated(client, jobs, storage, mp3: bytes) -> str:
+    """A song taken through claim, start, stored stems and done, as a worker does."""
+    song_hash = client.post("/apiv1/separate", json={"mp3": b64(mp3)}).json["hash"]
+    assert jobs.claim("w1", timeout=1) == song_hash
+    token = jobs.start(song_hash, "w1")
+    for stem in STEMS:
+        storage.put_stem(song_hash, stem, stem.encode())
+    assert jobs.finish(song_hash, "w1", token, JobStatus.DONE,
+                       tracks=[f"{stem}.mp3" for stem in STEMS])
+    return song_hash
+
+
+# -- what is submitted --------------------------------------------------------------------
+def test_audio_hidden_behind_a_tag_counts_toward_the_cap(make_client, redis_client, storage):
+    from scripts.make_samples import synthesize
+
+    loud = encode_mp3(synthesize(20, 8000)[:1], 8000, 64)
+    hidden = encode_mp3(synthesize(40, 8000, seed=1)[:1], 8000, 8)
+    client = make_client(MAX_DURATION_S="30")
+    response = client.post("/apiv1/separate",
+                           json={"mp3": b64(loud + b"TAG" + bytes(125) + hidden)})
+    assert response.status_code == 422 and "the limit is 30 s" in response.json["error"]
+    assert_nothing_stored(redis_client, storage)
+    assert client.post("/apiv1/separate", json={"mp3": b64(loud)}).status_code == 200
+
+
+def test_a_song_shorter_than_the_minimum_is_refused(make_client, redis_client, storage,
+                                                    short_mp3):
+    from scripts.make_samples import synthesize
+
+    two_frames = encode_mp3(synthesize(0.05, 44100), 44100, 128)
+    assert len(two_frames) < 2000
+    response = make_client().post("/apiv1/separate", json={"mp3": b64(two_frames)})
+    assert response.status_code == 422 and "shortest accepted is 1 s" in response.json["error"]
+    assert_nothing_stored(redis_client, storage)
+    assert make_client(MIN_DURATION_S="5").post(
+        "/apiv1/separate", json={"mp3": b64(short_mp3)}).status_code == 422
+
+
+@pytest.mark.parametrize("body", [
+    "[" * 100_000 + "]" * 100_000,
+    '{"mp3": "SUQz", "callback": {"url": "https://example.com/", "data": '
+    + "[" * 100_000 + "]" * 100_000 + "}}",
+    '{"mp3": "SUQz", "callback": {"url": "https://example.com/", "data": '
+    + '{"a": ' * 40 + "1" + "}" * 40 + "}}",
+], ids=["body", "callback-data-beyond-recursion", "callback-data-40-levels"])
+def test_deeply_nested_json_is_refused(client, redis_client, storage, body):
+    response = client.post("/apiv1/separate", data=body, content_type="application/json")
+    assert response.status_code == 400, response.json
+    assert "deeper than" in response.json["error"]
+    assert_nothing_stored(redis_client, storage)
+
+
+def test_callback_data_is_capped(make_client, redis_client, storage, short_mp3):
+    client = make_client(MAX_CALLBACK_DATA_KB="1")
+    hook = "https://example.com/hook"
+    big = {"mp3": b64(short_mp3), "callback": {"url": hook, "data": "x" * 2000}}
+    response = client.post("/apiv1/separate", json=big)
+    assert response.status_code == 413 and "1 KiB" in response.json["error"]
+    assert_nothing_stored(redis_client, storage)
+    small = {"mp3": b64(short_mp3), "callback": {"url": hook, "data": "x" * 900}}
+    assert client.post("/apiv1/separate", json=small).status_code == 200
+
+
+def test_base64_with_stray_bits_after_the_last_byte_is_refused(client, redis_client, storage,
+                                                               short_mp3):
+    for length in (len(short_mp3) - len(short_mp3) % 3 + 1, len(short_mp3) - len(short_mp3) % 3
+                   + 2):
+        mp3 = (short_mp3 * 2)[:length]
+        text = b64(mp3)
+        padding = len(text) - len(text.rstrip("="))
+        last = text[-padding - 1]
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        stray = text[:-padding - 1] + alphabet[alphabet.index(last) + 1] + "=" * padding
+        assert base64.b64decode(stray) == mp3  # the same bytes, another text, another hash
+        response = client.post("/apiv1/separate", json={"mp3": stray})
+        assert response.status_code == 400 and "canonical" in response.json["error"]
+        assert_nothing_stored(redis_client, storage)
+
+
+# -- callbacks ----------------------------------------------------------------------------
+@pytest.mark.parametrize("url", [
+    "http://[::127.0.0.1]/hook", "http://[::7f00:1]/hook", "http://[64:ff9b::7f00:1]/hook",
+    "http://[64:ff9b::a00:1]/hook", "http://[2002:7f00:1::]/hook",
+    "http://[2002:a9fe:a9fe::]/latest/meta-data/", "http://[64:ff9b:1::7f00:1]/hook",
+    "http://[::ffff:0:7f00:1]/hook", "http://example.com:0/hook", "http://10.0.0.1:0/hook",
+])
+def test_private_addresses_spelled_in_ipv6_and_port_0_are_refused(client, redis_client, storage,
+                                                                   short_mp3, url):
+    response = client.post("/apiv1/separate",
+                           json={"mp3": b64(short_mp3), "callback": {"url": url}})
+    assert response.status_code == 400 and "callback" in response.json["error"]
+    assert_nothing_stored(redis_client, storage)
+    settings_private_off = Settings(callback_allow_private=False, callback_retries=1)
+    assert callback.send(url, {}, "id", settings_private_off).startswith("refused: ")
+
+
+def test_public_addresses_embedded_in_ipv6_still_pass():
+    for url in ("http://[64:ff9b::808:808]/", "http://[2002:808:808::1]/", "http://[::8.8.8.8]/"):
+        assert check_callback_url(url, allow_private=False)[1]
+    with pytest.raises(UnsafeUrl):
+        check_callback_url("http://[::1]/", allow_private=False)
+
+
+def test_a_refused_callback_does_not_tell_what_names_resolve_to(caplog):
+    with CallbackReceiver() as receiver:
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        outcome = callback.send(url, {}, "id", Settings(callback_allow_private=False))
+    assert outcome == "refused: localhost resolves to a non-public address"
+    assert receiver.count == 0
+    assert "127.0.0.1" in caplog.text or "::1" in caplog.text  # the detail is in the log
+
+
+# -- removing -------------------------------------------------------------------------------
+def test_head_never_removes(client, jobs, storage, short_mp3):
+    song_hash = separated(client, jobs, storage, short_mp3)
+    response = client.head(f"/apiv1/remove/{song_hash}/bass.mp3")
+    assert response.status_code == 405 and "GET, DELETE" in response.headers["Allow"]
+    assert storage.stem_exists(song_hash, "bass")
+    assert "bass.mp3" in jobs.get(song_hash).tracks
+
+
+def test_removal_can_require_delete(make_client, jobs, storage, short_mp3):
+    client = make_client(REMOVE_REQUIRES_DELETE="true")
+    song_hash = separated(client, jobs, storage, short_mp3)
+    refused = client.get(f"/apiv1/remove/{song_hash}/bass.mp3")
+    assert refused.status_code == 405 and refused.headers["Allow"] == "DELETE"
+    assert "DELETE" in refused.json["error"]
+    assert storage.stem_exists(song_hash, "bass")
+    assert client.delete(f"/apiv1/remove/{song_hash}/bass.mp3").status_code == 200
+    assert not storage.stem_exists(song_hash, "bass")
+
+
+def test_a_remove_that_fails_changes_nothing(make_client, jobs, storage, s3_server, short_mp3):
+    proxy = TcpProxy(s3_server)
+    try:
+        client = make_client(MINIO_HOST=proxy.address)
+        song_hash = separated(client, jobs, storage, short_mp3)
+        proxy.cut()
+        response = client.delete(f"/apiv1/remove/{song_hash}/drums.mp3")
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert "drums.mp3" in jobs.get(song_hash).tracks
+        assert storage.stem_exists(song_hash, "drums")
+        proxy.restore()
+        assert client.delete(f"/apiv1/remove/{song_hash}/drums.mp3").status_code == 200
+        assert "drums.mp3" not in jobs.get(song_hash).tracks
+        assert not storage.stem_exists(song_hash, "drums")
+    finally:
+        proxy.close()
+
+
+# -- a store that lost its buckets ------------------------------------------------------------
+def _drop_bucket(storage, bucket: str) -> None:
+    for obj in storage.client.list_objects(bucket, recursive=True):
+        storage.client.remove_object(bucket, obj.object_name)
+    storage.client.remove_bucket(bucket)
+
+
+def test_a_lost_bucket_is_an_outage_and_is_created_again(client, redis_client, storage,
+                                                         short_mp3):
+    _drop_bucket(storage, storage.songs_bucket)
+    response = client.post("/apiv1/separate", json={"mp3": b64(short_mp3)})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert redis_client.llen(keys.QUEUE) == 0 and not redis_client.keys("job:*")
+    assert storage.client.bucket_exists(storage.songs_bucket)  # created again
+    assert client.post("/apiv1/separate", json={"mp3": b64(short_mp3)}).status_code == 200
+    _drop_bucket(storage, storage.output_bucket)
+    assert client.get("/readyz").status_code == 200
+    assert storage.client.bucket_exists(storage.output_bucket)
+
+
+# -- what the answers tell --------------------------------------------------------------------
+def test_readiness_tells_anonymous_callers_a_status_word_only(make_client, caplog):
+    client = make_client(REDIS_URL="redis://127.0.0.1:1/0", MINIO_HOST="127.0.0.1:1")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {"error": "not ready"}
+    assert "127.0.0.1:1" in caplog.text  # the details are in the log
+
+
+def test_every_answer_is_json_and_not_sniffed(client):
+    options = client.options("/apiv1/separate")
+    assert options.status_code == 200 and options.is_json
+    assert "POST" in options.json["methods"] and "POST" in options.headers["Allow"]
+    for response in (options, client.get("/healthz"), client.get("/apiv1/nothing"),
+                     client.put("/apiv1/queue")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.is_json and json.loads(response.data)
