@@ -17,7 +17,6 @@ from common.settings import Settings
 from tests.helpers import CallbackReceiver, TcpProxy, b64
 from tests.test_bad_input import assert_nothing_stored
 from worker import callback
-from worker.encode import encode_mp3
 
 STEMS = ["bass", "drums", "other", "vocals"]
 
@@ -40,11 +39,10 @@ def separated(client, jobs, storage, mp3: bytes) -> str:
 
 
 # -- what is submitted --------------------------------------------------------------------
-def test_audio_hidden_behind_a_tag_counts_toward_the_cap(make_client, redis_client, storage):
-    from scripts.make_samples import synthesize
-
-    loud = encode_mp3(synthesize(20, 8000)[:1], 8000, 64)
-    hidden = encode_mp3(synthesize(40, 8000, seed=1)[:1], 8000, 8)
+def test_audio_hidden_behind_a_tag_counts_toward_the_cap(make_client, redis_client, storage,
+                                                         make_mp3):
+    loud = make_mp3(20, seed=0, samplerate=8000, channels=1, bitrate=64)
+    hidden = make_mp3(40, seed=1, samplerate=8000, channels=1, bitrate=8)
     client = make_client(MAX_DURATION_S="30")
     response = client.post("/apiv1/separate",
                            json={"mp3": b64(loud + b"TAG" + bytes(125) + hidden)})
@@ -54,10 +52,8 @@ def test_audio_hidden_behind_a_tag_counts_toward_the_cap(make_client, redis_clie
 
 
 def test_a_song_shorter_than_the_minimum_is_refused(make_client, redis_client, storage,
-                                                    short_mp3):
-    from scripts.make_samples import synthesize
-
-    two_frames = encode_mp3(synthesize(0.05, 44100), 44100, 128)
+                                                    short_mp3, make_mp3):
+    two_frames = make_mp3(0.05)
     assert len(two_frames) < 2000
     response = make_client().post("/apiv1/separate", json={"mp3": b64(two_frames)})
     assert response.status_code == 422 and "shortest accepted is 1 s" in response.json["error"]

@@ -77,12 +77,10 @@ def _frames(mp3: bytes) -> list[bytes]:
 @pytest.fixture(scope="module")
 def parts():
     """20 s at 64 kbps and 60 s at 8 kbps, both 8 kHz mono: the second is small enough to hide."""
-    from scripts.make_samples import synthesize
-    from worker.encode import encode_mp3
+    from scripts.make_samples import song_mp3
 
-    loud = encode_mp3(synthesize(20, 8000)[:1], 8000, 64)
-    quiet = encode_mp3(synthesize(60, 8000, seed=1)[:1], 8000, 8)
-    return loud, quiet
+    return (song_mp3(20, seed=0, samplerate=8000, channels=1, bitrate=64),
+            song_mp3(60, seed=1, samplerate=8000, channels=1, bitrate=8))
 
 
 @pytest.mark.parametrize("shape", ["tag-in-the-middle", "ape-in-the-middle", "lyrics-marker",
