@@ -130,6 +130,10 @@ class JobStore(Claims):
         """Songs whose newest job ended before `ended_before` (a Unix time), oldest first."""
         return self.redis.zrangebyscore(keys.EXPIRY, "-inf", ended_before, start=0, num=limit)
 
+    def sweep_later(self, song_hash: str) -> None:
+        """Leave a song for the next sweep, whatever RESULT_TTL_HOURS (its delete failed)."""
+        self.redis.zadd(keys.EXPIRY, {song_hash: 0})
+
     # -- models and queues ------------------------------------------------------------------
     def register_model(self, model: str, stems: list[str]) -> None:
         """Record the stems a model gives (each separation worker does at start)."""

@@ -3,6 +3,7 @@ demucs_unittest model."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -11,11 +12,14 @@ import time
 
 import numpy as np
 import pytest
+import soundfile
 import sphn
 
+from common import keys
 from common.jobs import JobStatus
 from common.redisconn import connect
-from tests.helpers import CallbackReceiver, b64, wait_for
+from common.storage import lossless_object
+from tests.helpers import STEMS, CallbackReceiver, b64, wait_for, wait_for_job
 from worker.errors import ModelLoadError
 from worker.main import EXIT_MODEL_UNAVAILABLE, Worker
 from worker.separator import Separator, load_model
@@ -36,7 +40,7 @@ def run_worker(make_settings, redis_client, storage):
 
     yield start
     for worker, thread in running:
-        worker.stopping.set()
+        worker.stop()
         thread.join(60)
         worker.redis.close()
 
@@ -55,14 +59,7 @@ def submit(api, mp3: bytes, callback: dict | None = None) -> str:
     return response.json["hash"]
 
 
-def wait_until_finished(api, song_hash: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = api.get(f"/apiv1/status/{song_hash}").json
-        if status["status"] in ("done", "failed"):
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"song {song_hash} still {status} after {timeout} s")
+ENDED = ("done", "failed", "cancelled")
 
 
 def decoded(mp3: bytes, tmp_path, name: str) -> tuple[np.ndarray, int]:
@@ -71,47 +68,63 @@ def decoded(mp3: bytes, tmp_path, name: str) -> tuple[np.ndarray, int]:
     return sphn.read(str(path))
 
 
-def test_a_song_is_separated_into_four_decodable_stems(api, run_worker, make_mp3, tmp_path):
+def lossless_stems(storage, song_hash: str, model: str = "demucs_unittest") -> dict:
+    """`{stem: (samples, rate)}` of the lossless stems stored for a song and model."""
+    stems = {}
+    for stem in STEMS:
+        data = storage.client.get_object(storage.output_bucket,
+                                         lossless_object(song_hash, model, stem)).read()
+        audio, rate = soundfile.read(io.BytesIO(data), always_2d=True)
+        stems[stem] = (audio, rate, data)
+    return stems
+
+
+def wait_until_separated(jobs, song_hash: str, timeout: float = 120):
+    """The separation's record once its stems are stored (it then waits for its render job),
+    or once it ended."""
+    return wait_for_job(jobs, song_hash, lambda j: j.awaiting or j.status in ENDED, timeout)
+
+
+def test_a_song_is_separated_into_lossless_stems_and_its_render_job_queued(
+        api, run_worker, jobs, storage, make_mp3, tmp_path):
     run_worker()
     mp3 = make_mp3(4, seed=11)
     song_hash = submit(api, mp3)
-    status = wait_until_finished(api, song_hash)
-    assert status["status"] == "done", status
-    assert status["progress"] == 1.0
-    assert sorted(status["tracks"]) == ["bass.mp3", "drums.mp3", "other.mp3", "vocals.mp3"]
-    assert {"queue_wait", "fetch", "decode", "separate", "encode", "store_stems"} <= set(
-        status["timings"])
+    job = wait_until_separated(jobs, song_hash)
+    assert (job.status, job.progress) == (JobStatus.PROCESSING, 0.9)
+    assert job.awaiting == f"{song_hash}:demucs_unittest:mp3-320"
+    assert jobs.queued(keys.RENDER_QUEUE) == [job.awaiting]
+    assert jobs.get(job.awaiting).parent == song_hash
+    assert {"queue_wait", "fetch", "decode", "separate", "store"} <= set(job.timings)
+    assert jobs.models() == {"demucs_unittest": ["drums", "bass", "other", "vocals"]}
     original, _ = decoded(mp3, tmp_path, "in.mp3")
-    for track in status["tracks"]:
-        response = api.get(f"/apiv1/track/{song_hash}/{track}")
-        audio, rate = decoded(response.data, tmp_path, track)
-        assert rate == 44100 and audio.shape[0] == 2
-        assert abs(audio.shape[1] - original.shape[1]) / 44100 < 0.1
+    for audio, rate, _ in lossless_stems(storage, song_hash).values():
+        assert rate == 44100 and audio.shape[1] == 2
+        assert abs(audio.shape[0] - original.shape[1]) / 44100 < 0.1
         assert np.abs(audio).max() > 0
 
 
-def test_a_mono_22_khz_song_gives_stereo_44_1_khz_stems(api, run_worker, make_mp3, tmp_path):
+def test_a_mono_22_khz_song_gives_stereo_44_1_khz_stems(api, run_worker, jobs, storage,
+                                                        make_mp3):
     run_worker()
     song_hash = submit(api, make_mp3(2, seed=3, samplerate=22050, channels=1, bitrate=48))
-    status = wait_until_finished(api, song_hash)
-    assert status["status"] == "done", status
-    audio, rate = decoded(api.get(f"/apiv1/track/{song_hash}/vocals").data, tmp_path, "v.mp3")
-    assert rate == 44100 and audio.shape[0] == 2
-    assert abs(audio.shape[1] / 44100 - 2) < 0.1
+    assert wait_until_separated(jobs, song_hash).awaiting
+    audio, rate, _ = lossless_stems(storage, song_hash)["vocals"]
+    assert rate == 44100 and audio.shape[1] == 2
+    assert abs(audio.shape[0] / 44100 - 2) < 0.1
 
 
-def test_stems_are_byte_identical_when_separated_again(api, run_worker, make_mp3):
+def test_stems_are_byte_identical_when_separated_again(api, run_worker, jobs, storage,
+                                                      make_mp3):
     run_worker()
     mp3 = make_mp3(3, seed=5)
     song_hash = submit(api, mp3)
-    assert wait_until_finished(api, song_hash)["status"] == "done"
-    first = {t: api.get(f"/apiv1/track/{song_hash}/{t}").data for t in ("drums", "vocals")}
-    for track in ("drums", "vocals"):
-        api.delete(f"/apiv1/remove/{song_hash}/{track}")
-    assert "again" in api.post("/apiv1/separate",
-                               json={"mp3": b64(mp3)}).json["reason"]
-    assert wait_until_finished(api, song_hash)["status"] == "done"
-    second = {t: api.get(f"/apiv1/track/{song_hash}/{t}").data for t in ("drums", "vocals")}
+    assert wait_until_separated(jobs, song_hash).awaiting
+    first = {stem: data for stem, (_, _, data) in lossless_stems(storage, song_hash).items()}
+    jobs.delete_song(song_hash)  # the stems stay in the store: only the records go
+    assert submit(api, mp3) == song_hash
+    assert wait_until_separated(jobs, song_hash).awaiting
+    second = {stem: data for stem, (_, _, data) in lossless_stems(storage, song_hash).items()}
     assert first == second
 
 
@@ -122,18 +135,20 @@ def test_an_undecodable_song_fails_and_the_next_one_is_separated(api, run_worker
     jobs.enqueue(broken_hash, None, max_queue=10)
     good_hash = submit(api, short_mp3)
     run_worker()
-    broken = wait_until_finished(api, broken_hash)
-    assert broken["status"] == "failed"
-    assert broken["error"].startswith("decode_failed: the mp3 could not be decoded")
-    assert wait_until_finished(api, good_hash)["status"] == "done"
+    broken = wait_until_separated(jobs, broken_hash)
+    assert broken.status == "failed"
+    assert broken.error.startswith("decode_failed: the mp3 could not be decoded")
+    assert wait_until_separated(jobs, good_hash).awaiting
 
 
-def test_the_callback_receives_its_data_when_the_job_ends(api, run_worker, short_mp3):
+def test_the_callback_receives_its_data_when_the_separation_ends_it(api, run_worker, jobs,
+                                                                    short_mp3):
     with CallbackReceiver(answer=204) as receiver:
-        run_worker(CALLBACK_ALLOW_PRIVATE="true")
+        # A worker with a shorter limit than the gateway's: the separation itself ends the job.
+        run_worker(CALLBACK_ALLOW_PRIVATE="true", MAX_DURATION_S="1")
         url = f"{receiver.url}?x=1"
         song_hash = submit(api, short_mp3, {"url": url, "data": {"mine": "back"}})
-        assert wait_until_finished(api, song_hash)["status"] == "done"
+        assert wait_until_separated(jobs, song_hash).error.startswith("too_long")
         wait_for(lambda: receiver.count, 30, "no callback arrived", interval=0.1)
         (request,) = receiver.requests
         assert (request["path"], json.loads(request["body"])) == ("/hook?x=1", {"mine": "back"})

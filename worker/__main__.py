@@ -1,7 +1,5 @@
 """`python -m worker` or `micro-demucs-worker`: run one worker process until SIGTERM.
 
-The encoding processes (spawned) re-import the parent's main module unless it is a package's
-`__main__`; started this way they import LAME and numpy only, not torch and the model code.
 The console script's main module imports this one, hence `run` imports the worker lazily.
 """
 

@@ -1,4 +1,5 @@
-"""Give the jobs of dead workers back to the queue, and take over the callbacks they owed.
+"""Give the jobs of dead workers back to their queues, take over the callbacks they owed, and
+delete the songs that expired.
 
 Every worker runs a reaper. A worker is dead when its heartbeat key has expired, so a job
 is back in the queue at most HEARTBEAT_TTL_S + REAPER_INTERVAL_S seconds after its worker
@@ -13,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import redis
 
@@ -23,19 +25,21 @@ from worker.heartbeat import is_alive
 log = logging.getLogger("worker")
 
 
-def requeue_jobs_of(jobs: JobStore, worker_id: str, max_lost: int) -> dict[str, str]:
-    """Requeue (or fail as poison) every job a dead worker held; returns hash -> outcome."""
+def requeue_jobs_of(jobs: JobStore, worker_id: str, max_deaths: int) -> dict[str, str]:
+    """Requeue (or fail as poison) every job a dead worker held; returns job id -> outcome."""
     outcomes = {}
-    for song_hash in jobs.claimed_by(worker_id):
-        outcome = jobs.requeue_orphan(song_hash, worker_id, max_lost)
+    for job_id in jobs.claimed_by(worker_id):
+        outcome = jobs.requeue_orphan(job_id, worker_id, max_deaths)
         if outcome != "gone":
-            outcomes[song_hash] = outcome
-            log.warning("song %s: worker %s died holding it; %s", song_hash, worker_id, outcome)
+            outcomes[job_id] = outcome
+            log.warning("song %s: worker %s died holding it; %s", job_id, worker_id, outcome)
     return outcomes
 
 
-def reap_once(jobs: JobStore, self_id: str, max_lost: int, lock_ttl_s: int = 30) -> dict[str, str]:
-    """One pass over all registered workers; returns what was done to which job."""
+def reap_once(jobs: JobStore, self_id: str, max_deaths: int, lock_ttl_s: int = 30,
+              sweep: Callable[[], object] | None = None) -> dict[str, str]:
+    """One pass over all registered workers (and `sweep`, under the same lock); returns what
+    was done to which job."""
     client = jobs.redis
     lock = uuid.uuid4().hex
     if not client.set(keys.REAPER_LOCK, lock, nx=True, ex=lock_ttl_s):
@@ -45,12 +49,14 @@ def reap_once(jobs: JobStore, self_id: str, max_lost: int, lock_ttl_s: int = 30)
         for worker_id in client.smembers(keys.WORKERS):
             if worker_id == self_id or is_alive(client, worker_id):
                 continue
-            outcomes.update(requeue_jobs_of(jobs, worker_id, max_lost))
-            for song_hash in jobs.adopt_callbacks(worker_id, self_id):
+            outcomes.update(requeue_jobs_of(jobs, worker_id, max_deaths))
+            for job_id in jobs.adopt_callbacks(worker_id, self_id):
                 log.warning("song %s: worker %s died owing its callback; sending it",
-                            song_hash, worker_id)
+                            job_id, worker_id)
             if not jobs.claimed_by(worker_id) and not jobs.owed_callbacks(worker_id):
                 client.srem(keys.WORKERS, worker_id)
+        if sweep is not None:
+            sweep()
     finally:
         if client.get(keys.REAPER_LOCK) == lock:
             client.delete(keys.REAPER_LOCK)
@@ -58,10 +64,14 @@ def reap_once(jobs: JobStore, self_id: str, max_lost: int, lock_ttl_s: int = 30)
 
 
 class Reaper(threading.Thread):
-    def __init__(self, jobs: JobStore, self_id: str, max_lost: int, interval_s: int,
-                 on_owed=None, heartbeat_ttl_s: int = 0):
+    """Every `interval_s`, one reaping pass; then `on_owed`, to send the callbacks now owed."""
+
+    def __init__(self, jobs: JobStore, self_id: str, max_deaths: int, interval_s: int,
+                 on_owed: Callable[[], None] | None = None, heartbeat_ttl_s: int = 0,
+                 sweep: Callable[[], object] | None = None):
         super().__init__(name="reaper", daemon=True)
-        self.jobs, self.self_id, self.max_lost = jobs, self_id, max_lost
+        self.jobs, self.self_id, self.max_deaths = jobs, self_id, max_deaths
+        self.sweep = sweep
         self.interval_s = interval_s
         self.heartbeat_ttl_s = heartbeat_ttl_s
         self.on_owed = on_owed  # called after each pass, to send the callbacks now owed
@@ -78,7 +88,7 @@ class Reaper(threading.Thread):
                     quiet_until, cut_off = time.monotonic() + self.heartbeat_ttl_s, False
                 if time.monotonic() < quiet_until:
                     continue
-                reap_once(self.jobs, self.self_id, self.max_lost)
+                reap_once(self.jobs, self.self_id, self.max_deaths, sweep=self.sweep)
             except redis.RedisError as error:
                 cut_off = True
                 log.warning("reaper skipped a pass (Redis unavailable: %s)", error)

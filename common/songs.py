@@ -1,0 +1,39 @@
+"""Deleting a song everywhere, as DELETE /apiv1/song/<hash> and the expiry sweep both do.
+
+Records first: each running job thereby loses its token, and its worker removes whatever it
+stores after that; then every object of the song.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from common.jobs import JobStore
+from common.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+
+def delete_song(jobs: JobStore, storage: Storage, song_hash: str) -> bool:
+    """Remove every job record and object of a song; False if there was nothing of it.
+
+    Raises StorageError when the store fails after the records went; the song is then left
+    for the workers' sweep, which removes its objects once the store answers.
+    """
+    ids = jobs.delete_song(song_hash)
+    try:
+        removed = storage.remove_song_everything(song_hash)
+    except StorageError:
+        jobs.sweep_later(song_hash)
+        raise
+    return bool(ids or removed)
+
+
+def sweep_expired(jobs: JobStore, storage: Storage, ended_before: float) -> list[str]:
+    """Delete every song whose newest job ended before `ended_before` (and those left by a
+    delete the store failed); returns their hashes."""
+    songs = jobs.expired_songs(ended_before)
+    for song_hash in songs:
+        delete_song(jobs, storage, song_hash)
+        log.info("song %s: expired, deleted", song_hash)
+    return songs

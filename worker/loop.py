@@ -1,0 +1,261 @@
+"""The claim loop every worker runs, whatever its jobs: claim from one queue, start an attempt,
+hand it to `handle`, and around it the heartbeat, the reaper, the callbacks owed and shutdown.
+
+A separation worker (worker/main.py) claims from its model's queue, a render worker from
+`toRender`; each subclasses ClaimLoop with its `handle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from common.jobs import Job, JobStatus, JobStore
+from common.settings import Settings
+from common.songs import sweep_expired
+from common.storage import Storage, StorageError
+from worker.healthcheck import ID_FILE
+from worker.heartbeat import Heartbeat
+from worker.outbox import Outbox
+from worker.reaper import Reaper, requeue_jobs_of
+from worker.retry import retry
+
+log = logging.getLogger("worker")
+Progress = Callable[[float], None]
+
+
+class HandBack(Exception):
+    """The job must go back to its queue (a dependency is down); it is not the song's fault."""
+
+
+class Superseded(Exception):
+    """The attempt is no longer current (presumed dead and replaced, or the song deleted)."""
+
+
+class Cancelled(Exception):
+    """A cancel was asked for the job while it ran."""
+
+
+@dataclass
+class Attempt:
+    """One claimed job being worked on: its record as started, its token, its timings."""
+
+    job: Job
+    token: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.job.id
+
+
+class ClaimLoop:
+    """Claims the jobs of `queue` one at a time and runs each through `handle`."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, queue: str):
+        self.settings = settings
+        self.worker_id = settings.worker_id
+        self.queue = queue
+        self.redis = client
+        self.jobs = JobStore(client, settings.default_model)
+        self.storage = Storage(settings)
+        self.current: Attempt | None = None
+        self.current_lock = threading.RLock()  # a signal may hand back from this thread
+        self.stopping = threading.Event()
+        self.outbox = Outbox(self.jobs, self.worker_id, settings)
+        self.heartbeat = Heartbeat(client, self.worker_id, settings.heartbeat_ttl_s)
+        self.reaper = Reaper(self.jobs, self.worker_id, settings.max_deaths,
+                             settings.reaper_interval_s, on_owed=self.outbox.send_owed,
+                             heartbeat_ttl_s=settings.heartbeat_ttl_s, sweep=self._sweep)
+
+    # -- what a kind of worker provides -----------------------------------------------------
+    def prepare(self) -> None:
+        """Called once before the first claim (a separation worker registers its model)."""
+
+    def handle(self, attempt: Attempt) -> None:
+        """Work on one started attempt and end it (finish, hand back or hand off)."""
+        raise NotImplementedError
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def run(self) -> None:
+        """Claim and handle jobs until `stop()`; then let the threads around it finish."""
+        retry(self.storage.ensure_buckets, "creating the buckets", attempts=30)
+        # Jobs left in our own list were held by an earlier process with this id, now dead.
+        retry(lambda: requeue_jobs_of(self.jobs, self.worker_id, self.settings.max_deaths),
+              "recovering jobs of a previous run", attempts=30)
+        retry(self.prepare, "preparing", attempts=30)
+        self.heartbeat.start()
+        self.reaper.start()
+        # Callbacks an earlier run owed, including those of jobs it was the last chance of.
+        self.outbox.send_owed()
+        ID_FILE.write_text(self.worker_id)  # for the exec probe, `python -m worker.healthcheck`
+        log.info("worker %s ready, waiting for songs in %s", self.worker_id, self.queue)
+        while not self.stopping.is_set():
+            job_id = self._claim()
+            if job_id:
+                self._process(job_id)
+            else:
+                self.requeue_strays()
+        self._drain()
+
+    def stop(self) -> None:
+        """Stop claiming; `run` returns once the job in hand has ended."""
+        self.stopping.set()
+
+    def hand_back_held(self) -> None:
+        """Hand the job in hand (and any claimed, unstarted one) back to its queue, now."""
+        with self.current_lock:
+            if self.current is not None:
+                try:
+                    self.jobs.hand_back(self.current.id, self.worker_id, self.current.token)
+                    log.warning("song %s: handed back to the queue at shutdown", self.current.id)
+                except redis.RedisError as error:
+                    log.error("song %s: could not hand back (%s); the reaper will",
+                              self.current.id, error)
+            self.requeue_strays()
+
+    def requeue_strays(self) -> None:
+        """Requeue ids in our processing list that this process does not hold.
+
+        A claim whose reply was lost (the Redis client retries on a broken connection) leaves
+        the job in our list while we live, where no reaper looks; and at shutdown, a job
+        claimed but not yet started must go back too.
+        """
+        held = self.current.id if self.current else None
+        try:
+            for job_id in self.jobs.claimed_by(self.worker_id):
+                if job_id == held:
+                    continue
+                outcome = self.jobs.requeue_orphan(job_id, self.worker_id,
+                                                   self.settings.max_deaths)
+                if outcome != "gone":  # gone: ended meanwhile by this process
+                    log.warning("song %s: claimed but not held by this process; %s",
+                                job_id, outcome)
+        except redis.RedisError as error:
+            log.warning("could not check this worker's claimed jobs (%s)", error)
+
+    def _drain(self) -> None:
+        # The reaper first: a job it fails as worker_lost still needs the callback pool.
+        self.reaper.stopped.set()
+        self.reaper.join(30)
+        self.outbox.close()
+        self.heartbeat.stop()
+        self.close()
+        log.info("worker %s stopped", self.worker_id)
+
+    def close(self) -> None:
+        """Release what the worker holds (pools, connections); called once it stopped."""
+        self.storage.close()
+
+    def _sweep(self) -> None:
+        # Without a TTL, only the songs whose delete the store failed (scored 0) are swept.
+        ttl_s = self.settings.result_ttl_hours * 3600
+        try:
+            sweep_expired(self.jobs, self.storage, time.time() - ttl_s if ttl_s else 0)
+        except StorageError as error:
+            log.warning("expired songs not swept (%s); next pass", error)
+
+    # -- one job ----------------------------------------------------------------------------
+    def _claim(self) -> str | None:
+        try:
+            return self.jobs.claim(self.worker_id, timeout=1, queue=self.queue)
+        except redis.RedisError as error:
+            log.warning("cannot reach Redis to claim a job (%s); retrying in 2 s", error)
+            self.stopping.wait(2)
+            return None
+
+    def _process(self, job_id: str) -> None:
+        token = uuid.uuid4().hex  # one token for every retry of the start below
+        # Under the lock, so that a shutdown hand-back never sees a started job it cannot name.
+        with self.current_lock:
+            if not retry(lambda: self.jobs.start(job_id, self.worker_id, token),
+                         "starting a job", attempts=12):
+                return  # ended, cancelled or removed meanwhile: the stale entry is dropped
+            job = retry(lambda: self.jobs.get(job_id), "reading the job", attempts=12)
+            if job is None:
+                return  # deleted just after it started; our entry went with it
+            self.current = Attempt(job, token, {**job.timings,
+                                                "queue_wait": round(time.time() - job.created, 3)})
+        try:
+            self.handle(self.current)
+        finally:
+            with self.current_lock:
+                self.current = None
+
+    # -- what `handle` calls ----------------------------------------------------------------
+    def progress_reporter(self, attempt: Attempt, scale: float = 1.0) -> Progress:
+        """A progress callback that records `scale * fraction` (at most 4 times a second) and
+        raises Cancelled or Superseded when the job should stop."""
+        last = [0.0]
+
+        def report(fraction: float) -> None:
+            now = time.monotonic()
+            if fraction < 1.0 and now - last[0] < 0.25:
+                return
+            last[0] = now
+            try:
+                answer = self.jobs.set_progress(attempt.id, attempt.token, scale * fraction)
+            except redis.RedisError:
+                return  # progress is advisory; the heartbeat and the result are what matter
+            if answer == "cancel":
+                raise Cancelled(attempt.id)
+            if answer == "stale":
+                raise Superseded(attempt.id)
+
+        return report
+
+    def finish(self, attempt: Attempt, status: JobStatus, error: str = "",
+               tracks: list[str] | None = None) -> bool:
+        """End the attempt; False (and the result dropped) when it is no longer current."""
+        current = retry(lambda: self.jobs.finish(attempt.id, self.worker_id, attempt.token,
+                                                 status, error, tracks, attempt.timings,
+                                                 attempt.job.parent),
+                        "recording the result", attempts=12)
+        if not current:
+            log.warning("song %s: result dropped, another worker took the job over or it was "
+                        "deleted", attempt.id)
+            return False
+        log.info("song %s: %s%s %s", attempt.id, status.value, f" ({error})" if error else "",
+                 attempt.timings)
+        self.outbox.send_owed()
+        return True
+
+    def hand_back(self, attempt: Attempt, why: str) -> None:
+        """Return the job to the head of its queue (a dependency is down), then pause."""
+        log.warning("song %s: handed back to the queue: %s", attempt.id, why)
+        retry(lambda: self.jobs.hand_back(attempt.id, self.worker_id, attempt.token),
+              "handing back")
+        self.stopping.wait(2)  # give the dependency a moment before the next claim
+
+
+def serve(worker: ClaimLoop, grace_s: float) -> None:
+    """Run `worker` until SIGTERM or SIGINT: the first stops claiming and lets the job in hand
+    finish within `grace_s`, after which it is handed back and the process exits; a second
+    signal hands it back at once (a cold stop)."""
+
+    def cold_stop() -> None:
+        worker.hand_back_held()
+        logging.shutdown()
+        os._exit(0)
+
+    def on_signal(signum: int, _frame=None) -> None:
+        if worker.stopping.is_set():
+            log.warning("signal %d again: handing back now", signum)
+            cold_stop()
+        log.info("signal %d: finishing the current job within %d s", signum, grace_s)
+        worker.stop()
+        timer = threading.Timer(grace_s, cold_stop)
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.run()
