@@ -32,6 +32,18 @@ class Unreachable(Exception):
     """No answer from the server at all (down, wrong address, timeout)."""
 
 
+def transient(error: ApiError) -> bool:
+    """An answer worth waiting out: rate limited, or the server's stores briefly away."""
+    return error.status in (429, 502, 503, 504)
+
+
+def error_line(error: ApiError | Unreachable) -> str:
+    """What to print for an error: the server's own words and its status."""
+    if isinstance(error, ApiError):
+        return f"{error.message} (HTTP {error.status})"
+    return str(error)
+
+
 class Api:
     """A client of one server's /apiv1/ routes."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from client import results, songs
-from client.api import DEFAULT_URL, Api, ApiError, Unreachable
+from client.api import DEFAULT_URL, Api, ApiError, Unreachable, error_line
 from client.tracks import job_options
 
 Command = Callable[[Api, argparse.Namespace], int]
@@ -100,11 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     api = Api(args.server, args.api_key)
     try:
         return args.run(api, args)
-    except ApiError as error:
-        print(f"micro-demucs: {error.message} (HTTP {error.status})", file=sys.stderr)
-        return 1
-    except Unreachable as error:
-        print(f"micro-demucs: {error}", file=sys.stderr)
+    except (ApiError, Unreachable) as error:
+        print(f"micro-demucs: {error_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

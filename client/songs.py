@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from client.api import DEFAULT_URL, Api, ApiError
+from client.api import DEFAULT_URL, Api, ApiError, Unreachable, error_line, transient
 from client.progress import Display, display
 from client.tracks import download_params, status_params, wanted_tracks
 
@@ -18,7 +18,7 @@ POLL_S = 0.5
 DEFAULT_OUTPUT = "separated"  # as the Demucs command line
 # Answers that concern the song itself (bad file, too large, too long): the others still go.
 SONG_FAULTS = (400, 413, 415, 422)
-RETRIES = 5  # uploads answered 429 or 503 with Retry-After (rate limit, full queue)
+RETRIES = 5  # uploads answered 429 or 503 (rate limit, full queue, a store away)
 MAX_RETRY_WAIT_S = 30
 FINAL = ("done", "failed", "cancelled")
 
@@ -48,29 +48,30 @@ class Song:
 
 def separate(api: Api, args: argparse.Namespace) -> int:
     """Upload each song, then follow them all; 0 when every song is done, 1 otherwise."""
-    songs = _songs_from_files(args.songs, Path(args.output))
-    with display(args.json) as shown:
-        try:
-            for song in songs:
-                song.row = shown.add(song.name)
-            for song in songs:
-                _upload(api, song, args.options, shown)
-            _follow(api, [s for s in songs if s.song_hash], args.options, shown)
-        except KeyboardInterrupt:
-            return _interrupted(songs, args)
-    return _report(songs, args.json)
+    return _run(api, _songs_from_files(args.songs, Path(args.output)), args, upload=True)
 
 
 def wait(api: Api, args: argparse.Namespace) -> int:
     """Follow songs already submitted, by hash; their tracks go to DIR/<hash>/."""
     songs = [Song.by_hash(song_hash, Path(args.output)) for song_hash in dict.fromkeys(args.hashes)]
-    with display(args.json) as shown:
-        try:
+    return _run(api, songs, args, upload=False)
+
+
+def _run(api: Api, songs: list[Song], args: argparse.Namespace, upload: bool) -> int:
+    try:
+        with display(args.json) as shown:
             for song in songs:
                 song.row = shown.add(song.name)
-            _follow(api, songs, args.options, shown)
-        except KeyboardInterrupt:
-            return _interrupted(songs, args)
+            if upload:
+                for song in songs:
+                    _upload(api, song, args.options, shown)
+            _follow(api, [song for song in songs if song.song_hash], args.options, shown)
+    except KeyboardInterrupt:
+        _stopped(songs, args, "stopped waiting")
+        return 130
+    except (ApiError, Unreachable) as error:
+        _stopped(songs, args, f"micro-demucs: {error_line(error)}")
+        return 1
     return _report(songs, args.json)
 
 
@@ -104,10 +105,10 @@ def _upload(api: Api, song: Song, options: dict[str, str], shown: Display) -> No
             if error.status in SONG_FAULTS:
                 _fail(song, "failed", error.message, shown)
                 return
-            if error.retry_after is None:
+            if not transient(error):
                 raise  # refused whatever the song (an API key, ...): the command stops
             shown.update(song.row, "waiting", 0, 1, error.message)
-            time.sleep(min(error.retry_after, MAX_RETRY_WAIT_S))
+            time.sleep(min(error.retry_after or POLL_S, MAX_RETRY_WAIT_S))
     else:
         _fail(song, "failed", "the server stayed busy; try again later", shown)
         return
@@ -118,14 +119,27 @@ def _upload(api: Api, song: Song, options: dict[str, str], shown: Display) -> No
 def _follow(api: Api, songs: list[Song], options: dict[str, str], shown: Display) -> None:
     """Poll every unfinished song until each is done (and saved), failed or cancelled."""
     while pending := [song for song in songs if song.status not in FINAL]:
-        queue = api.queue() if any(song.status == "queued" for song in pending) else []
+        queue = _queue(api) if any(song.status == "queued" for song in pending) else []
         for song in pending:
             try:
                 _poll(api, song, queue, options, shown)
             except ApiError as error:
-                _fail(song, "failed", error.message, shown)
+                if not transient(error):
+                    _fail(song, "failed", error.message, shown)
+                    continue
+                shown.update(song.row, "waiting", 0, 1, error.message)
         if any(song.status not in FINAL for song in songs):
             time.sleep(POLL_S)
+
+
+def _queue(api: Api) -> list[str]:
+    """The queue, for places in it; none while the server is briefly unavailable."""
+    try:
+        return api.queue()
+    except ApiError as error:
+        if transient(error):
+            return []
+        raise
 
 
 def _poll(api: Api, song: Song, queue: list[str], options: dict[str, str],
@@ -170,14 +184,13 @@ def _fail(song: Song, status: str, reason: str, shown: Display) -> None:
     shown.say(song.row, f"{status}: {reason}")
 
 
-def _interrupted(songs: list[Song], args: argparse.Namespace) -> int:
-    """Ctrl-C: the server keeps the jobs; say how to take up waiting again."""
+def _stopped(songs: list[Song], args: argparse.Namespace, why: str) -> None:
+    """The command stops before the end; the server keeps the jobs: say how to take them up."""
+    print(why, file=sys.stderr)
     hashes = [song.song_hash for song in songs if song.song_hash and song.status not in FINAL]
-    print("\nstopped waiting; the songs are still being separated on the server.",
-          file=sys.stderr)
     if hashes:
-        print("resume with:\n  " + resume_command(hashes, args), file=sys.stderr)
-    return 130
+        print("the server goes on with the songs; take them up again with:\n  "
+              + resume_command(hashes, args), file=sys.stderr)
 
 
 def resume_command(hashes: list[str], args: argparse.Namespace) -> str:
