@@ -75,6 +75,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mib(device: torch.device) -> float | None:
+    """Most device memory allocated since the last reset, in MiB (None on the CPU)."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+
+
 def run_stock(model, mix: torch.Tensor, device: torch.device) -> tuple[float, torch.Tensor]:
     """Seconds and stems of stock apply_model(shifts=0), as `demucs.separate` calls it."""
     _sync(device)
@@ -125,29 +137,33 @@ def compare(model, mix: torch.Tensor, device: torch.device, configs: list[dict],
             run_ours(runner, mix[..., : SAMPLERATE * 10])  # cuDNN/autocast warm-up, untimed
         runners.append((label, runner))
     stock_times, times = [], [[] for _ in runners]
-    reference, snrs = None, []
+    reference, snrs, peaks = None, [], [None] * (len(runners) + 1)
     for _ in range(rounds):
+        _reset_peak(device)
         took, out = run_stock(model, mix, device)
         stock_times.append(took)
+        peaks[0] = _peak_mib(device)
         reference = out if reference is None else reference
         for index, (_, runner) in enumerate(runners):
             if times[index] and configs[index].get("once"):
                 continue  # a row that needs no second look (e.g. the identical fp32 one)
+            _reset_peak(runner.device)
             took, out = run_ours(runner, mix)
             times[index].append(took)
+            peaks[index + 1] = _peak_mib(runner.device)
             if len(snrs) <= index:
                 snrs.append(round(snr_db(reference, out), 1))
     stock_s = min(stock_times)
     rows = [{"name": "stock apply_model fp32", "seconds": round(stock_s, 3),
              "x_realtime": round(seconds / stock_s, 1), "speedup": 1.0, "snr_db": math.inf,
-             "all_seconds": [round(t, 3) for t in stock_times]}]
+             "peak_mib": peaks[0], "all_seconds": [round(t, 3) for t in stock_times]}]
     say(_line(rows[-1]))
-    for (label, runner), runs, snr in zip(runners, times, snrs, strict=True):
+    for (label, runner), runs, snr, peak in zip(runners, times, snrs, peaks[1:], strict=True):
         took = min(runs)
         rows.append({"name": label, "precision": runner.precision, "batch": runner.batch,
                      "compiled": runner.compiled, "seconds": round(took, 3),
                      "x_realtime": round(seconds / took, 1),
-                     "speedup": round(stock_s / took, 2), "snr_db": snr,
+                     "speedup": round(stock_s / took, 2), "snr_db": snr, "peak_mib": peak,
                      "all_seconds": [round(t, 3) for t in runs]})
         say(_line(rows[-1]))
     return rows
