@@ -10,7 +10,7 @@ for module in $modules; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     # The wheel of a module is named for its distribution (yaml is PyYAML).
-    wanted=("${missing[@]/#yaml/PyYAML}")
+    wanted=("${missing[@]/#yaml/pyyaml}")
     echo "installing ${wanted[*]} from $wheels"
     if "$python" -m pip --version >/dev/null 2>&1; then
         "$python" -m pip install --quiet --no-index --no-deps --find-links "$wheels" \
