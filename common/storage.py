@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import urllib3
 from minio import Minio
@@ -19,6 +20,9 @@ from common import tracks
 from common.settings import Settings
 
 _MISSING = ("NoSuchKey", "NoSuchObject")
+# Content types of the uploads, by the extension the gateway's probe gives each format.
+UPLOAD_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg",
+                "aac": "audio/aac", "m4a": "audio/mp4"}
 
 
 class StorageError(RuntimeError):
@@ -145,8 +149,8 @@ class Storage:
             response.release_conn()
 
     # -- songs ------------------------------------------------------------------------
-    def song_exists(self, song_hash: str) -> bool:
-        return self._exists(self.songs_bucket, song_object(song_hash))
+    def song_exists(self, song_hash: str, ext: str = "mp3") -> bool:
+        return self._exists(self.songs_bucket, song_object(song_hash, ext))
 
     def put_song(self, song_hash: str, data: bytes) -> None:
         self._put(self.songs_bucket, song_object(song_hash), data)
@@ -154,8 +158,8 @@ class Storage:
     def get_song(self, song_hash: str) -> bytes:
         return self._get(self.songs_bucket, song_object(song_hash))
 
-    def remove_song(self, song_hash: str) -> None:
-        self._call(self.client.remove_object, self.songs_bucket, song_object(song_hash))
+    def remove_song(self, song_hash: str, ext: str = "mp3") -> None:
+        self._call(self.client.remove_object, self.songs_bucket, song_object(song_hash, ext))
 
     def get_input(self, name: str) -> bytes:
         """The bytes of upload `name` in the songs bucket."""
@@ -220,3 +224,33 @@ class Storage:
                 self._call(self.client.remove_object, bucket, name)
             removed += len(names)
         return removed
+
+    # -- streaming, for the gateway ---------------------------------------------------
+    def put_song_stream(self, song_hash: str, ext: str, stream: BinaryIO, length: int) -> None:
+        """Store an upload read from `stream` (`length` bytes), in parts, never whole."""
+        self._call(self.client.put_object, self.songs_bucket, song_object(song_hash, ext),
+                   stream, length, content_type=UPLOAD_TYPES.get(ext, "application/octet-stream"))
+
+    def output_size(self, name: str) -> int:
+        """Size of an object of the output bucket; NotFound if it is not there."""
+        return self._call(self.client.stat_object, self.output_bucket, name).size
+
+    def names_under(self, prefix: str) -> list[str]:
+        """Names, relative to `prefix`, of the output bucket's objects under it."""
+        objects = self._call(lambda: list(self.client.list_objects(
+            self.output_bucket, prefix=prefix, recursive=True)))
+        return [obj.object_name.removeprefix(prefix) for obj in objects]
+
+    def stream_output(self, name: str) -> tuple[int, Iterator[bytes]]:
+        """Size and chunks of an object of the output bucket, for streaming it to a client."""
+        response = self._call(self.client.get_object, self.output_bucket, name)
+        size = int(response.headers.get("Content-Length", 0))
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.stream(64 * 1024)
+            finally:
+                response.close()
+                response.release_conn()
+
+        return size, chunks()

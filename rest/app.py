@@ -11,9 +11,12 @@ from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage
 from rest.deadline import BodyDeadline
+from rest.downloads import downloads
 from rest.errors import register_error_handlers
+from rest.manage import manage
 from rest.page import page
 from rest.routes import api
+from rest.upload import UploadRequest
 
 # JSON overhead and line breaks of wrapped base64 on top of the 4/3 growth of base64 itself.
 _BODY_SLACK = 1.05
@@ -22,6 +25,7 @@ _BODY_SLACK = 1.05
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env().require_secrets()
     app = Flask(__name__)
+    app.request_class = UploadRequest
     app.config["SETTINGS"] = settings
     app.config["MAX_UPLOAD_MB"] = settings.max_upload_bytes // (1024 * 1024)
     # Enforced while the body is read, so an oversized upload is refused before parsing.
@@ -36,8 +40,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["storage"] = Storage(settings)
     setup_logging(settings, "rest", client)
     register_error_handlers(app)
-    app.register_blueprint(api)
-    app.register_blueprint(page)
+    for blueprint in (api, page, downloads, manage):
+        app.register_blueprint(blueprint)
     return app
 
 

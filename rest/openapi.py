@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
+from common.tracks import FORMATS, MP3_BITRATES
+
 _ERROR = {"$ref": "#/components/responses/Error"}
 _HASH = {"name": "songhash", "in": "path", "required": True,
          "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
 _TRACK = {"name": "track", "in": "path", "required": True,
-          "description": "bass.mp3 (or base.mp3), drums.mp3, vocals.mp3, other.mp3; "
-                         "the .mp3 suffix may be omitted",
-          "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}(\\.mp3)?$"}}
+          "description": "<stem>.<ext> or no_<stem>.<ext> (two-stem rendition): bass.mp3 (or "
+                         "base.mp3), drums.mp3, vocals.flac, no_vocals.wav, guitar.mp3 "
+                         "(htdemucs_6s); without an extension, .mp3",
+          "schema": {"type": "string",
+                     "pattern": "^[a-z][a-z0-9_]{0,31}(\\.(mp3|wav|flac))?$"}}
+
+
+def _query(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+_MODEL = _query("model", "A model this service offers (GET /apiv1/models); default: the first",
+                {"type": "string"})
+_BITS = _query("bits", "wav and flac: bits per sample (16 default, or 24)",
+               {"type": "integer", "enum": [16, 24]})
+_BITRATE = _query("bitrate", "mp3: kbps (default MP3_BITRATE, 320)",
+                  {"type": "integer", "enum": list(MP3_BITRATES)})
+_FORMAT = _query("format", "mp3 (default), wav or flac", {"type": "string",
+                                                          "enum": list(FORMATS)})
+_TWO_STEMS = _query("two_stems", "A stem: the rendition is that stem and no_<stem>, the sum of "
+                                 "the others", {"type": "string"})
+_OPTION_PROPERTIES = {
+    "model": {"type": "string", "description": _MODEL["description"]},
+    "two_stems": {"type": "string", "description": _TWO_STEMS["description"]},
+    "format": {"type": "string", "enum": list(FORMATS), "description": _FORMAT["description"]},
+    "bits": {"type": "integer", "enum": [16, 24], "description": _BITS["description"]},
+    "bitrate": {"type": "integer", "enum": list(MP3_BITRATES),
+                "description": _BITRATE["description"]},
+}
+_RENDERING = {"description": "The rendition is being made from the song's stems; ask again "
+                             "after Retry-After seconds",
+              "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+              "content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 def _json(schema_name: str, description: str) -> dict:
@@ -21,8 +54,8 @@ def _errors(*codes: int) -> dict:
 
 
 _REMOVE = {
-    "summary": "Remove one stem of a separated song",
-    "parameters": [_HASH, _TRACK],
+    "summary": "Remove one track of a separated song",
+    "parameters": [_HASH, _TRACK, _MODEL, _BITS, _BITRATE],
     "responses": {"200": _json("Removed", "The stem was removed"),
                   **_errors(400, 401, 403, 404, 429, 503)},
 }
@@ -37,8 +70,9 @@ _REMOVE_BY_GET = {
 _PATHS = {
     "/apiv1/separate": {"post": {
         "summary": "Submit a song for separation",
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": "#/components/schemas/Submission"}}}},
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Submission"}},
+            "multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}}}},
         "responses": {"200": _json("Accepted", "Enqueued, or already known"),
                       **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503)},
     }},
@@ -47,17 +81,41 @@ _PATHS = {
         "responses": {"200": _json("Queue", "The queue"), **_errors(401, 503)},
     }},
     "/apiv1/status/{songhash}": {"get": {
-        "summary": "Status and progress of a song",
-        "parameters": [_HASH],
+        "summary": "Status and progress of a song, its options and every track ready",
+        "parameters": [_HASH, _MODEL],
         "responses": {"200": _json("Status", "The job record"), **_errors(400, 401, 404, 503)},
     }},
     "/apiv1/track/{songhash}/{track}": {"get": {
-        "summary": "Download one stem",
-        "parameters": [_HASH, _TRACK],
-        "responses": {"200": {"description": "The stem",
-                              "content": {"audio/mpeg": {"schema": {
-                                  "type": "string", "format": "binary"}}}},
-                      **_errors(400, 401, 404, 503)},
+        "summary": "Download one track of any rendition (made on first request)",
+        "parameters": [_HASH, _TRACK, _MODEL, _BITS, _BITRATE],
+        "responses": {"200": {"description": "The track",
+                              "content": {mime: {"schema": {"type": "string", "format": "binary"}}
+                                          for mime in sorted({f.mime for f in FORMATS.values()})}},
+                      "202": _RENDERING, **_errors(400, 401, 404, 503)},
+    }},
+    "/apiv1/zip/{songhash}": {"get": {
+        "summary": "Download every track of a rendition as one zip (<stem>.<ext> entries)",
+        "parameters": [_HASH, _MODEL, _FORMAT, _TWO_STEMS, _BITS, _BITRATE],
+        "responses": {"200": {"description": "The zip, streamed", "content": {
+                          "application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                      "202": _RENDERING, **_errors(400, 401, 404, 503)},
+    }},
+    "/apiv1/models": {"get": {
+        "summary": "The models this service offers, with their stems",
+        "responses": {"200": _json("Models", "The models, the default first"),
+                      **_errors(401, 503)},
+    }},
+    "/apiv1/cancel/{songhash}": {"post": {
+        "summary": "Cancel a song's separation: queued, it leaves the queue; running, it stops",
+        "parameters": [_HASH, _MODEL],
+        "responses": {"200": _json("Cancelled", "Cancelled, or stopping at its next segment"),
+                      **_errors(400, 401, 403, 404, 409, 429, 503)},
+    }},
+    "/apiv1/song/{songhash}": {"delete": {
+        "summary": "Delete a song: its upload, every stem and rendition of every model, its jobs",
+        "parameters": [_HASH],
+        "responses": {"200": _json("Deleted", "Everything of the song is gone"),
+                      **_errors(400, 401, 403, 404, 429, 503)},
     }},
     "/apiv1/remove/{songhash}/{track}": {"get": _REMOVE_BY_GET, "delete": _REMOVE},
     "/apiv1/openapi.json": {"get": {
@@ -77,14 +135,22 @@ _PATHS = {
 
 _SCHEMAS = {
     "Submission": {"type": "object", "required": ["mp3"], "properties": {
-        "mp3": {"type": "string", "description": "The mp3 file, standard base64 "
-                                                 "(whitespace ignored)"},
+        "mp3": {"type": "string", "description": "The audio file (MP3, WAV, FLAC, Ogg Vorbis or "
+                                                 "ADTS AAC), standard base64 (whitespace "
+                                                 "ignored)"},
+        **_OPTION_PROPERTIES,
         "callback": {"type": "object", "required": ["url"], "properties": {
             "url": {"type": "string", "maxLength": 2048,
                     "description": "http(s) URL that receives `data` as JSON when the job ends"},
             "data": {"description": "Any JSON value, posted back as is: at most "
                                     "MAX_CALLBACK_DATA_KB (64 KiB) nested at most 32 deep"},
         }},
+    }},
+    "Upload": {"type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": "The audio file; the hash is that of its standard base64 text"},
+        "callback": {"type": "string", "description": "The callback object, as JSON text"},
+        **_OPTION_PROPERTIES,
     }},
     "Accepted": {"type": "object", "required": ["hash", "reason"], "properties": {
         "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
@@ -96,13 +162,34 @@ _SCHEMAS = {
     "Status": {"type": "object", "required": ["hash", "status", "tracks", "error", "progress"],
                "properties": {
         "hash": {"type": "string"},
-        "status": {"type": "string", "enum": ["queued", "processing", "done", "failed"]},
+        "status": {"type": "string",
+                   "enum": ["queued", "processing", "done", "failed", "cancelled"]},
         "tracks": {"type": "array", "items": {"type": "string"}},
         "error": {"type": ["string", "null"]},
         "progress": {"type": "number", "minimum": 0, "maximum": 1},
         "attempts": {"type": "integer"},
         "callback": {"type": ["string", "null"]},
         "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+        "options": {"type": "object", "properties": _OPTION_PROPERTIES,
+                    "description": "What the submission asked for"},
+        "ready": {"type": "array", "items": {"type": "object", "properties": {
+            "track": {"type": "string"}, "model": {"type": "string"},
+            "format": {"type": "string"}, "bits": {"type": "integer"},
+            "bitrate": {"type": "integer"}, "rendition": {"type": "string"},
+            "url": {"type": "string"}}}, "description": "Every track ready to download"},
+    }},
+    "Models": {"type": "object", "required": ["models"], "properties": {
+        "models": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "default": {"type": "boolean"},
+            "stems": {"type": "array", "items": {"type": "string"}}}}},
+    }},
+    "Cancelled": {"type": "object", "required": ["hash", "reason", "status"], "properties": {
+        "hash": {"type": "string"}, "model": {"type": "string"}, "reason": {"type": "string"},
+        "status": {"type": "string", "enum": ["cancelled", "stopping"]},
+    }},
+    "Deleted": {"type": "object", "required": ["hash", "reason"], "properties": {
+        "hash": {"type": "string"}, "reason": {"type": "string"},
+        "jobs": {"type": "integer"}, "objects": {"type": "integer"},
     }},
     "Removed": {"type": "object", "required": ["hash", "track", "reason"], "properties": {
         "hash": {"type": "string"}, "track": {"type": "string"}, "reason": {"type": "string"},
@@ -119,7 +206,8 @@ def document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Micro Demucs", "version": "1.0.0",
-                 "description": "Music source separation: submit an mp3, download four stems."},
+                 "description": "Music source separation: submit a song, download its stems "
+                                "in any format."},
         "paths": _PATHS,
         "components": {
             "schemas": _SCHEMAS,

@@ -6,13 +6,18 @@ import logging
 import time
 
 import redis
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, request
 
-from common.jobs import EnqueueResult, JobStatus, JobStore
-from common.storage import NotFound, Storage, StorageError
+from common import tracks
+from common.jobs import EnqueueResult, JobStatus, render_id
+from common.storage import NotFound, StorageError, rendition_object, song_object
 from rest import access, openapi
+from rest import context as ctx
+from rest.downloads import ready_tracks, separated, track_rendition
 from rest.errors import ApiError, unavailable
-from rest.validate import json_object, song_hash_param, submission, track_param
+from rest.options import describe, model_param
+from rest.submission import Submission, read_submission
+from rest.validate import song_hash_param, track_param
 
 log = logging.getLogger("rest")
 api = Blueprint("api", __name__)
@@ -31,61 +36,70 @@ _REASONS = {
 }
 
 
-def _settings():
-    return current_app.config["SETTINGS"]
-
-
-def _jobs() -> JobStore:
-    return current_app.extensions["jobs"]
-
-
-def _storage() -> Storage:
-    return current_app.extensions["storage"]
+def _existing_answer(job) -> EnqueueResult | None:
+    if job is None or job.may_resubmit():
+        return None
+    return EnqueueResult.already(job.status)
 
 
 @api.post("/apiv1/separate")
 def separate():
-    settings = _settings()
-    song = submission(json_object(request), settings)
-    job = _jobs().get(song.song_hash)
+    settings = ctx.settings()
+    song = read_submission(request, settings, ctx.jobs())
+    try:
+        return _enqueue(song)
+    finally:
+        song.audio.close()  # the spooled upload's temporary file goes now
+
+
+def _enqueue(song: Submission) -> dict:
+    settings, jobs, storage = ctx.settings(), ctx.jobs(), ctx.storage()
+    job = jobs.separation(song.song_hash, song.model)
     if job is not None and job.status is JobStatus.DONE and job.complete:
-        _forget_lost_stems(job)
-        job = _jobs().get(song.song_hash)
-    if job is not None and not job.may_resubmit():
-        return {"hash": song.song_hash, "reason": _REASONS[EnqueueResult.already(job.status)]}
-    if _jobs().queue_length() >= settings.max_queue_length:
+        _forget_lost_tracks(job)
+        job = jobs.separation(song.song_hash, song.model)
+    if (known := _existing_answer(job)) is not None:
+        return {"hash": song.song_hash, "reason": _REASONS[known]}
+    queue = jobs.queue_for(song.model)
+    if jobs.queue_length(queue) >= settings.max_queue_length:
         raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
     started = time.monotonic()
-    stored_before = _storage().song_exists(song.song_hash)
+    upload = song_object(song.song_hash, song.info.ext)
+    stored_before = storage.song_exists(song.song_hash, song.info.ext)
     if not stored_before:
-        _storage().put_song(song.song_hash, song.mp3)
+        storage.put_song_stream(song.song_hash, song.info.ext, song.audio, song.size)
     try:
-        result = _jobs().enqueue(song.song_hash, song.callback, settings.max_queue_length,
-                                 time.monotonic() - started)
+        result = jobs.enqueue(song.song_hash, song.callback, settings.max_queue_length,
+                              time.monotonic() - started, model=song.model,
+                              rendition=song.rendition.id, input_object=upload)
     except redis.RedisError:
-        _forget_upload(song.song_hash, stored_before)
+        _forget_upload(song.song_hash, song.info.ext, stored_before)
         raise
     if result is EnqueueResult.QUEUE_FULL:
-        _forget_upload(song.song_hash, stored_before)
+        _forget_upload(song.song_hash, song.info.ext, stored_before)
         raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
-    log.info("song %s: %s (%.1f s of audio)", song.song_hash, result.value, song.duration_s)
+    log.info("song %s (%s, %.1f s of audio, %s, %s): %s", song.song_hash, song.info.format,
+             song.info.duration_s, song.model, song.rendition.id, result.value)
     return {"hash": song.song_hash, "reason": _REASONS[result]}
 
 
-def _forget_lost_stems(job) -> None:
-    """Mark stems missing from the store as removed, so that resubmitting separates again."""
-    stored = {f"{name}.mp3" for name in _storage().stems(job.song_hash)}
+def _forget_lost_tracks(job) -> None:
+    """Mark tracks missing from the store as removed, so that resubmitting separates again."""
+    rendition = job.rendition or ctx.default_rendition().id
+    prefix = rendition_object(job.song_hash, job.model or ctx.settings().demucs_models[0],
+                              rendition, "")
+    stored = set(ctx.storage().names_under(prefix))
     for track in set(job.tracks) - stored:
         log.warning("song %s: %s is missing from the object store", job.song_hash, track)
-        _jobs().remove_track(job.song_hash, track)
+        ctx.jobs().remove_track(job.id, track)
 
 
-def _forget_upload(song_hash: str, stored_before: bool) -> None:
+def _forget_upload(song_hash: str, ext: str, stored_before: bool) -> None:
     """Remove an upload that no job refers to, so a failed submission leaves nothing behind."""
     if stored_before:
         return
     try:
-        _storage().remove_song(song_hash)
+        ctx.storage().remove_song(song_hash, ext)
     except (StorageError, NotFound) as error:
         log.error("song %s: could not remove the orphaned upload: %s", song_hash, error)
 
@@ -93,21 +107,16 @@ def _forget_upload(song_hash: str, stored_before: bool) -> None:
 @api.get("/apiv1/queue")
 def queue():
     # The body is never read: the original client sends `null` as JSON with this GET.
-    return {"queue": _jobs().queued()}
-
-
-def _job_or_404(song_hash: str):
-    job = _jobs().get(song_hash)
-    if job is None:
-        raise ApiError(404, f"no song with hash {song_hash}; submit it to /apiv1/separate")
-    return job
+    return {"queue": ctx.jobs().queued()}
 
 
 @api.get("/apiv1/status/<songhash>")
 def status(songhash: str):
-    job = _job_or_404(song_hash_param(songhash))
+    song_hash = song_hash_param(songhash)
+    model = model_param(request.args.get("model"), ctx.settings())
+    job = separated(song_hash, model)
     return {
-        "hash": job.song_hash,
+        "hash": song_hash,
         "status": job.status.value,
         "tracks": job.tracks,
         "error": job.error or None,
@@ -115,46 +124,39 @@ def status(songhash: str):
         "attempts": job.attempts,
         "callback": job.callback_status or None,
         "timings": job.timings,
+        "options": describe(model, tracks.parse_rendition(job.rendition) if job.rendition
+                            else ctx.default_rendition()),
+        "ready": ready_tracks(song_hash),
     }
-
-
-def _done_track(songhash: str, track: str):
-    song_hash, name = song_hash_param(songhash), track_param(track)
-    job = _job_or_404(song_hash)
-    if job.status is not JobStatus.DONE:
-        raise ApiError(404, f"song {song_hash} is not separated yet (status {job.status.value})",
-                       status=job.status.value, progress=job.progress)
-    if name not in job.tracks:
-        raise ApiError(404, f"song {song_hash} has no track {name}; it has "
-                            f"{', '.join(job.tracks) or 'none left'}", tracks=job.tracks)
-    return song_hash, name
-
-
-@api.get("/apiv1/track/<songhash>/<track>")
-def track(songhash: str, track: str):
-    song_hash, name = _done_track(songhash, track)
-    try:
-        size, chunks = _storage().stream_stem(song_hash, name.removesuffix(".mp3"))
-    except NotFound:
-        raise ApiError(404, f"track {name} of song {song_hash} is missing from the object "
-                            "store; resubmit the song") from None
-    headers = {"Content-Disposition": f'attachment; filename="{song_hash}-{name}"',
-               "Content-Length": str(size)}
-    return Response(chunks, mimetype="audio/mpeg", headers=headers)
 
 
 @api.route("/apiv1/remove/<songhash>/<track>", methods=["GET", "DELETE"])
 def remove(songhash: str, track: str):
     # GET is kept for the original clients (REMOVE_REQUIRES_DELETE refuses it); HEAD is refused.
-    song_hash, name = _done_track(songhash, track)
-    # The object first: if the store fails, the record still names the track and a retry works.
+    song_hash, name = song_hash_param(songhash), track_param(track)
+    model = model_param(request.args.get("model"), ctx.settings())
+    wanted = tracks.parse_track(name)
+    rendition = track_rendition(wanted, model)
+    job = separated(song_hash, model)
+    render = ctx.jobs().get(render_id(song_hash, model, rendition.id))
+    if job.status is not JobStatus.DONE and render is None:
+        raise ApiError(404, f"song {song_hash} is not separated yet (status {job.status.value})",
+                       status=job.status.value, progress=job.progress)
+    if render is None or wanted.name not in render.tracks:
+        have = render.tracks if render else []
+        raise ApiError(404, f"song {song_hash} has no track {wanted.name}; it has "
+                            f"{', '.join(have) or 'none left'}", tracks=have)
+    # The object first: if the store fails, the record still lists the track and a retry works.
     try:
-        _storage().remove_stem(song_hash, name.removesuffix(".mp3"))
+        ctx.storage().remove_output([rendition_object(song_hash, model, rendition.id,
+                                                      wanted.name)])
     except NotFound:
-        pass  # already gone: the record is brought in line below
-    _jobs().remove_track(song_hash, name)
-    log.info("song %s: removed %s", song_hash, name)
-    return {"hash": song_hash, "track": name, "reason": "Track removed"}
+        pass  # already gone: the record now agrees
+    ctx.jobs().remove_track(render.id, wanted.name)
+    if job.rendition in ("", rendition.id):
+        ctx.jobs().remove_track(job.id, wanted.name)
+    log.info("song %s: removed %s of %s %s", song_hash, wanted.name, model, rendition.id)
+    return {"hash": song_hash, "track": wanted.name, "reason": "Track removed"}
 
 
 @api.get("/apiv1/openapi.json")
@@ -172,11 +174,11 @@ def readyz():
     # Anonymous callers learn only whether the gateway is ready; what failed goes to the log.
     problems = {}
     try:
-        current_app.extensions["redis"].ping()
+        ctx.redis_client().ping()
     except redis.RedisError as error:
         problems["redis"] = error
     try:
-        _storage().ensure_buckets()  # a fresh store gets them here: no one-shot setup job
+        ctx.storage().ensure_buckets()  # a fresh store gets them here: no one-shot setup job
     except StorageError as error:
         problems["object store"] = error
     if problems:

@@ -7,7 +7,6 @@ import binascii
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -15,23 +14,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from common.netguard import UnsafeUrl, check_callback_url
 from common.settings import Settings
 from rest.errors import ApiError
-from rest.mp3probe import NotAnMp3, probe
 
 _HASH = re.compile(r"[0-9a-f]{64}")
-_TRACK = re.compile(r"[a-z][a-z0-9_]{0,31}(\.mp3)?")
+_TRACK = re.compile(r"[a-z][a-z0-9_]{0,31}(\.(mp3|wav|flac))?")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _ASCII_WHITESPACE = b" \t\n\r\x0b\x0c"
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 MAX_JSON_DEPTH = 32  # nesting of arrays and objects, far beyond any callback.data in use
-TRACK_ALIASES = {"base": "bass"}  # the original design's spelling
-
-
-@dataclass(frozen=True)
-class Submission:
-    song_hash: str
-    mp3: bytes
-    callback: dict | None
-    duration_s: float
+_WHITESPACE = re.compile(rb"[ \t\n\r\x0b\x0c]")
 
 
 def song_hash_param(value: str) -> str:
@@ -42,12 +32,11 @@ def song_hash_param(value: str) -> str:
 
 
 def track_param(value: str) -> str:
-    """The stem file name a track parameter names: `base`, `bass.mp3` -> `bass.mp3`."""
+    """A track parameter, `<stem>[.<ext>]` (common.tracks parses it), before any lookup."""
     if not _TRACK.fullmatch(value):
-        raise ApiError(400, "track must be a stem name such as bass.mp3, drums.mp3, "
-                            "vocals.mp3 or other.mp3")
-    stem = value.removesuffix(".mp3")
-    return f"{TRACK_ALIASES.get(stem, stem)}.mp3"
+        raise ApiError(400, "track must be <stem>.<ext> such as bass.mp3, vocals.flac or "
+                            "no_vocals.wav (ext mp3, wav or flac)")
+    return value
 
 
 def json_object(request: Request) -> dict:
@@ -59,7 +48,13 @@ def json_object(request: Request) -> dict:
     if limit is not None and len(raw) >= limit:
         # A body without Content-Length (chunked) is cut at the limit rather than refused.
         raise RequestEntityTooLarge()
-    body = parse_json(raw, "the body")
+    try:
+        # Decoded here and the bytes dropped, so that parsing holds two copies, not three.
+        text = raw.decode(json.detect_encoding(raw))
+    except UnicodeDecodeError as error:
+        raise ApiError(400, f"the body is not valid JSON: {error}") from None
+    del raw
+    body = parse_json(text, "the body")
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object such as {\"mp3\": \"<base64>\"}")
     return body
@@ -97,12 +92,15 @@ def _depth_within(value, limit: int) -> bool:
 
 def strict_base64(text: str) -> tuple[bytes, str]:
     """Decode standard base64, ignoring ASCII whitespace; returns (bytes, hash of the text)."""
-    if text.lstrip().startswith("data:"):
+    if text[:64].lstrip().startswith("data:"):
         raise ApiError(400, "mp3 must be plain base64, without a data: URL prefix")
     try:
-        compact = text.encode("ascii").translate(None, _ASCII_WHITESPACE)
+        compact = text.encode("ascii")
     except UnicodeEncodeError:
         raise ApiError(400, "mp3 holds characters that are not base64") from None
+    del text  # a caller that passes its only reference frees the text here, not at return
+    if _WHITESPACE.search(compact):
+        compact = compact.translate(None, _ASCII_WHITESPACE)
     if not compact:
         raise ApiError(400, "mp3 is empty: send the song's bytes, base64-encoded")
     if not _BASE64.fullmatch(compact):
@@ -149,26 +147,6 @@ def callback_field(value, allow_private: bool, max_data_kb: int = 64) -> dict | 
                        f"callback.data must be JSON of at most {max_data_kb} KiB nested at most "
                        f"{MAX_JSON_DEPTH} levels; it is {size} bytes")
     return {"url": url, "data": data}
-
-
-def submission(body: dict, settings: Settings) -> Submission:
-    """Check a /apiv1/separate body from top to bottom."""
-    if "mp3" not in body:
-        raise ApiError(400, "missing field mp3: send {\"mp3\": \"<base64 of the song>\"}")
-    if not isinstance(body["mp3"], str):
-        raise ApiError(400, "mp3 must be a string of base64 text")
-    callback = callback_field(body.get("callback"), settings.callback_allow_private,
-                              settings.max_callback_data_kb)
-    data, song_hash = strict_base64(body["mp3"])
-    max_bytes = settings.max_upload_bytes
-    if len(data) > max_bytes:
-        raise ApiError(413, f"the mp3 is {len(data)} bytes; the limit is {max_bytes} bytes")
-    try:
-        info = probe(data, stop_after_s=settings.max_duration_s)
-    except NotAnMp3 as error:
-        raise ApiError(400, f"mp3 is not an MP3 file: {error}") from None
-    check_duration(info.duration_s, settings)
-    return Submission(song_hash, data, callback, info.duration_s)
 
 
 def check_duration(seconds: float, settings: Settings) -> None:

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from common import keys
-from common.jobs import JobStatus
+from tests import songflow
 from tests.helpers import b64
 
 HASH = "ab" * 32
@@ -195,20 +195,17 @@ def test_bad_path_parameters_are_refused_before_storage(make_client, redis_clien
     assert_nothing_stored(redis_client, storage)
 
 
-def test_unknown_tracks_of_a_separated_song_touch_nothing(make_client, jobs, storage, short_mp3):
+def test_unknown_tracks_of_a_separated_song_touch_nothing(make_client, jobs, storage,
+                                                          redis_client, short_mp3):
     client = make_client()
     song_hash = client.post("/apiv1/separate", json={"mp3": b64(short_mp3)}).json["hash"]
-    assert jobs.claim("w1", timeout=1) == song_hash
-    token = jobs.start(song_hash, "w1")
-    for stem in ("bass", "drums", "other", "vocals"):
-        storage.put_stem(song_hash, stem, b"stem")
-    assert jobs.finish(song_hash, "w1", token, JobStatus.DONE,
-                       tracks=["bass.mp3", "drums.mp3", "other.mp3", "vocals.mp3"])
-    for track in ("piano.mp3", "guitar", "mix.mp3"):
+    songflow.separate_and_render(jobs, storage, song_hash)
+    stored = sorted(storage.names_under(f"{song_hash}/"))
+    for track in ("piano.mp3", "guitar", "mix.mp3", "piano.flac"):
         assert client.get(f"/apiv1/track/{song_hash}/{track}").status_code == 404
         assert client.delete(f"/apiv1/remove/{song_hash}/{track}").status_code == 404
-    assert sorted(storage.stems(song_hash)) == ["bass", "drums", "other", "vocals"]
-    assert jobs.get(song_hash).complete
+    assert sorted(storage.names_under(f"{song_hash}/")) == stored
+    assert jobs.get(song_hash).complete and redis_client.llen(keys.RENDER_QUEUE) == 0
 
 
 # -- against gunicorn ---------------------------------------------------------------------------

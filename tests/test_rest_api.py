@@ -8,6 +8,8 @@ import pytest
 
 from common import keys
 from common.jobs import JobStatus
+from common.storage import rendition_object
+from tests import songflow
 from tests.helpers import b64
 
 STEMS = ["drums", "bass", "other", "vocals"]
@@ -23,16 +25,6 @@ def assert_nothing_stored(redis_client, storage):
     assert not redis_client.keys("job:*")
     assert not list(storage.client.list_objects(storage.songs_bucket, recursive=True))
     assert not list(storage.client.list_objects(storage.output_bucket, recursive=True))
-
-
-def separate_for_real_records(jobs, storage, song_hash: str, worker: str = "w1") -> None:
-    """Take the job through claim, start, stored stems and done, as a worker does."""
-    assert jobs.claim(worker, timeout=1) == song_hash
-    token = jobs.start(song_hash, worker)
-    for stem in STEMS:
-        storage.put_stem(song_hash, stem, f"{stem} of {song_hash}".encode())
-    assert jobs.finish(song_hash, worker, token, JobStatus.DONE,
-                       tracks=[f"{stem}.mp3" for stem in STEMS])
 
 
 # -- POST /apiv1/separate ------------------------------------------------------------------
@@ -60,13 +52,10 @@ def test_hash_ignores_the_line_breaks_of_wrapped_base64(client, short_mp3):
 def test_resubmissions_say_where_the_song_is(client, jobs, storage, redis_client, short_mp3):
     body = {"mp3": b64(short_mp3)}
     song_hash = client.post("/apiv1/separate", json=body).json["hash"]
-    assert jobs.claim("w1", timeout=1) == song_hash
-    token = jobs.start(song_hash, "w1")
+    songflow.separate(jobs, storage, song_hash)
     again = client.post("/apiv1/separate", json=body).json
     assert again["reason"] == "Song already being separated"
-    for stem in STEMS:
-        storage.put_stem(song_hash, stem, b"x")
-    jobs.finish(song_hash, "w1", token, JobStatus.DONE, tracks=[f"{s}.mp3" for s in STEMS])
+    songflow.render_next(jobs, storage)
     assert client.post("/apiv1/separate", json=body).json["reason"] == "Song already separated"
     assert redis_client.llen(keys.QUEUE) == 0
 
@@ -87,8 +76,8 @@ def test_a_failed_song_is_retried_on_resubmission(client, jobs, redis_client, sh
 def test_stems_lost_from_the_store_are_separated_again(client, jobs, storage, short_mp3):
     body = {"mp3": b64(short_mp3)}
     song_hash = client.post("/apiv1/separate", json=body).json["hash"]
-    separate_for_real_records(jobs, storage, song_hash)
-    storage.remove_stem(song_hash, "drums")
+    songflow.separate_and_render(jobs, storage, song_hash)
+    storage.remove_output([rendition_object(song_hash, "demucs_unittest", "mp3-320", "drums.mp3")])
     assert "again" in client.post("/apiv1/separate", json=body).json["reason"]
 
 
@@ -167,18 +156,19 @@ def test_queue_lists_oldest_first_and_accepts_a_null_json_body(client, make_mp3)
 @pytest.fixture
 def separated(client, jobs, storage, short_mp3) -> str:
     song_hash = client.post("/apiv1/separate", json={"mp3": b64(short_mp3)}).json["hash"]
-    separate_for_real_records(jobs, storage, song_hash)
+    songflow.separate_and_render(jobs, storage, song_hash)
     return song_hash
 
 
 @pytest.mark.parametrize("track, stem", [("bass.mp3", "bass"), ("base.mp3", "bass"),
                                          ("base", "bass"), ("drums", "drums"),
                                          ("vocals.mp3", "vocals"), ("other.mp3", "other")])
-def test_tracks_stream_as_mpeg_with_a_file_name(client, separated, track, stem):
+def test_tracks_stream_as_mpeg_with_a_file_name(client, storage, separated, track, stem):
     response = client.get(f"/apiv1/track/{separated}/{track}")
     assert response.status_code == 200
     assert response.mimetype == "audio/mpeg"
-    assert response.data == f"{stem} of {separated}".encode()
+    assert response.data == storage.client.get_object(storage.output_bucket, rendition_object(
+        separated, "demucs_unittest", "mp3-320", f"{stem}.mp3")).read()
     assert f"{stem}.mp3" in response.headers["Content-Disposition"]
 
 
@@ -225,8 +215,8 @@ def test_remove_deletes_one_stem(client, storage, separated, method):
     response = getattr(client, method)(f"/apiv1/remove/{separated}/base.mp3")
     assert response.status_code == 200
     assert response.json["track"] == "bass.mp3"
-    assert not storage.stem_exists(separated, "bass")
-    assert storage.stem_exists(separated, "drums")
+    stored = storage.names_under(f"{separated}/demucs_unittest/mp3-320/")
+    assert sorted(stored) == ["drums.mp3", "other.mp3", "vocals.mp3"]
     assert client.get(f"/apiv1/track/{separated}/bass.mp3").status_code == 404
     assert getattr(client, method)(f"/apiv1/remove/{separated}/bass.mp3").status_code == 404
     assert client.get(f"/apiv1/status/{separated}").json["tracks"] == [

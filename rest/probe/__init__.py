@@ -8,6 +8,8 @@ large upload is read from the page cache rather than copied.
 
 from __future__ import annotations
 
+import math
+
 from rest import mp3probe
 from rest.probe import adts, flac, mp4, ogg, wav
 from rest.probe.common import AudioInfo, Buffer, NotAudio, skip_id3v2
@@ -25,8 +27,11 @@ class Undecodable(NotAudio):
     """Audio in a format the service recognises but its decoder does not read."""
 
 
-def probe(data: Buffer) -> AudioInfo:
-    """The format and length of an audio file; raises NotAudio saying why it is not one."""
+def probe(data: Buffer, stop_after_s: float = math.inf) -> AudioInfo:
+    """The format and length of an audio file; raises NotAudio saying why it is not one.
+
+    Formats whose frames are walked (MP3, ADTS) stop counting past `stop_after_s`: the file is
+    too long by then, whatever follows."""
     if len(data) < 12:
         raise NotAudio(f"{len(data)} bytes are too few to hold any audio")
     if data[0:4] == b"RIFF" and data[8:12] == b"WAVE":
@@ -41,9 +46,9 @@ def probe(data: Buffer) -> AudioInfo:
     if data[start:start + 4] == b"fLaC":
         return flac.probe(data, start)
     if adts.starts_here(data, start):
-        return adts.probe(data, start)
+        return adts.probe(data, start, stop_after_s)
     try:
-        info = mp3probe.probe(data)
+        info = mp3probe.probe(data, stop_after_s)
     except mp3probe.NotAnMp3 as error:
         raise NotAudio(f"it is not {FORMATS} ({error})") from None
     return AudioInfo("mp3", info.duration_s, info.sample_rate)

@@ -3,6 +3,8 @@ the whole stream is walked, as for MP3, to count the audio the decoder would pla
 
 from __future__ import annotations
 
+import math
+
 from rest.probe.common import AudioInfo, Buffer, NotAudio
 
 _RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000,
@@ -39,11 +41,11 @@ def _frames_after(data: Buffer, pos: int) -> bool:
     return False
 
 
-def probe(data: Buffer, start: int) -> AudioInfo:
+def probe(data: Buffer, start: int, stop_after_s: float = math.inf) -> AudioInfo:
     """Walk every frame from `start`; only trailing tags may follow the last one."""
     pos, frames, duration = start, 0, 0.0
     rate = channels = 0
-    while pos < len(data):
+    while pos < len(data) and duration <= stop_after_s:
         frame = _frame(data, pos)
         if frame is None:
             if data[pos:pos + 3] in _TAGS and not _frames_after(data, pos):

@@ -1,0 +1,139 @@
+"""Downloads: one track of any rendition, or a whole rendition as a zip, both streamed.
+
+A rendition that is not stored yet, of a song whose stems are, is queued for rendering and
+answered 202 with Retry-After; the client asks again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+
+from common import tracks
+from common.jobs import JobStatus, RenditionResult, render_id
+from common.storage import NotFound, rendition_object
+from common.tracks import Rendition, Track, TrackError
+from rest import access
+from rest import context as ctx
+from rest.errors import ApiError
+from rest.options import model_param, rendition_of, stems_of
+from rest.validate import song_hash_param, track_param
+from rest.zipstream import stream_zip
+
+log = logging.getLogger("rest")
+downloads = Blueprint("downloads", __name__)
+access.install(downloads, open_endpoints=set(), writes_by_get=set())
+
+RENDER_RETRY_S = 2
+
+
+def separated(song_hash: str, model: str):
+    """The song's separation with `model`; 404 saying what to do when there is none."""
+    job = ctx.jobs().separation(song_hash, model)
+    if job is None:
+        raise ApiError(404, f"no song with hash {song_hash} for model {model}; submit it to "
+                            "/apiv1/separate")
+    return job
+
+
+def track_rendition(track: Track, model: str) -> Rendition:
+    """The rendition a track name and the query's bits/bitrate ask for; 404 for a track
+    that no rendition of the model has."""
+    stems = stems_of(model, ctx.jobs())
+    if not track.without and track.stem not in stems:
+        names = [tracks.track_name(stem, track.ext) for stem in stems]
+        raise ApiError(404, f"model {model} makes no track {track.name}; its tracks are "
+                            f"{', '.join(names)}", tracks=names)
+    fields = {"format": track.ext, "bits": request.args.get("bits"),
+              "bitrate": request.args.get("bitrate"),
+              "two_stems": track.stem if track.without else ""}
+    return rendition_of(fields, ctx.settings(), stems)
+
+
+def stored_tracks(song_hash: str, model: str, rendition: Rendition) -> list[str]:
+    """The tracks of a rendition, once stored; 202 while it is made, 404 before separation."""
+    job = separated(song_hash, model)
+    render = ctx.jobs().get(render_id(song_hash, model, rendition.id))
+    if render is not None and render.status is JobStatus.DONE:
+        return render.tracks  # a removed track stays removed, as it always did
+    result = ctx.jobs().request_rendition(song_hash, model, rendition.id)
+    if result is RenditionResult.NOT_SEPARATED:
+        raise ApiError(404, f"song {song_hash} is not separated yet (status {job.status.value})",
+                       status=job.status.value, progress=job.progress)
+    if result is not RenditionResult.STORED:
+        log.info("song %s: rendition %s of %s %s", song_hash, rendition.id, model, result.value)
+        raise ApiError(202, f"the {rendition.id} rendition of song {song_hash} is being made; "
+                            f"ask again in {RENDER_RETRY_S} s", headers={
+                                "Retry-After": str(RENDER_RETRY_S)},
+                       hash=song_hash, rendition=rendition.id, status=result.value)
+    render = ctx.jobs().get(render_id(song_hash, model, rendition.id))
+    return render.tracks if render is not None else []
+
+
+def _attachment(filename: str, size: int | None = None) -> dict:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if size is not None:
+        headers["Content-Length"] = str(size)
+    return headers
+
+
+@downloads.get("/apiv1/track/<songhash>/<track>")
+def track(songhash: str, track: str):
+    song_hash, name = song_hash_param(songhash), track_param(track)
+    model = model_param(request.args.get("model"), ctx.settings())
+    wanted = tracks.parse_track(name)
+    rendition = track_rendition(wanted, model)
+    stored = stored_tracks(song_hash, model, rendition)
+    if wanted.name not in stored:
+        raise ApiError(404, f"song {song_hash} has no track {wanted.name} in {rendition.id}; "
+                            f"it has {', '.join(stored) or 'none left'}", tracks=stored)
+    try:
+        size, chunks = ctx.storage().stream_output(
+            rendition_object(song_hash, model, rendition.id, wanted.name))
+    except NotFound:
+        raise ApiError(404, f"track {wanted.name} of song {song_hash} is missing from the "
+                            "object store; resubmit the song") from None
+    return Response(chunks, mimetype=wanted.mime,
+                    headers=_attachment(f"{song_hash}-{wanted.name}", size))
+
+
+@downloads.get("/apiv1/zip/<songhash>")
+def zip_of_tracks(songhash: str):
+    song_hash = song_hash_param(songhash)
+    model = model_param(request.args.get("model"), ctx.settings())
+    rendition = rendition_of(request.args, ctx.settings(), stems_of(model, ctx.jobs()))
+    names = stored_tracks(song_hash, model, rendition)
+    if not names:
+        raise ApiError(404, f"song {song_hash} has no tracks left in {rendition.id}")
+    storage = ctx.storage()
+    objects = [(name, rendition_object(song_hash, model, rendition.id, name)) for name in names]
+    # Every size is read before the answer starts, so a missing track is a 404, not a cut zip;
+    # each track is opened only when its turn comes.
+    try:
+        entries = [(name, storage.output_size(obj),
+                    lambda obj=obj: storage.stream_output(obj)[1]) for name, obj in objects]
+    except NotFound:
+        raise ApiError(404, f"a track of song {song_hash} is missing from the object store; "
+                            "resubmit the song") from None
+    return Response(stream_zip(entries), mimetype="application/zip",
+                    headers=_attachment(f"{song_hash}-{model}-{rendition.id}.zip"))
+
+
+def ready_tracks(song_hash: str) -> list[dict]:
+    """Every track of the song that can be downloaded now, with its model and format."""
+    ready = []
+    for job in ctx.jobs().song_jobs(song_hash):
+        if job.kind != "render" or job.status is not JobStatus.DONE:
+            continue
+        try:
+            rendition = tracks.parse_rendition(job.rendition)
+        except TrackError:
+            continue
+        quality = "bitrate" if rendition.format == "mp3" else "bits"
+        query = f"?model={job.model}&{quality}={rendition.quality}"
+        ready += [{"track": name, "model": job.model, "format": rendition.format,
+                   quality: rendition.quality, "rendition": rendition.id,
+                   "url": f"/apiv1/track/{song_hash}/{name}{query}"} for name in job.tracks]
+    return ready
+

@@ -1,0 +1,54 @@
+"""Managing songs: the models offered, cancelling a separation, deleting a song."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, request
+
+from common.jobs import CancelResult
+from rest import access
+from rest import context as ctx
+from rest.errors import ApiError
+from rest.options import model_param, models
+from rest.validate import song_hash_param
+
+log = logging.getLogger("rest")
+manage = Blueprint("manage", __name__)
+access.install(manage, open_endpoints=set(), writes_by_get=set())  # POST, DELETE: writes
+
+
+@manage.get("/apiv1/models")
+def list_models():
+    return {"models": models(ctx.settings(), ctx.jobs())}
+
+
+@manage.post("/apiv1/cancel/<songhash>")
+def cancel(songhash: str):
+    song_hash = song_hash_param(songhash)
+    model = model_param(request.args.get("model"), ctx.settings())
+    result = ctx.jobs().cancel(song_hash, model)
+    if result is CancelResult.MISSING:
+        raise ApiError(404, f"no song with hash {song_hash} for model {model}")
+    if result is CancelResult.FINISHED:
+        status = ctx.jobs().separation(song_hash, model)
+        raise ApiError(409, f"song {song_hash} has finished separating with {model}; "
+                            "delete it instead", status=status.status.value if status else None)
+    log.info("song %s (%s): cancel %s", song_hash, model, result.value)
+    reason = ("Song cancelled" if result is CancelResult.CANCELLED
+              else "Song stops at its next segment")
+    return {"hash": song_hash, "model": model, "reason": reason, "status": result.value}
+
+
+@manage.delete("/apiv1/song/<songhash>")
+def delete(songhash: str):
+    song_hash = song_hash_param(songhash)
+    # Records first: a running job loses its token, and its worker removes what it stores after.
+    removed_jobs = ctx.jobs().delete_song(song_hash)
+    removed_objects = ctx.storage().remove_song_everything(song_hash)
+    if not removed_jobs and not removed_objects:
+        raise ApiError(404, f"no song with hash {song_hash}")
+    log.info("song %s: deleted (%d jobs, %d objects)", song_hash, len(removed_jobs),
+             removed_objects)
+    return {"hash": song_hash, "reason": "Song deleted", "jobs": len(removed_jobs),
+            "objects": removed_objects}

@@ -1,0 +1,172 @@
+"""Renditions on demand, zips, status, models, cancel and delete, through the gateway's routes,
+with the songs taken through their jobs on the real Redis and S3 servers (tests/songflow.py)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+import soundfile
+
+from common import keys
+from common.storage import rendition_object
+from tests import songflow
+from tests.audio_files import audio_file
+from tests.helpers import b64
+
+MODEL = "demucs_unittest"
+SIX = "htdemucs_6s"
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client(DEMUCS_MODELS=f"{MODEL},{SIX}")
+
+
+def submit(client, seconds: float = 2, **options) -> str:
+    response = client.post("/apiv1/separate",
+                           json={"mp3": b64(audio_file("wav", seconds)), **options})
+    assert response.status_code == 200, response.json
+    return response.json["hash"]
+
+
+@pytest.fixture
+def song(client, jobs, storage) -> str:
+    song_hash = submit(client)
+    songflow.separate_and_render(jobs, storage, song_hash)
+    return song_hash
+
+
+def decoded(data: bytes) -> tuple[np.ndarray, int]:
+    return soundfile.read(io.BytesIO(data), always_2d=True)
+
+
+def test_models_lists_the_served_models_with_their_stems(client, jobs):
+    assert client.get("/apiv1/models").json == {"models": [
+        {"name": MODEL, "stems": ["drums", "bass", "other", "vocals"], "default": True},
+        {"name": SIX, "stems": ["drums", "bass", "other", "vocals", "guitar", "piano"],
+         "default": False}]}
+    jobs.register_model(MODEL, ["vocals", "accompaniment"])
+    assert client.get("/apiv1/models").json["models"][0]["stems"] == ["vocals", "accompaniment"]
+
+
+def test_another_rendition_is_made_on_request_then_served(client, jobs, storage, song):
+    first = client.get(f"/apiv1/track/{song}/vocals.flac?bits=24")
+    assert first.status_code == 202, first.json
+    assert first.headers["Retry-After"] and first.json["rendition"] == "flac-24"
+    assert client.get(f"/apiv1/track/{song}/drums.flac?bits=24").status_code == 202
+    songflow.render_next(jobs, storage)
+    response = client.get(f"/apiv1/track/{song}/vocals.flac?bits=24")
+    assert response.status_code == 200 and response.mimetype == "audio/flac"
+    wav, rate = decoded(response.data)
+    assert rate == 44100 and abs(len(wav) / rate - 1.0) < 0.01
+    assert soundfile.info(io.BytesIO(response.data)).subtype == "PCM_24"
+
+
+def test_two_stem_tracks_and_their_mime_types(client, jobs, storage, song):
+    assert client.get(f"/apiv1/track/{song}/no_vocals.wav").status_code == 202
+    songflow.render_next(jobs, storage)
+    response = client.get(f"/apiv1/track/{song}/no_vocals.wav")
+    assert response.status_code == 200 and response.mimetype == "audio/wav"
+    assert client.get(f"/apiv1/track/{song}/vocals.wav").status_code == 202  # another rendition
+    status = client.get(f"/apiv1/status/{song}").json
+    ready = {(t["track"], t["format"], t["rendition"]) for t in status["ready"]}
+    assert ("no_vocals.wav", "wav", "wav-16+vocals") in ready
+    assert ("bass.mp3", "mp3", "mp3-320") in ready
+
+
+@pytest.mark.parametrize("path, status, words", [
+    ("guitar.mp3", 404, "drums.mp3, bass.mp3"), ("no_guitar.mp3", 400, "no stem"),
+    ("bass.flac?bits=8", 400, "16, 24"), ("bass.mp3?bitrate=12", 400, "320"),
+    ("bass.mp3?model=nosuch", 400, "offers"),
+])
+def test_bad_track_requests_name_the_choices(client, song, path, status, words):
+    response = client.get(f"/apiv1/track/{song}/{path}")
+    assert response.status_code == status and words in response.json["error"]
+
+
+def test_the_zip_holds_every_track_of_the_rendition(client, jobs, storage, song):
+    response = client.get(f"/apiv1/zip/{song}")
+    assert response.status_code == 200 and response.mimetype == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(response.data))
+    assert archive.namelist() == ["drums.mp3", "bass.mp3", "other.mp3", "vocals.mp3"]
+    stored = storage.client.get_object(storage.output_bucket, rendition_object(
+        song, MODEL, "mp3-320", "bass.mp3")).read()
+    assert archive.read("bass.mp3") == stored
+    two = client.get(f"/apiv1/zip/{song}?format=flac&two_stems=drums")
+    assert two.status_code == 202
+    songflow.render_next(jobs, storage)
+    archive = zipfile.ZipFile(io.BytesIO(client.get(
+        f"/apiv1/zip/{song}?format=flac&two_stems=drums").data))
+    assert archive.namelist() == ["drums.flac", "no_drums.flac"]
+    drums, _ = decoded(archive.read("drums.flac"))
+    rest, _ = decoded(archive.read("no_drums.flac"))
+    assert drums.shape == rest.shape and rest.any()
+
+
+def test_status_shows_the_options_asked_for(client, jobs, storage):
+    song_hash = submit(client, format="wav", bits=24, two_stems="vocals")
+    status = client.get(f"/apiv1/status/{song_hash}").json
+    assert status["status"] == "queued"
+    assert status["options"] == {"model": MODEL, "format": "wav", "bits": 24,
+                                 "two_stems": "vocals"}
+    assert status["ready"] == []
+    songflow.separate_and_render(jobs, storage, song_hash)
+    status = client.get(f"/apiv1/status/{song_hash}").json
+    assert status["status"] == "done" and status["tracks"] == ["vocals.wav", "no_vocals.wav"]
+
+
+def test_another_model_is_addressed_with_its_query_parameter(client, jobs, storage, redis_client):
+    song_hash = submit(client, model=SIX)
+    assert redis_client.lrange(f"{keys.QUEUE}:{SIX}", 0, -1) == [f"{song_hash}:{SIX}"]
+    assert client.get(f"/apiv1/status/{song_hash}").status_code == 404
+    assert client.get(f"/apiv1/status/{song_hash}?model={SIX}").json["status"] == "queued"
+    songflow.separate_and_render(jobs, storage, song_hash, SIX, songflow.tracks.SIX_STEMS)
+    response = client.get(f"/apiv1/track/{song_hash}/guitar.mp3?model={SIX}")
+    assert response.status_code == 200 and response.mimetype == "audio/mpeg"
+    assert client.get(f"/apiv1/track/{song_hash}/guitar.mp3").status_code == 404
+
+
+def test_cancel_a_queued_song_then_submit_it_again(client, redis_client):
+    song_hash = submit(client)
+    response = client.post(f"/apiv1/cancel/{song_hash}")
+    assert response.status_code == 200 and response.json["status"] == "cancelled"
+    assert redis_client.llen(keys.QUEUE) == 0
+    assert client.get(f"/apiv1/status/{song_hash}").json["status"] == "cancelled"
+    assert submit(client) == song_hash
+    assert redis_client.lrange(keys.QUEUE, 0, -1) == [song_hash]
+
+
+def test_cancel_a_running_song_and_a_finished_one(client, jobs, song):
+    assert client.post(f"/apiv1/cancel/{song}").status_code == 409
+    other = submit(client, seconds=3)
+    jobs.claim("gpu", 1, jobs.queue_for(MODEL))
+    jobs.start(other, "gpu")
+    response = client.post(f"/apiv1/cancel/{other}")
+    assert response.status_code == 200 and response.json["status"] == "stopping"
+    assert client.post(f"/apiv1/cancel/{'0' * 64}").status_code == 404
+
+
+def test_delete_leaves_nothing_of_the_song(client, jobs, storage, redis_client, song):
+    assert client.get(f"/apiv1/track/{song}/vocals.wav").status_code == 202
+    response = client.delete(f"/apiv1/song/{song}")
+    assert response.status_code == 200 and response.json["reason"] == "Song deleted"
+    assert client.get(f"/apiv1/status/{song}").status_code == 404
+    assert client.get(f"/apiv1/track/{song}/bass.mp3").status_code == 404
+    for bucket in (storage.songs_bucket, storage.output_bucket):
+        assert not list(storage.client.list_objects(bucket, recursive=True))
+    lists = [key for key in redis_client.keys("*")
+             if redis_client.type(key) == "list" and key != keys.LOGGING]
+    assert not [key for key in redis_client.keys("*") if song in key]
+    assert not [key for key in lists if any(song in i for i in redis_client.lrange(key, 0, -1))]
+    assert client.delete(f"/apiv1/song/{song}").status_code == 404
+
+
+def test_writes_need_a_read_write_key(make_client, song):
+    client = make_client(API_KEYS="rw-key,ro-key:ro")
+    for method, path in (("POST", f"/apiv1/cancel/{song}"), ("DELETE", f"/apiv1/song/{song}")):
+        assert client.open(path, method=method).status_code == 401
+        assert client.open(path, method=method,
+                           headers={"Authorization": "Bearer ro-key"}).status_code == 403
