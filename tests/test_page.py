@@ -64,27 +64,34 @@ def open_page(browser):
     assert [text for text in problems if "Failed to load resource" not in text] == []
 
 
-def upload(page, name: str, data: bytes, mime: str = "audio/mpeg") -> None:
+def upload(page, *files: tuple[str, bytes], mime: str = "audio/mpeg") -> None:
+    """Pick `(name, bytes)` files in the file field, then press Separate."""
     page.get_by_label("Songs to separate").set_input_files(
-        files=[{"name": name, "mimeType": mime, "buffer": data}])
+        files=[{"name": name, "mimeType": mime, "buffer": data} for name, data in files])
     page.get_by_role("button", name="Separate", exact=True).click()
 
 
-def progress_values(page) -> list[str]:
-    return page.evaluate("window.progressSeen")
-
-
-# Every value the song's bar takes, recorded as the page sets it (polling could miss some).
+# Every state a bar shows, recorded as the page sets it (polling from here could miss some).
 RECORD_PROGRESS = """
 window.progressSeen = [];
 new MutationObserver((changes) => {
-  for (const change of changes) {
-    if (change.target.getAttribute("role") === "progressbar") {
-      window.progressSeen.push(change.target.getAttribute("aria-valuetext"));
+  for (const {target} of changes) {
+    if (target.getAttribute("role") === "progressbar") {
+      window.progressSeen.push([target.getAttribute("aria-label"),
+                                target.getAttribute("aria-valuetext")]);
     }
   }
 }).observe(document, {subtree: true, attributes: true, attributeFilter: ["aria-valuetext"]});
 """
+
+
+PHASES = ["Uploading", "Checking", "Queued", "Separating", "Done"]
+
+
+def progress_values(page, label: str) -> list[str]:
+    """The states the bar named `label` went through, repeats folded."""
+    states = [text for name, text in page.evaluate("window.progressSeen") if name == label]
+    return [text for index, text in enumerate(states) if index == 0 or states[index - 1] != text]
 
 
 def sticking_out(page) -> list[str]:
@@ -107,18 +114,26 @@ def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
     assert response.headers["content-security-policy"].startswith("default-src 'self'")
     page.evaluate(RECORD_PROGRESS)
 
-    upload(page, "groove.mp3", song)
+    upload(page, ("groove.mp3", song), ("intro.mp3", make_mp3(2, seed=6)))
     bar = page.get_by_role("progressbar", name="Progress of groove.mp3")
-    # No worker yet: the song waits first in the queue.
-    expect(bar).to_have_attribute("aria-valuetext", "Queued, 1st of 1 in the queue")
+    second = page.get_by_role("progressbar", name="Progress of intro.mp3")
+    # No worker yet: both songs wait in the queue, in the order they were sent.
+    queued = re.compile(r"^Queued, (1st|2nd) of 2 in the queue$")
+    expect(bar).to_have_attribute("aria-valuetext", queued)
+    expect(second).to_have_attribute("aria-valuetext", queued)
+    assert bar.get_attribute("aria-valuetext") != second.get_attribute("aria-valuetext")
     live_stack.start_worker()
     expect(bar).to_have_attribute("aria-valuenow", "100", timeout=SLOW)
-    expect(page.get_by_role("status").filter(has_text="Done")).to_be_visible()
-    seen = progress_values(page)
+    expect(second).to_have_attribute("aria-valuetext", "Done", timeout=SLOW)
+    seen = progress_values(page, "Progress of groove.mp3")
     assert seen[0].startswith("Uploading") and "Uploading: 100 % of" in " ".join(seen)
-    assert seen.index("Queued, 1st of 1 in the queue") < seen.index("Done"), seen
+    phases = [re.match(r"\w+", text).group() for text in seen]
+    assert phases == sorted(phases, key=PHASES.index), seen  # never backwards
+    assert {"Uploading", "Queued", "Done"} <= set(phases), seen
 
-    song_hash = page.get_by_role("link", name="Link to this song").get_attribute("href")[1:]
+    row = page.get_by_role("listitem").filter(has_text="groove.mp3")
+    song_hash = row.get_by_role("link", name="Link to this song").get_attribute("href")[1:]
+    page.get_by_role("button", name="Remove intro.mp3 from this list").click()
     for stem in STEMS:
         expect(page.get_by_role("link", name=f"Download {stem}.mp3")).to_have_attribute(
             "href", f"/apiv1/track/{song_hash}/{stem}.mp3")

@@ -68,7 +68,10 @@ export async function capabilities() {
     deleteSong: has("/apiv1/song/{songhash}", "delete"),
     removeTrack: has("/apiv1/remove/{songhash}/{track}", "delete"),
   };
-  if (has("/apiv1/models", "get")) found.models = (await request("GET", "/apiv1/models")).models;
+  if (has("/apiv1/models", "get")) {
+    // Without a key a server that protects reads refuses; the default model is then used.
+    found.models = (await request("GET", "/apiv1/models").catch(() => ({ models: [] }))).models;
+  }
   return found;
 }
 

@@ -69,9 +69,13 @@ export class Player {
     root.append(transport, this.stemList);
     if (this.capabilities.zip) {
       root.append(element("a", { href: api.zipUrl(this.song), class: "zip",
-                                 download: `${name}-stems.zip` }, "Download all stems (zip)"));
+                                 download: `${this.baseName()}-stems.zip` }, "Download all stems (zip)"));
     }
     return root;
+  }
+
+  baseName() {
+    return this.song.name.replace(/\.[^.]+$/, "");
   }
 
   stemRow(track) {
@@ -98,7 +102,7 @@ export class Player {
     stem.meter.append(element("div", { class: "fill" }));
     this.showLevel(stem, SILENT_DB);
     const download = element("a", { href: api.trackUrl(this.song, track),
-                                    download: `${this.song.name}-${track}` }, `Download ${track}`);
+                                    download: `${this.baseName()}-${track}` }, `Download ${track}`);
     download.addEventListener("click", (event) => this.download(event, download));
     row.append(title, mute, solo, volumeLabel, stem.meter, download);
     if (this.capabilities.removeTrack) {

@@ -13,6 +13,8 @@ const REASONS = {
   input_missing: "the upload was missing from the object store; submit the file again",
   too_long: "the song is longer than this server separates",
   worker_lost: "separating it stopped the worker several times",
+  separation_failed: "the model could not separate it",
+  encode_failed: "its stems could not be written in the format asked for",
 };
 
 function ordinal(n) {
@@ -237,6 +239,12 @@ export class SongList {
   }
 
   update(entry, status, queue) {
+    if (status.options && !entry.song.options?.format) {
+      // Opened from a link: the server says which rendition was asked for.
+      const { format, bits, bitrate, two_stems: twoStems } = status.options;
+      entry.song.options = { format, bits, bitrate, two_stems: twoStems || "" };
+      this.save();
+    }
     if (status.status === "queued") {
       const position = (queue || []).findIndex(
         (id) => id === entry.song.hash || id.startsWith(`${entry.song.hash}:`)) + 1;
