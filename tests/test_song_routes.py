@@ -170,3 +170,23 @@ def test_writes_need_a_read_write_key(make_client, song):
         assert client.open(path, method=method).status_code == 401
         assert client.open(path, method=method,
                            headers={"Authorization": "Bearer ro-key"}).status_code == 403
+
+
+def test_openapi_lists_the_statuses_the_new_routes_answer(client, jobs, storage, song):
+    paths = client.get("/apiv1/openapi.json").json["paths"]
+    queued = submit(client, seconds=3)
+    observed = [
+        ("/apiv1/models", "get", client.get("/apiv1/models")),
+        ("/apiv1/track/{songhash}/{track}", "get", client.get(f"/apiv1/track/{song}/bass.wav")),
+        ("/apiv1/zip/{songhash}", "get", client.get(f"/apiv1/zip/{song}")),
+        ("/apiv1/zip/{songhash}", "get", client.get(f"/apiv1/zip/{song}?format=flac")),
+        ("/apiv1/zip/{songhash}", "get", client.get(f"/apiv1/zip/{song}?format=aiff")),
+        ("/apiv1/cancel/{songhash}", "post", client.post(f"/apiv1/cancel/{song}")),
+        ("/apiv1/cancel/{songhash}", "post", client.post(f"/apiv1/cancel/{queued}")),
+        ("/apiv1/song/{songhash}", "delete", client.delete(f"/apiv1/song/{song}")),
+        ("/apiv1/song/{songhash}", "delete", client.delete(f"/apiv1/song/{song}")),
+    ]
+    codes = [(path, response.status_code) for path, _, response in observed]
+    assert [code for _, code in codes] == [200, 202, 200, 202, 400, 409, 200, 200, 404]
+    for path, method, response in observed:
+        assert str(response.status_code) in paths[path][method]["responses"], (path, response)
