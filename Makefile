@@ -32,7 +32,7 @@ test: $(STAMP) $(CHROMIUM)  ## lint, then the whole test suite against real Redi
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-up: $(STAMP)  ## start the local stack in the background (REST_PORT, WORKERS, DEMUCS_MODEL)
+up: $(STAMP)  ## start the local stack in the background (REST_PORT, WORKERS, RENDERERS, DEMUCS_MODEL)
 	$(PY) -m scripts.stack up
 
 down:  ## stop exactly what `make up` started

@@ -59,7 +59,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "DEMUCS_SHIFTS": ("0", "Random-shift passes; 0 keeps output deterministic"),
     "TORCH_THREADS": ("0", "Torch CPU threads; 0 means the cores this container may use"),
     "ENCODE_PROCESSES": ("0", "Processes encoding stems; 0 means one per usable core, at most 4"),
-    "RENDER_PROCESSES": ("0", "Processes a render worker encodes tracks in; 0: one per usable core"),
+    "RENDER_PROCESSES": ("0", "Encoding processes of a render worker; 0: one per usable core"),
     "MP3_BITRATE": ("320", "Bitrate of the stem mp3s, kbps"),
     "WORKER_ID": ("", "Unique worker name; empty means <host>-<pid>"),
     "HEARTBEAT_TTL_S": ("10", "A worker silent this long is presumed dead and its jobs requeued"),

@@ -175,6 +175,14 @@ class Storage:
         self._call(self.client.remove_object, self.output_bucket,
                    lossless_object(song_hash, model, stem))
 
+    def get_lossless(self, song_hash: str, model: str, stem: str) -> bytes:
+        return self._get(self.output_bucket, lossless_object(song_hash, model, stem))
+
+    # -- renditions and other objects of the output bucket -------------------------------
+    def put_output(self, name: str, data: bytes, content_type: str) -> None:
+        self._call(self.client.put_object, self.output_bucket, name, io.BytesIO(data),
+                   len(data), content_type=content_type)
+
     # -- stems ------------------------------------------------------------------------
     def put_stem(self, song_hash: str, stem: str, data: bytes) -> None:
         self._put(self.output_bucket, stem_object(song_hash, stem), data)

@@ -1,4 +1,5 @@
-"""The local stack: Redis, an S3 server, the REST gateway under gunicorn, and workers.
+"""The local stack: Redis, an S3 server, the REST gateway under gunicorn, separation workers
+(WORKERS, default 1) and render workers (RENDERERS, default 1).
 
     python -m scripts.stack up      # start in the background; returns once /readyz answers
     python -m scripts.stack down    # stop exactly the processes `up` started
@@ -112,6 +113,11 @@ def start_worker(env: dict, log: Path) -> subprocess.Popen:
     return _spawn([sys.executable, "-m", "worker"], log, env)
 
 
+def start_render(env: dict, log: Path) -> subprocess.Popen:
+    """A render worker: no model, its own pool of RENDER_PROCESSES encoders."""
+    return _spawn([sys.executable, "-m", "worker.render"], log, env)
+
+
 def _ready(base_url: str) -> bool:
     try:
         return requests.get(f"{base_url}/readyz", timeout=2).status_code == 200
@@ -197,11 +203,13 @@ def up() -> None:
     for name, process in started.items():
         (RUN / f"{name}.pid").write_text(str(process.pid))
     create_buckets(env)
-    for number in range(1, int(os.environ.get("WORKERS", "1")) + 1):
-        name = f"worker-{number}"
-        worker = start_worker({**env, "WORKER_ID": f"{socket.gethostname()}-{name}"},
-                              RUN / f"{name}.log")
-        (RUN / f"{name}.pid").write_text(str(worker.pid))
+    counts = {"worker": (start_worker, "WORKERS"), "render": (start_render, "RENDERERS")}
+    for kind, (start, variable) in counts.items():
+        for number in range(1, int(os.environ.get(variable, "1")) + 1):
+            name = f"{kind}-{number}"
+            process = start({**env, "WORKER_ID": f"{socket.gethostname()}-{name}"},
+                            RUN / f"{name}.log")
+            (RUN / f"{name}.pid").write_text(str(process.pid))
     rest = start_rest(rest_port, env, RUN / "rest.log")
     (RUN / "rest.pid").write_text(str(rest.pid))
     (RUN / "stack.env").write_text(
