@@ -183,6 +183,9 @@ class Storage:
         self._call(self.client.put_object, self.output_bucket, name, io.BytesIO(data),
                    len(data), content_type=content_type)
 
+    def get_output(self, name: str) -> bytes:
+        return self._get(self.output_bucket, name)
+
     # -- stems ------------------------------------------------------------------------
     def put_stem(self, song_hash: str, stem: str, data: bytes) -> None:
         self._put(self.output_bucket, stem_object(song_hash, stem), data)
