@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import time
+from contextlib import closing
 
 import redis
 
@@ -66,26 +67,35 @@ class RenderWorker(JobLoop):
         started = time.monotonic()
         stems = {stem: self._lossless(job, stem) for stem in self._stems(job.model)}
         timings["fetch"] = round(time.monotonic() - started, 3)
-        started = last = time.monotonic()
+        started = encoded = time.monotonic()
         names = rendition.track_names(list(stems))
         # Each track is stored as soon as it is encoded, while the others still encode.
-        for name, data in self.renderer.render(stems, rendition):
-            last = time.monotonic()
-            # An attempt presumed dead must not write beside its successor, nor a deleted
-            # job leave tracks behind: stop at once.
-            if not retry(lambda: self.jobs.is_current(job.id, token), "checking the job"):
-                raise Superseded
-            stored.append(rendition_object(job.song, job.model, rendition.id, name))
-            try:
-                retry(lambda n=name, d=data: self.storage.put_output(stored[-1], d,
-                                                                     tracks.parse_track(n).mime),
-                      f"storing {name}")
-            except StorageError as error:
-                raise HandBack(f"object store unavailable: {error}") from None
-            self.jobs.set_progress(job.id, token, len(stored) / len(names))
-        timings["render"] = round(last - started, 3)
-        timings["store"] = round(time.monotonic() - last, 3)
+        with closing(self.renderer.render(stems, rendition)) as rendered:
+            for name, data in rendered:
+                encoded = time.monotonic()
+                self._store(job, token, rendition.id, name, data, stored)
+                try:
+                    self.jobs.set_progress(job.id, token, len(stored) / len(names))
+                except redis.RedisError:
+                    pass  # progress is advisory; the claim and the result are what matter
+        # render: until the last track was encoded; store: the upload after that.
+        timings["render"] = round(encoded - started, 3)
+        timings["store"] = round(time.monotonic() - encoded, 3)
         return names
+
+    def _store(self, job: Job, token: str, rendition: str, track: str, data: bytes,
+               stored: list[str]) -> None:
+        # An attempt presumed dead must not write beside its successor, nor a deleted job
+        # leave tracks behind: stop at once.
+        if not retry(lambda: self.jobs.is_current(job.id, token), "checking the job"):
+            raise Superseded
+        name = rendition_object(job.song, job.model, rendition, track)
+        stored.append(name)  # before the upload: an upload cut short may still have landed
+        try:
+            retry(lambda: self.storage.put_output(name, data, tracks.parse_track(track).mime),
+                  f"storing {track}")
+        except StorageError as error:
+            raise HandBack(f"object store unavailable: {error}") from None
 
     def _stems(self, model: str) -> list[str]:
         """The model's stems in its own order: as its workers registered them, else known."""

@@ -73,8 +73,12 @@ class Renderer:
         except BrokenProcessPool as error:
             self.pool = spawn_pool(self.processes)
             raise EncodeFailed(f"a render process died: {error}") from None
-        for future in as_completed(futures):
-            yield futures[future], self._result(future)
+        try:
+            for future in as_completed(futures):
+                yield futures[future], self._result(future)
+        finally:  # closed early (the job was dropped): the tracks not begun are not made
+            for future in futures:
+                future.cancel()
 
     def _result(self, future: Future) -> bytes:
         try:
