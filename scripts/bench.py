@@ -10,6 +10,10 @@
    downloaded), with the job's own stage timings.
 3. Throughput: N songs submitted at once to one worker, against the CLI run once per song (the
    headline) and, with --cli-one-call, the CLI given all N files in one call.
+4. Busy fraction (`--busy-only`: this stage alone): for one song, the separation worker's
+   model seconds over the seconds it holds the song, with rendering apart (it stores FLAC
+   stems; the render worker encodes the mp3s) and with rendering inside it (the render job's
+   encoding and storing seconds in place of storing the FLAC stems).
 
 Stages 1 and 2 alternate stock and ours for --rounds rounds and keep each side's fastest: on a
 shared machine that is the run least disturbed by other processes. The load average is logged.
@@ -35,6 +39,9 @@ from pathlib import Path
 import requests
 import torch
 
+from common.jobs import JobStore, Kind
+from common.redisconn import connect
+from common.settings import Settings
 from scripts import bench_model, stack
 from scripts.make_samples import song_mp3
 
@@ -73,7 +80,8 @@ def stock_cli(files: list[Path], out: Path) -> float:
 
 
 class LocalStack:
-    """Redis, an S3 server, one worker and the REST gateway, as `make up` starts them."""
+    """Redis, an S3 server, one separation worker, one render worker and the REST gateway,
+    as `make up` starts them."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -97,11 +105,14 @@ class LocalStack:
                                                        logs / "s3.log"))
         env = stack.service_env(redis_port, s3_port, DEMUCS_MODEL=MODEL_NAME,
                                 DEMUCS_REPO=str(MODELS), WORKER_ID="bench-worker")
+        self.jobs = JobStore(connect(Settings.from_env(env)), MODEL_NAME)
         stack.create_buckets(env)
         self.worker_log = logs / "worker.log"
         self.worker_log.write_text("")
         started = time.perf_counter()
         self.processes.append(stack.start_worker(env, self.worker_log))
+        self.processes.append(stack.start_render({**env, "WORKER_ID": "bench-render"},
+                                                 logs / "render.log"))
         self.processes.append(stack.start_rest(rest_port, env, logs / "rest.log"))
         self.base_url = f"http://127.0.0.1:{rest_port}"
         self._wait_for_worker()
@@ -122,6 +133,8 @@ class LocalStack:
     def __exit__(self, *_exc) -> None:
         for process in reversed(self.processes):
             stack.stop(process, timeout=30)
+        if hasattr(self, "jobs"):
+            self.jobs.redis.close()
 
     def submit(self, mp3: bytes) -> str:
         response = requests.post(f"{self.base_url}/apiv1/separate",
@@ -176,6 +189,31 @@ def model_stage(seconds: float, rounds: int, say) -> dict:
                                device, configs, say, rounds)
     return {"device": bench_model.device_name(device), "audio_seconds": seconds,
             "rounds": rounds, "rows": rows, "default": rows[-1]}
+
+
+def busy_fraction(running: LocalStack, song: Path, say) -> dict:
+    """The separation worker's busy fraction for one song: the model's seconds over the
+    seconds the worker holds the song, with rendering apart (it stores FLAC stems and a render
+    worker encodes the mp3s) and with rendering inside it (it would encode and store the mp3s
+    itself, the render job's own seconds, before it could take the next song)."""
+    song_hash = running.submit(song.read_bytes())
+    running.wait(song_hash)
+    jobs = {job.kind: job for job in running.jobs.song_jobs(song_hash)}
+    sep, ren = jobs[Kind.SEPARATE].timings, jobs[Kind.RENDER].timings
+    model_s = sep["separate"]
+    apart_s = sum(sep[k] for k in ("fetch", "decode", "separate", "store"))
+    inside_s = apart_s - sep["store"] + ren["render"] + ren["store"]
+    figures = {"audio_seconds": sep["audio_seconds"], "separate_s": model_s,
+               "separation_worker_s_apart": round(apart_s, 2),
+               "separation_worker_s_inside": round(inside_s, 2),
+               "busy_apart": round(model_s / apart_s, 3),
+               "busy_inside": round(model_s / inside_s, 3),
+               "separation_timings": sep, "render_timings": ren}
+    say(f"  apart:  separate {model_s:.2f} s of {apart_s:.2f} s held "
+        f"(store FLAC {sep['store']:.2f} s): busy {figures['busy_apart']:.1%}")
+    say(f"  inside: separate {model_s:.2f} s of {inside_s:.2f} s held (encode mp3 "
+        f"{ren['render']:.2f} s, store {ren['store']:.2f} s): busy {figures['busy_inside']:.1%}")
+    return figures
 
 
 def load() -> float:
@@ -250,6 +288,8 @@ def main() -> None:
     parser.add_argument("--songs", type=int, default=3, help="songs for the throughput test")
     parser.add_argument("--cli-one-call", action="store_true",
                         help="also time the CLI given all songs in one call (adds ~2 minutes)")
+    parser.add_argument("--busy-only", action="store_true",
+                        help="only stage 4, the separation worker's busy fraction")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench.json")
     args = parser.parse_args()
     say = print
@@ -257,28 +297,38 @@ def main() -> None:
                      "cpus": os.cpu_count(), "torch": torch.__version__,
                      "model": f"{MODEL_NAME}: htdemucs configuration, random weights (seed 0)",
                      "load_at_start": load()}
-    results["model_stage"] = model_stage(args.seconds, args.rounds, say)
+    if not args.busy_only:
+        results["model_stage"] = model_stage(args.seconds, args.rounds, say)
     torch.set_num_threads(1)  # this process only waits from here on
 
     prepare_model(MODELS)
     e2e_songs = write_songs(args.song_seconds, args.rounds, "e2e", first_seed=11)
     batch_songs = write_songs(args.song_seconds, args.songs, "batch", first_seed=101)
+    (busy_song,) = write_songs(args.song_seconds, 1, "busy", first_seed=201)
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch, \
             LocalStack(Path(scratch) / "stack") as running:
         say(f"   (our worker was ready {running.worker_start_s} s after start: "
             f"{running.worker_line.split('model ', 1)[-1]})")
-        say(f"2. end to end, one {args.song_seconds:g} s mp3, {args.rounds} alternating round(s)")
-        results["end_to_end"] = end_to_end(running, e2e_songs, Path(scratch), say)
-        results["end_to_end"]["worker_start_s"] = running.worker_start_s
-        say(f"3. throughput, {args.songs} songs of {args.song_seconds:g} s")
-        results["throughput"] = throughput(running, batch_songs, Path(scratch),
-                                           args.cli_one_call, say)
+        if not args.busy_only:
+            say(f"2. end to end, one {args.song_seconds:g} s mp3, {args.rounds} alternating "
+                "round(s)")
+            results["end_to_end"] = end_to_end(running, e2e_songs, Path(scratch), say)
+            results["end_to_end"]["worker_start_s"] = running.worker_start_s
+            say(f"3. throughput, {args.songs} songs of {args.song_seconds:g} s")
+            results["throughput"] = throughput(running, batch_songs, Path(scratch),
+                                               args.cli_one_call, say)
+        say(f"4. the separation worker's busy fraction, one {args.song_seconds:g} s song")
+        results["busy"] = busy_fraction(running, busy_song, say)
     results["load_at_end"] = load()
-    default = results["model_stage"]["default"]
-    summary = {"model_speedup": default["speedup"],
-               "e2e_speedup": results["end_to_end"]["speedup"],
-               "throughput_speedup": results["throughput"]["speedup_vs_loop"],
-               "snr_db": default["snr_db"]}
+    summary = {}
+    if not args.busy_only:
+        default = results["model_stage"]["default"]
+        summary = {"model_speedup": default["speedup"],
+                   "e2e_speedup": results["end_to_end"]["speedup"],
+                   "throughput_speedup": results["throughput"]["speedup_vs_loop"],
+                   "snr_db": default["snr_db"]}
+    summary.update(busy_apart=results["busy"]["busy_apart"],
+                   busy_inside=results["busy"]["busy_inside"])
     results["summary"] = summary
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(bench_model.jsonable(results), indent=2))

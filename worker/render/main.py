@@ -1,14 +1,13 @@
 """The render worker: claims render jobs from `toRender`, makes each rendition from the
 song's lossless stems in its own process pool, and stores its tracks. It loads no model.
 
-Run with `python -m worker.render` (see worker/render/__main__.py).
+Finishing a render job also ends the separation waiting for it (docs/jobs.md), so the callback
+that separation owes is sent from here. Run with `python -m worker.render`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import signal
 import sys
 import time
 from contextlib import closing
@@ -16,19 +15,20 @@ from contextlib import closing
 import redis
 
 from common import keys, tracks
-from common.jobs import Job, JobStatus
+from common.jobs import JobStatus
 from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
 from worker.errors import InputMissing, JobFailed
-from worker.jobloop import HandBack, JobLoop, Superseded, retry
+from worker.loop import Attempt, Cancelled, ClaimLoop, HandBack, Superseded, serve
 from worker.render.pool import Renderer
+from worker.retry import retry
 
 log = logging.getLogger("worker")
 
 
-class RenderWorker(JobLoop):
+class RenderWorker(ClaimLoop):
     """Claims render jobs one at a time; the tracks of each are encoded in parallel."""
 
     def __init__(self, settings: Settings, client: redis.Redis):
@@ -37,95 +37,92 @@ class RenderWorker(JobLoop):
 
     def close(self) -> None:
         self.renderer.close()
+        super().close()
 
-    def work(self, job_id: str, token: str) -> None:
-        job = retry(lambda: self.jobs.get(job_id), "reading the job", attempts=12)
-        if job is None:  # deleted since it started: only our processing list to clear
-            self.finish(job_id, token, JobStatus.FAILED)
-            return
-        log.info("job %s: rendering (attempt %d)", job_id, job.attempts)
-        timings: dict[str, float] = {"queue_wait": round(time.time() - job.created, 3)}
+    def handle(self, attempt: Attempt) -> None:
+        log.info("job %s: rendering (attempt %d)", attempt.id, attempt.job.attempts)
         stored: list[str] = []  # objects this attempt wrote
         status, error, names = JobStatus.FAILED, "", []
         try:
-            names = self._render(job, token, timings, stored)
+            names = self._render(attempt, stored)
             status = JobStatus.DONE
         except JobFailed as failure:
             error = str(failure)
         except Superseded:
             error = "superseded"
-        except HandBack as why:  # what it stored stays for the next attempt to overwrite
-            self.hand_back(job_id, token, str(why))
+        except Cancelled:
+            status = JobStatus.CANCELLED
+        except HandBack as why:  # what it stored stays, for the next attempt to overwrite
+            self.hand_back(attempt, str(why))
             return
-        ended = self.finish(job_id, token, status, error, names, timings, job.parent)
+        ended = self.finish(attempt, status, error, names)
         if status is not JobStatus.DONE or not ended:
-            self._remove(job, stored)
+            self._remove(attempt, stored)
 
-    def _render(self, job: Job, token: str, timings: dict, stored: list[str]) -> list[str]:
+    def _render(self, attempt: Attempt, stored: list[str]) -> list[str]:
         """Fetch the lossless stems, render and store every track; the tracks' names."""
+        job, timings = attempt.job, attempt.timings
         rendition = tracks.parse_rendition(job.rendition)
         started = time.monotonic()
-        stems = {stem: self._lossless(job, stem) for stem in self._stems(job.model)}
+        stems = {stem: self._lossless(job.song, job.model, stem)
+                 for stem in self._stems(job.model)}
         timings["fetch"] = round(time.monotonic() - started, 3)
         started = encoded = time.monotonic()
         names = rendition.track_names(list(stems))
+        progress = self.progress_reporter(attempt)
         # Each track is stored as soon as it is encoded, while the others still encode.
         with closing(self.renderer.render(stems, rendition)) as rendered:
-            for name, data in rendered:
+            for track, data in rendered:
                 encoded = time.monotonic()
-                self._store(job, token, rendition.id, name, data, stored)
-                try:
-                    self.jobs.set_progress(job.id, token, len(stored) / len(names))
-                except redis.RedisError:
-                    pass  # progress is advisory; the claim and the result are what matter
+                self._store(attempt, rendition_object(job.song, job.model, rendition.id, track),
+                            data, tracks.parse_track(track).mime, stored)
+                progress(len(stored) / len(names))
         # render: until the last track was encoded; store: the upload after that.
         timings["render"] = round(encoded - started, 3)
         timings["store"] = round(time.monotonic() - encoded, 3)
         return names
 
-    def _store(self, job: Job, token: str, rendition: str, track: str, data: bytes,
+    def _store(self, attempt: Attempt, name: str, data: bytes, mime: str,
                stored: list[str]) -> None:
         # An attempt presumed dead must not write beside its successor, nor a deleted job
         # leave tracks behind: stop at once.
-        if not retry(lambda: self.jobs.is_current(job.id, token), "checking the job"):
-            raise Superseded
-        name = rendition_object(job.song, job.model, rendition, track)
+        if not retry(lambda: self.jobs.is_current(attempt.id, attempt.token), "checking the job"):
+            raise Superseded(attempt.id)
         stored.append(name)  # before the upload: an upload cut short may still have landed
         try:
-            retry(lambda: self.storage.put_output(name, data, tracks.parse_track(track).mime),
-                  f"storing {track}")
+            retry(lambda: self.storage.put_output(name, data, mime), f"storing {name}")
         except StorageError as error:
             raise HandBack(f"object store unavailable: {error}") from None
 
     def _stems(self, model: str) -> list[str]:
         """The model's stems in its own order: as its workers registered them, else known."""
-        registered = retry(lambda: self.redis.hget(keys.MODELS, model), "reading the models")
-        stems = json.loads(registered) if registered else list(tracks.known_stems(model))
+        stems = retry(self.jobs.models, "reading the models").get(model) or list(
+            tracks.known_stems(model))
         if not stems:
             raise InputMissing(f"no worker has registered the stems of model {model!r}")
         return stems
 
-    def _lossless(self, job: Job, stem: str) -> bytes:
+    def _lossless(self, song: str, model: str, stem: str) -> bytes:
         try:
-            return retry(lambda: self.storage.get_lossless(job.song, job.model, stem),
+            return retry(lambda: self.storage.get_lossless(song, model, stem),
                          f"fetching the {stem} stem", attempts=4)
         except NotFound:
-            raise InputMissing(f"the lossless {stem} stem of model {job.model} is no longer "
+            raise InputMissing(f"the lossless {stem} stem of model {model} is no longer "
                                "stored; submit the song again") from None
         except StorageError as error:
             raise HandBack(f"object store unavailable: {error}") from None
 
-    def _remove(self, job: Job, stored: list[str]) -> None:
+    def _remove(self, attempt: Attempt, stored: list[str]) -> None:
         """Remove the tracks this attempt stored, unless another attempt holds the job now
         (it writes the same tracks, and may have written them already)."""
         try:
-            current = retry(lambda: self.jobs.get(job.id), "reading the job")
+            current = retry(lambda: self.jobs.get(attempt.id), "reading the job")
             if stored and (current is None or not current.token):
                 retry(lambda: self.storage.remove_output(stored), "removing tracks")
-                log.warning("job %s: removed the %d tracks of an unfinished rendition", job.id,
-                            len(stored))
+                log.warning("job %s: removed the %d tracks of an unfinished rendition",
+                            attempt.id, len(stored))
         except (redis.RedisError, StorageError) as error:
-            log.error("job %s: tracks of an unfinished rendition left behind (%s)", job.id,
+            log.error("job %s: tracks of an unfinished rendition left behind (%s)", attempt.id,
                       error)
 
 
@@ -135,10 +132,7 @@ def main() -> int:
         return 2
     client = connect(settings, socket_timeout=10)
     setup_logging(settings, "render", client)
-    worker = RenderWorker(settings, client)
-    signal.signal(signal.SIGTERM, worker.request_stop)
-    signal.signal(signal.SIGINT, worker.request_stop)
-    worker.run()
+    serve(RenderWorker(settings, client), settings.shutdown_grace_s)
     return 0
 
 
