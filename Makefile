@@ -44,7 +44,7 @@ logs: $(STAMP)  ## print the log lines both services push to Redis
 bench: $(STAMP)  ## stock Demucs against this service, side by side
 	$(PY) -m scripts.bench
 
-chaos: $(STAMP)  ## 50 songs, 3 workers, one killed every few seconds
+chaos: $(STAMP)  ## 50 songs, 3 workers and 2 render workers, one killed every few seconds
 	$(PY) -m scripts.chaos
 
 screenshot: $(STAMP) $(CHROMIUM)  ## docs/page.png: the page with a finished song, from its test

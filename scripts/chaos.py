@@ -2,11 +2,12 @@
 
     python -m scripts.chaos [--songs 50 --workers 3 --kill-every 3 --seed 1 --keep]
 
-Starts its own Redis (AOF), S3 server, gunicorn and workers on free ports, with logs in a
-temporary folder (not .run/). Submits distinct synthetic 2-4 s songs while it SIGKILLs a
-random working worker (with its encoder processes, as a container runtime would) every few
-seconds and restarts it under the same WORKER_ID; once every song has ended it checks that
-each one is `done` with its four stems in the output bucket. The last line reads
+Starts its own Redis (AOF), S3 server, gunicorn, separation workers and render workers on free
+ports, with logs in a temporary folder (not .run/). Submits distinct synthetic 2-4 s songs
+while it SIGKILLs a random working worker of either kind (with its render processes, as a
+container runtime would) every few seconds and restarts it under the same WORKER_ID; once
+every song has ended it checks that each one is `done` with its four mp3 tracks in the output
+bucket. The last line reads
 `songs submitted=N done=D lost=L`; the exit status is 0 only when nothing was lost.
 """
 
@@ -28,7 +29,8 @@ import requests
 from common import keys
 from common.redisconn import connect
 from common.settings import Settings
-from common.storage import Storage
+from common.storage import Storage, rendition_object
+from common.tracks import default_rendition
 from scripts import stack
 from scripts.make_samples import song_mp3
 
@@ -37,18 +39,21 @@ FINAL = ("done", "failed")
 
 
 class Workers:
-    """The worker processes, each restartable under its own id."""
+    """The separation and render worker processes, each restartable under its own id."""
 
-    def __init__(self, env: dict, folder: Path, count: int):
+    def __init__(self, env: dict, folder: Path, count: int, renderers: int):
         self.env, self.folder = env, folder
-        self.ids = [f"chaos-worker-{n}" for n in range(1, count + 1)]
+        self.starters = {f"chaos-worker-{n}": stack.start_worker for n in range(1, count + 1)}
+        self.starters.update({f"chaos-render-{n}": stack.start_render
+                              for n in range(1, renderers + 1)})
+        self.ids = list(self.starters)
         self.processes = {worker_id: self._start(worker_id) for worker_id in self.ids}
         self.started_at = dict.fromkeys(self.ids, time.time())
         self.kills = 0
 
     def _start(self, worker_id: str):
-        return stack.start_worker({**self.env, "WORKER_ID": worker_id},
-                                  self.folder / f"{worker_id}.log")
+        return self.starters[worker_id]({**self.env, "WORKER_ID": worker_id},
+                                        self.folder / f"{worker_id}.log")
 
     def working(self, client) -> list[str]:
         """Workers whose current process has sent a heartbeat (so it is past its start)."""
@@ -66,7 +71,7 @@ class Workers:
         for process in self.processes.values():
             if process.poll() is None:
                 stack.stop(process, timeout=20)
-            stack.kill_group(process)  # leftover encoder processes
+            stack.kill_group(process)  # leftover render processes
 
 
 def chaos(workers: Workers, client, stop: threading.Event, every: float, rng: random.Random):
@@ -76,6 +81,16 @@ def chaos(workers: Workers, client, stop: threading.Event, every: float, rng: ra
             victim = rng.choice(candidates)
             workers.kill_and_restart(victim)
             print(f"  killed {victim} (kill {workers.kills})", flush=True)
+
+
+def tracks_stored(storage: Storage, song_hash: str, settings: Settings) -> bool:
+    """Whether the song's four default mp3 tracks are all in the output bucket."""
+    rendition = default_rendition(settings.mp3_bitrate)
+    wanted = {rendition_object(song_hash, settings.demucs_model, rendition.id, track)
+              for track in rendition.track_names(STEMS)}
+    prefix = f"{song_hash}/{settings.demucs_model}/{rendition.id}/"
+    return wanted == {obj.object_name for obj in storage.client.list_objects(
+        storage.output_bucket, prefix=prefix, recursive=True)}
 
 
 def statuses(base_url: str, hashes: list[str]) -> dict[str, dict]:
@@ -105,7 +120,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     env = stack.service_env(redis_port, s3_port, HEARTBEAT_TTL_S="3", REAPER_INTERVAL_S="1",
                             MAX_DEATHS=str(args.max_attempts), LOG_LEVEL="INFO",
                             TORCH_THREADS=os.environ.get("TORCH_THREADS", "1"),
-                            ENCODE_PROCESSES=os.environ.get("ENCODE_PROCESSES", "1"),
+                            RENDER_PROCESSES=os.environ.get("RENDER_PROCESSES", "1"),
                             DEMUCS_MODEL=os.environ.get("DEMUCS_MODEL", "demucs_unittest"))
     servers = [stack.start_redis(redis_port, folder / "redis", folder / "redis.log"),
                stack.start_object_store(s3_port, folder / "s3", folder / "s3.log")]
@@ -113,7 +128,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
     stop = threading.Event()
     try:
         stack.create_buckets(env)
-        workers = Workers(env, folder, args.workers)
+        workers = Workers(env, folder, args.workers, args.renderers)
         rest = stack.start_rest(rest_port, env, folder / "rest.log")
         base_url = f"http://127.0.0.1:{rest_port}"
         settings = Settings.from_env(env)
@@ -143,7 +158,7 @@ def run(args: argparse.Namespace, folder: Path) -> int:
 
         storage = Storage(settings)
         done = [h for h in hashes
-                if found[h]["status"] == "done" and sorted(storage.stems(h)) == STEMS]
+                if found[h]["status"] == "done" and tracks_stored(storage, h, settings)]
         storage.close()
         for song_hash in sorted(set(hashes) - set(done)):
             print(f"  lost {song_hash}: {found[song_hash]}", flush=True)
@@ -167,7 +182,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--songs", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=3, help="separation workers")
+    parser.add_argument("--renderers", type=int, default=2, help="render workers")
     parser.add_argument("--submit-seconds", type=float, default=30,
                         help="spread the submissions over this long, while workers are killed")
     parser.add_argument("--kill-every", type=float, default=3.0,
