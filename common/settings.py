@@ -58,7 +58,6 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "DEMUCS_OVERLAP": ("0.25", "Overlap between segments, as stock Demucs"),
     "DEMUCS_SHIFTS": ("0", "Random-shift passes; 0 keeps output deterministic"),
     "TORCH_THREADS": ("0", "Torch CPU threads; 0 means the cores this container may use"),
-    "ENCODE_PROCESSES": ("0", "Processes encoding stems; 0 means one per usable core, at most 4"),
     "RENDER_PROCESSES": ("0", "Encoding processes of a render worker; 0: one per usable core"),
     "MP3_BITRATE": ("320", "Bitrate of the stem mp3s, kbps"),
     "WORKER_ID": ("", "Unique worker name; empty means <host>-<pid>"),
@@ -196,7 +195,6 @@ class Settings:
     demucs_overlap: float = 0.25
     demucs_shifts: int = 0
     torch_threads: int = 0
-    encode_processes: int = 0
     render_processes: int = 0
     mp3_bitrate: int = 320
     worker_id: str = ""
@@ -286,7 +284,6 @@ class Settings:
             demucs_overlap=overlap,
             demucs_shifts=_int(env, "DEMUCS_SHIFTS"),
             torch_threads=_int(env, "TORCH_THREADS"),
-            encode_processes=_int(env, "ENCODE_PROCESSES"),
             render_processes=_int(env, "RENDER_PROCESSES"),
             mp3_bitrate=_int(env, "MP3_BITRATE", 8),
             worker_id=_text(env, "WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",

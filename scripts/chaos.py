@@ -29,7 +29,7 @@ import requests
 from common import keys
 from common.redisconn import connect
 from common.settings import Settings
-from common.storage import Storage, rendition_object
+from common.storage import Storage
 from common.tracks import default_rendition
 from scripts import stack
 from scripts.make_samples import song_mp3
@@ -86,11 +86,8 @@ def chaos(workers: Workers, client, stop: threading.Event, every: float, rng: ra
 def tracks_stored(storage: Storage, song_hash: str, settings: Settings) -> bool:
     """Whether the song's four default mp3 tracks are all in the output bucket."""
     rendition = default_rendition(settings.mp3_bitrate)
-    wanted = {rendition_object(song_hash, settings.demucs_model, rendition.id, track)
-              for track in rendition.track_names(STEMS)}
-    prefix = f"{song_hash}/{settings.demucs_model}/{rendition.id}/"
-    return wanted == {obj.object_name for obj in storage.client.list_objects(
-        storage.output_bucket, prefix=prefix, recursive=True)}
+    stored = storage.names_under(f"{song_hash}/{settings.default_model}/{rendition.id}/")
+    return sorted(stored) == sorted(rendition.track_names(STEMS))
 
 
 def statuses(base_url: str, hashes: list[str]) -> dict[str, dict]:

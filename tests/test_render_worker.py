@@ -74,9 +74,8 @@ def stored(storage, song_hash: str, rendition: str, track: str) -> bytes:
     return storage.get_output(rendition_object(song_hash, MODEL, rendition, track))
 
 
-def output_objects(storage, song_hash: str, rendition: str) -> list[str]:
-    return [obj.object_name for obj in storage.client.list_objects(
-        storage.output_bucket, prefix=f"{song_hash}/{MODEL}/{rendition}/", recursive=True)]
+def tracks_stored(storage, song_hash: str, rendition: str) -> list[str]:
+    return sorted(storage.names_under(f"{song_hash}/{MODEL}/{rendition}/"))
 
 
 def pcm(data: bytes) -> np.ndarray:
@@ -160,8 +159,7 @@ def test_a_render_worker_killed_mid_job_loses_nothing(jobs, storage, renderers, 
     render_job = jobs.get(render)
     assert render_job.deaths == 1 and render_job.attempts == 2
     assert render_job.worker != holder
-    assert sorted(output_objects(storage, song_hash, "mp3-320")) == sorted(
-        rendition_object(song_hash, MODEL, "mp3-320", f"{stem}.mp3") for stem in STEMS)
+    assert tracks_stored(storage, song_hash, "mp3-320") == sorted(f"{s}.mp3" for s in STEMS)
     assert redis_client.llen(keys.inflight(keys.RENDER_QUEUE)) == 0
 
 
@@ -170,17 +168,16 @@ def test_a_song_deleted_while_rendering_leaves_no_track(jobs, storage, renderers
     song_hash = "d" * 63 + "4"
     separated(jobs, storage, song_hash, 12, "mp3-320")
     ((worker_id, _),) = renderers(1)
-    wait_for(lambda: output_objects(storage, song_hash, "mp3-320"), 60,
+    wait_for(lambda: tracks_stored(storage, song_hash, "mp3-320"), 60,
              "no track stored yet", interval=0.02)
     # What DELETE does: every record first (the running attempt loses its token), then objects.
     jobs.delete_song(song_hash)
     storage.remove_song_everything(song_hash)
     wait_for(lambda: not redis_client.lrange(keys.processing(worker_id), 0, -1), 60,
              "the render worker still holds the deleted job")
-    wait_for(lambda: not output_objects(storage, song_hash, "mp3-320"), 10,
+    wait_for(lambda: not tracks_stored(storage, song_hash, "mp3-320"), 10,
              "tracks of the deleted song remain")
-    assert not list(storage.client.list_objects(storage.output_bucket, prefix=f"{song_hash}/",
-                                                recursive=True))
+    assert not storage.names_under(f"{song_hash}/")
     assert not redis_client.keys(f"*{song_hash}*")
     # The worker itself removed what it stored (the deletion may have listed objects first).
     assert "tracks of an unfinished rendition" in (
