@@ -7,6 +7,7 @@ factories that clean up after themselves.
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,31 @@ def storage(settings):
             store.client.remove_object(bucket, obj.object_name)
         store.client.remove_bucket(bucket)
     store.close()
+
+
+@pytest.fixture
+def run_worker(make_settings, redis_client, storage):
+    """Start in-process separation workers (a thread each): run_worker(**env overrides); all
+    are stopped at the end of the test."""
+    from common.redisconn import connect
+    from worker.main import Worker
+    from worker.separator import Separator
+
+    running = []
+
+    def start(**overrides: str) -> Worker:
+        settings = make_settings(**overrides)
+        worker = Worker(settings, Separator(settings), connect(settings))
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        running.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in running:
+        worker.stop()
+        thread.join(60)
+        worker.redis.close()
 
 
 @pytest.fixture

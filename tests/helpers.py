@@ -10,12 +10,14 @@ import signal
 import socket
 import threading
 import time
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import redis
 import requests
 
-from common import keys
+from common import keys, tracks
 from common.jobs import Job, JobStore
 from scripts import stack
 
@@ -299,3 +301,21 @@ def _reset(sock: socket.socket) -> None:
     except OSError:
         pass
     sock.close()
+
+
+
+# -- a second model ---------------------------------------------------------------------------
+def write_tiny_htdemucs(folder: Path, name: str, seed: int = 0) -> list[str]:
+    """`<folder>/<name>.th`: an untrained HTDemucs with six stems, small enough for tests, with
+    many one-second segments (progress, and so cancel, at each); returns its stems."""
+    import torch  # only for the tests that use it
+    from demucs.htdemucs import HTDemucs
+
+    sources = [*tracks.SIX_STEMS]
+    kwargs = dict(sources=sources, segment=Fraction(1), channels=4, depth=4, nfft=1024,
+                  t_layers=1, bottom_channels=16, dconv_mode=0)
+    torch.manual_seed(seed)
+    model = HTDemucs(**kwargs).eval()
+    torch.save({"klass": HTDemucs, "args": (), "kwargs": kwargs, "state": model.state_dict()},
+               folder / f"{name}.th")
+    return sources

@@ -7,7 +7,6 @@ import io
 import json
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -17,32 +16,11 @@ import sphn
 
 from common import keys
 from common.jobs import JobStatus
-from common.redisconn import connect
 from common.storage import lossless_object
 from tests.helpers import STEMS, CallbackReceiver, b64, wait_for, wait_for_job
 from worker.errors import ModelLoadError
-from worker.main import EXIT_MODEL_UNAVAILABLE, Worker
-from worker.separator import Separator, load_model
-
-
-@pytest.fixture
-def run_worker(make_settings, redis_client, storage):
-    """Start in-process workers (a thread each); all are stopped at the end of the test."""
-    running = []
-
-    def start(**overrides: str) -> Worker:
-        settings = make_settings(**overrides)
-        worker = Worker(settings, Separator(settings), connect(settings))
-        thread = threading.Thread(target=worker.run, daemon=True)
-        thread.start()
-        running.append((worker, thread))
-        return worker
-
-    yield start
-    for worker, thread in running:
-        worker.stop()
-        thread.join(60)
-        worker.redis.close()
+from worker.main import EXIT_MODEL_UNAVAILABLE
+from worker.separator import load_model
 
 
 @pytest.fixture
