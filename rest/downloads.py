@@ -11,7 +11,7 @@ import logging
 from flask import Blueprint, Response, request
 
 from common import tracks
-from common.jobs import JobStatus, RenditionResult, render_id
+from common.jobs import JobStatus, Kind, RenditionResult, render_id
 from common.storage import NotFound, rendition_object
 from common.tracks import Rendition, Track, TrackError
 from rest import access
@@ -26,6 +26,22 @@ downloads = Blueprint("downloads", __name__)
 access.install(downloads, open_endpoints=set(), writes_by_get=set())
 
 RENDER_RETRY_S = 2
+
+
+class RenditionPending(Exception):
+    """A rendition being made: answered 202 with Retry-After, not as an error."""
+
+    def __init__(self, song_hash: str, model: str, rendition: Rendition,
+                 result: RenditionResult):
+        super().__init__(rendition.id)
+        self.body = {"hash": song_hash, "model": model, "rendition": rendition.id,
+                     "status": result.value,
+                     "reason": f"Rendition being made; ask again in {RENDER_RETRY_S} s"}
+
+
+@downloads.errorhandler(RenditionPending)
+def rendition_pending(pending: RenditionPending):
+    return pending.body, 202, {"Retry-After": str(RENDER_RETRY_S)}
 
 
 def separated(song_hash: str, model: str):
@@ -63,10 +79,7 @@ def stored_tracks(song_hash: str, model: str, rendition: Rendition) -> list[str]
                        status=job.status.value, progress=job.progress)
     if result is not RenditionResult.STORED:
         log.info("song %s: rendition %s of %s %s", song_hash, rendition.id, model, result.value)
-        raise ApiError(202, f"the {rendition.id} rendition of song {song_hash} is being made; "
-                            f"ask again in {RENDER_RETRY_S} s", headers={
-                                "Retry-After": str(RENDER_RETRY_S)},
-                       hash=song_hash, rendition=rendition.id, status=result.value)
+        raise RenditionPending(song_hash, model, rendition, result)
     render = ctx.jobs().get(render_id(song_hash, model, rendition.id))
     return render.tracks if render is not None else []
 
@@ -124,7 +137,7 @@ def ready_tracks(song_hash: str) -> list[dict]:
     """Every track of the song that can be downloaded now, with its model and format."""
     ready = []
     for job in ctx.jobs().song_jobs(song_hash):
-        if job.kind != "render" or job.status is not JobStatus.DONE:
+        if job.kind is not Kind.RENDER or job.status is not JobStatus.DONE:
             continue
         try:
             rendition = tracks.parse_rendition(job.rendition)

@@ -41,7 +41,11 @@ _OPTION_PROPERTIES = {
 _RENDERING = {"description": "The rendition is being made from the song's stems; ask again "
                              "after Retry-After seconds",
               "headers": {"Retry-After": {"schema": {"type": "integer"}}},
-              "content": {"application/json": {"schema": {"type": "object"}}}}
+              "content": {"application/json": {"schema": {"type": "object", "properties": {
+                  "hash": {"type": "string"}, "model": {"type": "string"},
+                  "rendition": {"type": "string"}, "reason": {"type": "string"},
+                  "status": {"type": "string", "enum": ["enqueued", "queued", "processing"]},
+              }}}}}
 
 
 def _json(schema_name: str, description: str) -> dict:

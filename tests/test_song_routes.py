@@ -55,7 +55,9 @@ def test_models_lists_the_served_models_with_their_stems(client, jobs):
 def test_another_rendition_is_made_on_request_then_served(client, jobs, storage, song):
     first = client.get(f"/apiv1/track/{song}/vocals.flac?bits=24")
     assert first.status_code == 202, first.json
-    assert first.headers["Retry-After"] and first.json["rendition"] == "flac-24"
+    assert first.headers["Retry-After"] == "2"
+    assert first.json == {"hash": song, "model": MODEL, "rendition": "flac-24",
+                          "status": "enqueued", "reason": first.json["reason"]}
     assert client.get(f"/apiv1/track/{song}/drums.flac?bits=24").status_code == 202
     songflow.render_next(jobs, storage)
     response = client.get(f"/apiv1/track/{song}/vocals.flac?bits=24")
