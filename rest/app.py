@@ -14,6 +14,7 @@ from rest.deadline import BodyDeadline
 from rest.downloads import downloads
 from rest.errors import register_error_handlers
 from rest.manage import manage
+from rest.metrics import init_metrics
 from rest.page import page
 from rest.routes import api
 from rest.upload import UploadRequest
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["storage"] = Storage(settings)
     setup_logging(settings, "rest", client)
     register_error_handlers(app)
+    init_metrics(app)
     for blueprint in (api, page, downloads, manage):
         app.register_blueprint(blueprint)
     return app

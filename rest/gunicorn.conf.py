@@ -18,3 +18,21 @@ accesslog = "-"
 errorlog = "-"
 # The root filesystem is read-only; /tmp is the writable scratch volume (no /dev/shm there).
 worker_tmp_dir = "/tmp"
+
+
+def on_starting(server) -> None:
+    """Start /metrics from zero: the processes' counter files of a previous run are stale."""
+    import shutil  # here, not at the top: every top-level name must be a gunicorn setting
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+
+
+def child_exit(server, worker) -> None:
+    """A process that exits leaves its counters to the sum, not its live gauges."""
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

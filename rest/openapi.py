@@ -135,6 +135,11 @@ _PATHS = {
         "summary": "Redis and the object store are reachable",
         "responses": {"200": _json("Health", "Ready"), **_errors(503)},
     }},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics: queues, jobs in flight and ended, HTTP requests",
+        "responses": {"200": {"description": "Prometheus text format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    }},
 }
 
 _SCHEMAS = {

@@ -37,3 +37,21 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_name_is_a_gunicorn_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     known = {setting.name for setting in KNOWN_SETTINGS}
     assert set(load(monkeypatch)) <= known
+
+
+def test_metrics_hooks_start_clean_and_forget_dead_processes(monkeypatch, tmp_path):
+    folder = tmp_path / "prometheus"
+    folder.mkdir()
+    (folder / "counter_1.db").write_bytes(b"stale")
+    (folder / "gauge_livesum_7.db").write_bytes(b"")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+    hooks = runpy.run_path(str(CONF))
+    hooks["on_starting"](None)
+    assert folder.is_dir() and not list(folder.iterdir())
+    (folder / "gauge_livesum_7.db").write_bytes(b"")
+
+    class Worker:
+        pid = 7
+
+    hooks["child_exit"](None, Worker())
+    assert not (folder / "gauge_livesum_7.db").exists()

@@ -24,6 +24,7 @@ from common.songs import sweep_expired
 from common.storage import Storage, StorageError
 from worker.healthcheck import ID_FILE
 from worker.heartbeat import Heartbeat
+from worker.metrics import WorkerMetrics
 from worker.outbox import Outbox
 from worker.reaper import Reaper, requeue_jobs_of
 from worker.retry import retry
@@ -60,8 +61,10 @@ class Attempt:
 class ClaimLoop:
     """Claims the jobs of `queue` one at a time and runs each through `handle`."""
 
-    def __init__(self, settings: Settings, client: redis.Redis, queue: str):
+    def __init__(self, settings: Settings, client: redis.Redis, queue: str,
+                 metrics: WorkerMetrics | None = None):
         self.settings = settings
+        self.metrics = metrics or WorkerMetrics()
         self.worker_id = settings.worker_id
         self.queue = queue
         self.redis = client
@@ -185,7 +188,8 @@ class ClaimLoop:
             self.current = Attempt(job, token, {**job.timings,
                                                 "queue_wait": round(time.time() - job.created, 3)})
         try:
-            self.handle(self.current)
+            with self.metrics.working():
+                self.handle(self.current)
         finally:
             with self.current_lock:
                 self.current = None
@@ -223,6 +227,7 @@ class ClaimLoop:
             log.warning("song %s: result dropped, another worker took the job over or it was "
                         "deleted", attempt.id)
             return False
+        self.metrics.jobs.labels(status.value).inc()
         log.info("song %s: %s%s %s", attempt.id, status.value, f" ({error})" if error else "",
                  attempt.timings)
         self.outbox.send_owed()

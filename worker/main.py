@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import redis
 
@@ -21,6 +22,7 @@ from common.storage import StorageError, song_object
 from worker.errors import JobFailed, ModelLoadError
 from worker.loop import Attempt, Cancelled, ClaimLoop, Superseded, serve
 from worker.lossless import separate_to_store
+from worker.metrics import WorkerMetrics
 from worker.retry import retry
 from worker.separator import Separator
 
@@ -32,10 +34,11 @@ SEPARATION_SHARE = 0.9  # of a song's progress; its render job makes the rest
 class Worker(ClaimLoop):
     """Separates the songs of one model (DEMUCS_MODEL) with its loaded Separator."""
 
-    def __init__(self, settings: Settings, separator: Separator, client: redis.Redis):
+    def __init__(self, settings: Settings, separator: Separator, client: redis.Redis,
+                 metrics: WorkerMetrics | None = None):
         self.model = settings.demucs_model
         super().__init__(settings, client,
-                         keys.separation_queue(self.model, settings.default_model))
+                         keys.separation_queue(self.model, settings.default_model), metrics)
         self.separator = separator
         self.default_rendition = tracks.default_rendition(settings.mp3_bitrate).id
 
@@ -64,6 +67,7 @@ class Worker(ClaimLoop):
             self.hand_back(attempt, f"object store unavailable: {error}")
             return
         attempt.timings.update(timings)
+        self.metrics.separated(self.model, timings["separate"], timings["audio_seconds"])
         self._hand_off(attempt)
 
     def _hand_off(self, attempt: Attempt) -> None:
@@ -74,6 +78,7 @@ class Worker(ClaimLoop):
                                                   job.song, render, attempt.timings),
                         "handing the stems to the render job", attempts=12)
         log.info("song %s: separated, %s %s", job.id, outcome, attempt.timings)
+        self.metrics.jobs.labels("separated").inc()
         if outcome in ("cancelled", "missing"):
             # Cancelled meanwhile, or deleted (its objects removed before ours were stored).
             self._remove_stems(job.song)
@@ -94,12 +99,16 @@ def main() -> int:
         return 2
     client = connect(settings, socket_timeout=10)
     setup_logging(settings, "worker", client)
+    metrics = WorkerMetrics()
+    metrics.serve(settings.metrics_port)  # before the model loads: the probes ask it
+    started = time.monotonic()
     try:
         separator = Separator(settings)
     except ModelLoadError as error:
         log.critical("%s", error)
         return EXIT_MODEL_UNAVAILABLE
-    serve(Worker(settings, separator, client), settings.shutdown_grace_s)
+    metrics.loaded(settings.demucs_model, time.monotonic() - started, separator.batched.batch)
+    serve(Worker(settings, separator, client, metrics), settings.shutdown_grace_s)
     return 0
 
 
