@@ -101,6 +101,12 @@ def sticking_out(page) -> list[str]:
         .map((e) => `${e.tagName}#${e.id}.${e.className}`)""")
 
 
+def song_hash_of(page, name: str = "") -> str:
+    """The hash of the song named `name` (the only one when empty), from its link."""
+    row = page.get_by_role("listitem").filter(has_text=name) if name else page
+    return row.get_by_role("link", name="Link to this song").get_attribute("href")[1:]
+
+
 def stored_objects(storage) -> list[str]:
     return [obj.object_name for bucket in (storage.songs_bucket, storage.output_bucket)
             for obj in storage.client.list_objects(bucket, recursive=True)]
@@ -131,8 +137,7 @@ def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
     assert phases == sorted(phases, key=PHASES.index), seen  # never backwards
     assert {"Uploading", "Queued", "Done"} <= set(phases), seen
 
-    row = page.get_by_role("listitem").filter(has_text="groove.mp3")
-    song_hash = row.get_by_role("link", name="Link to this song").get_attribute("href")[1:]
+    song_hash = song_hash_of(page, "groove.mp3")
     page.get_by_role("button", name="Remove intro.mp3 from this list").click()
     for stem in STEMS:
         expect(page.get_by_role("link", name=f"Download {stem}.mp3")).to_have_attribute(
@@ -231,3 +236,21 @@ def test_each_refusal_says_what_to_do_next(live_stack, storage, open_page, make_
     use_key("other")
     answer_to("more.mp3", other, "The service is unavailable: the queue is full")  # 503
     expect(page.get_by_role("listitem")).to_have_count(1)
+
+
+def test_a_waiting_song_is_cancelled_then_deleted_and_nothing_of_it_remains(
+        live_stack, storage, redis_client, open_page, short_mp3):
+    page, _ = open_page(live_stack.start_rest() + "/")
+    page.get_by_label("Format").select_option("FLAC")
+    page.get_by_label("Stems").select_option("vocals")
+    upload(page, ("waiting.mp3", short_mp3))
+    bar = page.get_by_role("progressbar", name="Progress of waiting.mp3")
+    expect(bar).to_have_attribute("aria-valuetext", re.compile("^Queued, 1st of 1"))
+    assert redis_client.hget(f"job:{song_hash_of(page)}", "rendition") == "flac-16+vocals"
+
+    page.get_by_role("button", name="Cancel waiting.mp3").click()
+    expect(bar).to_have_attribute("aria-valuetext", re.compile("^Cancelled"))
+    page.get_by_role("button", name="Delete waiting.mp3 from the server").click()
+    expect(page.get_by_text("No songs yet.")).to_be_visible()
+    assert stored_objects(storage) == []
+    assert redis_client.keys("job:*") == []
