@@ -144,13 +144,15 @@ def make_mp3():
 
 
 class LiveStack:
-    """gunicorn and worker processes started as `make up` starts them, for one test."""
+    """gunicorn and worker processes started as `make up` starts them, for one test: the
+    first separation worker brings a render worker along, which makes every song's tracks."""
 
     def __init__(self, env: dict, folder: Path):
         self.env = env
         self.folder = folder
         self.rest = None
         self.workers: list = []
+        self.renderers: list = []
         self.base_url = ""
 
     def start_rest(self, **extra: str) -> str:
@@ -165,17 +167,30 @@ class LiveStack:
         env = {"WORKER_ID": f"test-worker-{number}", **self.env, **extra}
         process = stack.start_worker(env, self.folder / f"worker-{number}.log")
         self.workers.append(process)
+        if not self.renderers:
+            self.start_render()
+        return process
+
+    def start_render(self, **extra: str):
+        """Start one more render worker; its log is render-<n>.log in the test's folder."""
+        number = len(self.renderers) + 1
+        env = {"WORKER_ID": f"test-render-{number}", "RENDER_PROCESSES": "1", **self.env,
+               **extra}
+        process = stack.start_render(env, self.folder / f"render-{number}.log")
+        self.renderers.append(process)
         return process
 
     def worker_log(self, number: int = 1) -> str:
         return (self.folder / f"worker-{number}.log").read_text()
 
     def stop(self) -> None:
-        for process in [*self.workers, self.rest]:
+        for process in [*self.workers, *self.renderers, self.rest]:
             if process is not None and process.poll() is None:
                 stack.stop(process, timeout=10)
             elif process is not None:
                 process.wait()
+        for process in self.renderers:
+            stack.kill_group(process)  # leftover render processes
 
 
 @pytest.fixture

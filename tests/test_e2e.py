@@ -51,4 +51,5 @@ def test_short_sample_client_gets_four_stems_per_song(live_stack, redis_client, 
         follow(redis_client, timeout=1, once=True)
     lines = printed.getvalue().splitlines()
     assert any(".rest.info:song " in line for line in lines)
-    assert any(".worker.info:song " in line and ": done" in line for line in lines)
+    assert any(".worker.info:song " in line and ": separated" in line for line in lines)
+    assert any(".render.info:song " in line and ": done" in line for line in lines)
