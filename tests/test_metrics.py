@@ -8,8 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common import keys
 from common.jobs import JobStatus
+from scripts import stack
 from scripts.stack import free_port
-from tests.helpers import submit, wait_for
+from tests.helpers import submit, wait_for, wait_for_status
 from worker.metrics import WorkerMetrics
 
 
@@ -32,11 +33,13 @@ def total(samples: dict, name: str, **labels: str) -> float:
 def test_gateway_and_worker_metrics_after_a_job(live_stack, redis_client, short_mp3, tmp_path):
     (tmp_path / "prometheus").mkdir()  # gunicorn.conf.py's on_starting, in the images
     base_url = live_stack.start_rest(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
-    port = free_port()
+    port, render_port = free_port(), free_port()
     live_stack.start_worker(METRICS_PORT=str(port))
+    render = stack.start_render({**live_stack.env, "WORKER_ID": "test-render",
+                                 "METRICS_PORT": str(render_port)}, tmp_path / "render.log")
+    live_stack.workers.append(render)  # stopped with the others
     song_hash = submit(base_url, short_mp3)
-    # The separation ends by queueing its render job (no render worker runs here).
-    wait_for(lambda: redis_client.llen(keys.RENDER_QUEUE), 120, "no render job queued")
+    assert wait_for_status(base_url, song_hash)["status"] == "done"
     for _ in range(6):  # spread over gunicorn's processes; the sum must see every one
         assert requests.get(f"{base_url}/apiv1/status/{song_hash}", timeout=10).ok
 
@@ -45,14 +48,15 @@ def test_gateway_and_worker_metrics_after_a_job(live_stack, redis_client, short_
     assert total(gateway, requests_total, route="/apiv1/separate", method="POST",
                  status="200") == 1
     statuses = total(gateway, requests_total, route="/apiv1/status/<songhash>", status="200")
-    assert statuses == 6
+    assert statuses >= 7  # the wait's polls and the six above
     assert total(gateway, "micro_demucs_http_request_duration_seconds_count",
                  route="/apiv1/status/<songhash>") == statuses
     assert gateway[("micro_demucs_redis_up", ())] == 1
-    waiting = {queue: gateway[("micro_demucs_queue_length", (("queue", queue),))]
-               for queue in (keys.QUEUE, keys.RENDER_QUEUE)}
-    assert waiting == {keys.QUEUE: 0, keys.RENDER_QUEUE: 1}
-    assert gateway[("micro_demucs_jobs_in_flight", (("queue", keys.QUEUE),))] == 0
+    for queue in (keys.QUEUE, keys.RENDER_QUEUE):
+        assert gateway[("micro_demucs_queue_length", (("queue", queue),))] == 0
+        assert gateway[("micro_demucs_jobs_in_flight", (("queue", queue),))] == 0
+    assert gateway[("micro_demucs_jobs_finished_total",
+                    (("outcome", "done"), ("reason", "")))] >= 1
 
     worker = scrape(f"http://127.0.0.1:{port}/metrics")
     model = (("model", "demucs_unittest"),)
@@ -64,6 +68,9 @@ def test_gateway_and_worker_metrics_after_a_job(live_stack, redis_client, short_
     assert worker[("micro_demucs_worker_batch_size", ())] >= 1
     assert worker[("micro_demucs_worker_jobs_total", (("outcome", "separated"),))] == 1
     assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).text == "alive\n"
+    renderer = scrape(f"http://127.0.0.1:{render_port}/metrics")
+    assert renderer[("micro_demucs_worker_jobs_total", (("outcome", "done"),))] == 1
+    assert renderer[("micro_demucs_worker_busy", ())] == 0
 
 
 def test_gateway_metrics_count_failures_by_reason_and_survive_a_redis_outage(

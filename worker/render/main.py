@@ -22,6 +22,7 @@ from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
 from worker.errors import InputMissing, JobFailed
 from worker.loop import Attempt, Cancelled, ClaimLoop, HandBack, Superseded, serve
+from worker.metrics import WorkerMetrics
 from worker.render.pool import Renderer
 from worker.retry import retry
 
@@ -31,8 +32,9 @@ log = logging.getLogger("worker")
 class RenderWorker(ClaimLoop):
     """Claims render jobs one at a time; the tracks of each are encoded in parallel."""
 
-    def __init__(self, settings: Settings, client: redis.Redis):
-        super().__init__(settings, client, keys.RENDER_QUEUE)
+    def __init__(self, settings: Settings, client: redis.Redis,
+                 metrics: WorkerMetrics | None = None):
+        super().__init__(settings, client, keys.RENDER_QUEUE, metrics)
         self.renderer = Renderer(settings.render_processes)
 
     def close(self) -> None:
@@ -132,7 +134,9 @@ def main() -> int:
         return 2
     client = connect(settings, socket_timeout=10)
     setup_logging(settings, "render", client)
-    serve(RenderWorker(settings, client), settings.shutdown_grace_s)
+    metrics = WorkerMetrics()
+    metrics.serve(settings.metrics_port)  # /healthz: the liveness probe
+    serve(RenderWorker(settings, client, metrics), settings.shutdown_grace_s)
     return 0
 
 
