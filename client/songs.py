@@ -151,21 +151,27 @@ def _poll(api: Api, song: Song, queue: list[str], options: dict[str, str],
                  if song.song_hash in queue else "")
         shown.update(song.row, "queued", 0, 1, place)
     elif song.status == "processing":
-        shown.update(song.row, "separating", float(state.get("progress") or 0), 1)
+        progress = float(state.get("progress") or 0)
+        # Separated, its tracks being encoded: the separation's share is over.
+        shown.update(song.row, "separating" if progress < 1 else "encoding", progress, 1)
     elif song.status == "done":
         save_tracks(api, song, state, options, shown)
+    elif song.status in FINAL:
+        _fail(song, song.status, state.get("error") or f"the song was {song.status}", shown)
     else:
-        _fail(song, song.status, state.get("error") or song.status, shown)
+        shown.update(song.row, song.status, 0, 1)
 
 
-def save_tracks(api: Api, song: Song, state: dict, options: dict[str, str], shown: Display) -> None:
+def save_tracks(api: Api, song: Song, state: dict, options: dict[str, str],
+                shown: Display) -> None:
+    """Download the song's tracks into its folder, each shown as it arrives."""
     tracks = wanted_tracks(state, options)
     if not tracks:
         _fail(song, "failed", f"the server lists no track to download (it has "
                               f"{', '.join(map(str, state.get('tracks') or [])) or 'none'})",
               shown)
         return
-    song.status = "downloading"
+    song.status, song.files = "downloading", []
     for number, track in enumerate(tracks, 1):
         def progress(done: int, total: int) -> None:
             shown.update(song.row, "downloading", done, total,
