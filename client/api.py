@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from client.upload import Body, json_body, multipart_body
+from client.upload import Upload
 
 DEFAULT_URL = "http://localhost:5000"
 CONNECT_TIMEOUT_S = 5
@@ -47,10 +47,8 @@ def error_line(error: ApiError | Unreachable) -> str:
 class Api:
     """A client of one server's /apiv1/ routes."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, api_key: str = "", *,
-                 multipart: bool = False):
+    def __init__(self, base_url: str = DEFAULT_URL, api_key: str = ""):
         self.base_url = base_url.rstrip("/")
-        self.multipart = multipart
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "micro-demucs-cli"
         if api_key:
@@ -77,10 +75,9 @@ class Api:
 
     def submit(self, song: Path, options: dict[str, str], progress: Progress) -> dict:
         """Upload one song with its job options; the answer {"hash", "reason"}."""
-        build = multipart_body if self.multipart else json_body
-        body: Body = build(song, options, progress)
-        return self._json("POST", "/apiv1/separate", data=body,
-                          headers={"Content-Type": body.content_type})
+        with Upload(song, options, progress) as body:
+            return self._json("POST", "/apiv1/separate", data=body,
+                              headers={"Content-Type": body.content_type})
 
     def status(self, song_hash: str, params: dict[str, str] | None = None) -> dict:
         return self._json("GET", f"/apiv1/status/{song_hash}", params=params)

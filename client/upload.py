@@ -1,91 +1,59 @@
-"""Request bodies that stream a song from disk, with a known length and a progress callback.
-
-Two encodings of the same upload: JSON `{"mp3": "<base64>", <options>}` (the original API) and
-multipart/form-data with the song in a part named `file`. Neither holds the song in memory.
-"""
+"""The upload of a song: multipart/form-data with the options as fields and the audio in a part
+named `file`, read from disk while it is sent, never held in memory whole."""
 
 from __future__ import annotations
 
-import base64
+import io
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-READ_SIZE = 3 * (1 << 16)  # a multiple of 3, so that base64 chunks concatenate cleanly
 
+class Upload:
+    """A file-like body: `read(n)` and `len()`, so requests sends it with a Content-Length.
 
-class Body:
-    """A file-like body for requests: `read(n)` and `len()`, so it is sent with a length.
-
-    `progress(sent, total)` counts bytes of the song itself as they are handed to the socket.
+    `progress(sent, total)` counts the song's own bytes as they are read for the socket.
     """
 
-    def __init__(self, pieces: Iterator[tuple[bytes, int]], length: int, song_size: int,
-                 content_type: str, progress: Callable[[int, int], None]):
-        self._pieces, self._length, self._size = pieces, length, song_size
-        self.content_type, self._progress = content_type, progress
-        self._buffer, self._sent = b"", 0
+    def __init__(self, song: Path, options: dict[str, str],
+                 progress: Callable[[int, int], None]):
+        boundary = uuid.uuid4().hex
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+        fields = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"'
+                         f"\r\n\r\n{value}\r\n" for name, value in options.items())
+        head = (f'{fields}--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                f"filename={json.dumps(song.name)}\r\n"  # quoted, inner quotes escaped
+                "Content-Type: application/octet-stream\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        self._size = song.stat().st_size
+        self._length = len(head) + self._size + len(tail)
+        self._song: BinaryIO = open(song, "rb")  # closed by close()
+        self._parts: list[BinaryIO] = [io.BytesIO(head), self._song, io.BytesIO(tail)]
+        self._progress = progress
 
     def __len__(self) -> int:
         return self._length
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._buffer) < size:
-            piece = next(self._pieces, None)
-            if piece is None:
-                break
-            data, song_bytes = piece
-            self._buffer += data
-            if song_bytes:
-                self._sent += song_bytes
-                self._progress(self._sent, self._size)
-        cut = len(self._buffer) if size < 0 else size
-        out, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        out = b""
+        while self._parts and (size < 0 or len(out) < size):
+            part = self._parts[0]
+            data = part.read(-1 if size < 0 else size - len(out))
+            if not data:
+                self._parts.pop(0)
+                continue
+            out += data
+            if part is self._song:
+                self._progress(self._song.tell(), self._size)
         return out
 
+    def close(self) -> None:
+        self._song.close()
 
-def _chunks(song: Path, encode: Callable[[bytes], bytes]) -> Iterator[tuple[bytes, int]]:
-    with open(song, "rb") as source:
-        while chunk := source.read(READ_SIZE):
-            yield encode(chunk), len(chunk)
+    def __enter__(self) -> Upload:
+        return self
 
-
-def json_body(song: Path, options: dict[str, str],
-              progress: Callable[[int, int], None]) -> Body:
-    """`{"mp3": "<base64 of the song>", ...options}`, the base64 made while sending."""
-    size = song.stat().st_size
-    head = b'{"mp3": "'
-    tail = b'"' + b"".join(f", {json.dumps(k)}: {json.dumps(v)}".encode()
-                           for k, v in options.items()) + b"}"
-
-    def pieces() -> Iterator[tuple[bytes, int]]:
-        yield head, 0
-        yield from _chunks(song, base64.b64encode)
-        yield tail, 0
-
-    length = len(head) + 4 * ((size + 2) // 3) + len(tail)
-    return Body(pieces(), length, size, "application/json", progress)
-
-
-def multipart_body(song: Path, options: dict[str, str],
-                   progress: Callable[[int, int], None]) -> Body:
-    """multipart/form-data: each option a field, then the song in the part `file`."""
-    size = song.stat().st_size
-    boundary = uuid.uuid4().hex
-    fields = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        .encode() for name, value in options.items())
-    filename = json.dumps(song.name)  # quoted, with any quote inside escaped
-    head = fields + (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-                     f"filename={filename}\r\nContent-Type: application/octet-stream\r\n\r\n"
-                     ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-
-    def pieces() -> Iterator[tuple[bytes, int]]:
-        yield head, 0
-        yield from _chunks(song, bytes)
-        yield tail, 0
-
-    return Body(pieces(), len(head) + size + len(tail), size,
-                f"multipart/form-data; boundary={boundary}", progress)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
