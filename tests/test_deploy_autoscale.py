@@ -17,7 +17,7 @@ import redis
 
 from common import keys
 from common.jobs import JobStatus, JobStore, render_id
-from tests.test_deploy_k8s import K8S_VERSION, OVERLAYS, config, one, pod_spec, render
+from tests.k8s import K8S_VERSION, OVERLAYS, config, one, pod_spec, render
 
 # ScaledObject (keda.sh/v1alpha1) spec, as KEDA's CRD (config/crd/bases/keda.sh_scaledobjects.yaml,
 # KEDA 2.12+) types it: int32 counts, string-only trigger metadata, scalingModifiers of four

@@ -3,111 +3,35 @@
 from __future__ import annotations
 
 import base64
-import functools
-import json
-import os
 import re
-import shutil
 import subprocess
-import tempfile
 import tomllib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from common.settings import ENVIRONMENT, Settings, SettingsError
-
-ROOT = Path(__file__).resolve().parent.parent
-K8S_VERSION = "1.32.0"  # the kubectl client's minor; kubernetes-validate ships its schemas
-OVERLAYS = ["cpu", "gpu", "gpu-external-s3"]
-ALLOWED_EXTRAS = {"PORT", "WEB_CONCURRENCY", "HF_HOME", "TORCHINDUCTOR_CACHE_DIR",
-                  "PROMETHEUS_MULTIPROC_DIR"}
-SECRET_NAMES = {name for name, (_, about) in ENVIRONMENT.items() if "(secret)" in about}
-WORKLOADS = ("Deployment", "StatefulSet", "Job")
-NAMESPACE = "micro-demucs"
-CLUSTER_SCOPED = {"Namespace"}
-# Every optional component at once, on top of the gpu overlay (tests render it from a temporary
-# folder; kustomize reads components from anywhere).
-ALL_COMPONENTS = ["keda", "monitoring", "gateway-api"]
-
-
-@functools.cache
-def render(path: str) -> tuple[dict[str, Any], ...]:
-    """Objects that `kubectl kustomize` renders for a folder under k8s/ (or an absolute one)."""
-    kubectl = shutil.which("kubectl")
-    assert kubectl, "kubectl is missing: the manifests cannot be rendered"
-    out = subprocess.run(
-        [kubectl, "kustomize", str(ROOT / "k8s" / path)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return tuple(obj for obj in yaml.safe_load_all(out.stdout) if obj)
-
-
-@functools.cache
-def render_everything() -> tuple[dict[str, Any], ...]:
-    """The gpu overlay with every optional component (monitoring, gateway-api) added."""
-    folder = Path(tempfile.mkdtemp(prefix="k8s-all-"))
-    k8s = os.path.relpath(ROOT / "k8s", folder)  # kustomize takes relative paths only
-    (folder / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "namespace": NAMESPACE, "resources": [f"{k8s}/overlays/gpu"],
-        "components": [f"{k8s}/components/{name}" for name in ALL_COMPONENTS[1:]],
-    }))
-    try:
-        return render(str(folder))
-    finally:
-        shutil.rmtree(folder)
-
-
-def one(objs: tuple[dict, ...], kind: str, name: str) -> dict[str, Any]:
-    """The object of this kind whose name is `name` or a generated `name-<hash>`."""
-    found = [o for o in objs if o["kind"] == kind
-             and re.fullmatch(rf"{name}(-[a-z0-9]{{10}})?", o["metadata"]["name"])]
-    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
-    return found[0]
-
-
-def config(objs: tuple[dict, ...]) -> dict[str, str]:
-    """Data of the settings ConfigMap."""
-    return one(objs, "ConfigMap", "micro-demucs-config")["data"]
-
-
-def workloads(objs: tuple[dict, ...]) -> Iterator[dict[str, Any]]:
-    """Every object that runs pods."""
-    return (o for o in objs if o["kind"] in WORKLOADS)
-
-
-def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
-    """The pod template spec of a workload."""
-    return workload["spec"]["template"]["spec"]
-
-
-def container_env(objs: tuple[dict, ...], container: dict[str, Any]) -> dict[str, str]:
-    """The environment a container starts with (Secret values stay base64; fieldRefs empty)."""
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        ref = source.get("configMapRef") or source["secretRef"]
-        kind = "ConfigMap" if "configMapRef" in source else "Secret"
-        found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == ref["name"]]
-        assert found, f"{container['name']} reads missing {kind} {ref['name']}"
-        env.update(found[0].get("data", {}))
-    env.update({item["name"]: item.get("value", "") for item in container.get("env", [])})
-    return env
-
-
-def app_containers(objs: tuple[dict, ...]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(workload name, container) for the project's own images."""
-    for workload in workloads(objs):
-        for container in pod_spec(workload)["containers"]:
-            if container["image"].startswith("micro-demucs/"):
-                yield workload["metadata"]["name"], container
-
+from tests.k8s import (
+    ALLOWED_EXTRAS,
+    CLUSTER_SCOPED,
+    K8S_VERSION,
+    NAMESPACE,
+    OVERLAYS,
+    ROOT,
+    SECRET_NAMES,
+    app_containers,
+    config,
+    container_env,
+    one,
+    pod_spec,
+    quantity_bytes,
+    render,
+    render_everything,
+    selects,
+    workloads,
+)
 
 CRD_APIS = ("keda.sh/", "monitoring.coreos.com/", "gateway.networking.k8s.io/")
 
@@ -155,14 +79,8 @@ def test_the_namespace_enforces_the_restricted_pod_security_standard() -> None:
 
 def _disk_scratch_bytes(spec: dict[str, Any]) -> int:
     """Bytes of the pod's disk-backed emptyDir volumes (their sizeLimit)."""
-    return sum(_bytes(v["emptyDir"]["sizeLimit"]) for v in spec.get("volumes", [])
+    return sum(quantity_bytes(v["emptyDir"]["sizeLimit"]) for v in spec.get("volumes", [])
                if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory")
-
-
-def _bytes(quantity: str) -> int:
-    """A Kubernetes quantity such as 512Mi or 4Gi, in bytes."""
-    number, unit = re.fullmatch(r"(\d+)([KMGT]i)?", str(quantity)).groups()
-    return int(number) * 1024 ** (" KMGT".index(unit[0]) if unit else 0)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -178,7 +96,7 @@ def test_every_pod_is_hardened(overlay: str) -> None:
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), where
             # The scheduler reserves the scratch space the pod may fill.
             requested = container["resources"]["requests"]["ephemeral-storage"]
-            assert _bytes(requested) >= _disk_scratch_bytes(spec), where
+            assert quantity_bytes(requested) >= _disk_scratch_bytes(spec), where
             context = container["securityContext"]
             assert context["runAsNonRoot"] is True and context["runAsUser"] == 10001, where
             assert context["allowPrivilegeEscalation"] is False, where
@@ -332,7 +250,7 @@ def test_rest_memory_holds_every_concurrent_upload() -> None:
     threads = int(re.search(r"^threads = (\d+)$", conf, re.M).group(1))
     upload = 5 * int(config(objs)["MAX_UPLOAD_MB"]) * 1024 ** 2
     needed = processes * (threads * upload + 128 * 1024 ** 2)
-    assert _bytes(rest["resources"]["limits"]["memory"]) >= needed
+    assert quantity_bytes(rest["resources"]["limits"]["memory"]) >= needed
 
 
 def test_rest_drains_before_it_stops() -> None:
@@ -344,94 +262,7 @@ def test_rest_drains_before_it_stops() -> None:
     assert delay >= 5 and spec["terminationGracePeriodSeconds"] >= delay + graceful
 
 
-def _nginx_bytes(size: str) -> int:
-    number, unit = re.fullmatch(r"(\d+)([kKmMgG]?)", size).groups()
-    return int(number) * 1024 ** " kmg".index(unit.lower() or " ")
-
-
-def _routed(path: str, rules: list[tuple[str, str]]) -> bool:
-    """Whether an Ingress/HTTPRoute path list (type, value) routes `path`."""
-    return any(value == path if kind == "Exact"
-               else path == value or path.startswith(value.rstrip("/") + "/")
-               for kind, value in rules)
-
-
-def test_ingress_has_a_host_tls_and_fits_the_largest_upload() -> None:
-    objs = render("overlays/cpu")
-    ingress = one(objs, "Ingress", "rest")
-    notes = ingress["metadata"]["annotations"]
-    largest = int(config(objs)["MAX_UPLOAD_MB"]) * 1024 * 1024 * 4 / 3  # base64 in JSON
-    assert _nginx_bytes(notes["nginx.ingress.kubernetes.io/proxy-body-size"]) >= largest
-    for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
-        assert int(notes[f"nginx.ingress.kubernetes.io/{timeout}"]) >= 300
-    assert notes["cert-manager.io/cluster-issuer"]
-    (rule,) = ingress["spec"]["rules"]
-    (tls,) = ingress["spec"]["tls"]
-    assert rule["host"] and tls["hosts"] == [rule["host"]] and tls["secretName"]
-    paths = [(p["pathType"], p["path"]) for p in rule["http"]["paths"]]
-    for inside in ("/metrics", "/healthz", "/readyz"):
-        assert not _routed(inside, paths), inside
-    for outside in ("/", "/apiv1/separate", "/static/main.js"):
-        assert _routed(outside, paths), outside
-    hpa = one(objs, "HorizontalPodAutoscaler", "rest")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == "rest"
-    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
-
-
 # The HTTPRoute fields this component uses, as Gateway API v1 (standard channel) defines them.
-HTTPROUTE_SCHEMA = {
-    "type": "object", "required": ["parentRefs", "rules"], "additionalProperties": False,
-    "properties": {
-        "parentRefs": {"type": "array", "items": {
-            "type": "object", "required": ["name"], "additionalProperties": False,
-            "properties": {k: {"type": "string"} for k in
-                           ("group", "kind", "name", "namespace", "sectionName")}}},
-        "hostnames": {"type": "array", "items": {"type": "string"}},
-        "rules": {"type": "array", "items": {
-            "type": "object", "additionalProperties": False, "properties": {
-                "matches": {"type": "array", "items": {
-                    "type": "object", "additionalProperties": False, "properties": {
-                        "path": {"type": "object", "additionalProperties": False,
-                                 "properties": {
-                                     "type": {"enum": ["Exact", "PathPrefix",
-                                                       "RegularExpression"]},
-                                     "value": {"type": "string", "pattern": "^/"}}}}}},
-                "backendRefs": {"type": "array", "items": {
-                    "type": "object", "required": ["name"], "additionalProperties": False,
-                    "properties": {"name": {"type": "string"}, "port": {"type": "integer"},
-                                   "weight": {"type": "integer"}}}},
-                "timeouts": {"type": "object", "additionalProperties": False, "properties": {
-                    "request": {"type": "string", "pattern": r"^([0-9]{1,5}(h|m|s|ms)){1,4}$"},
-                    "backendRequest": {"type": "string"}}}}}},
-    },
-}
-
-
-def test_gateway_api_route_replaces_the_ingress() -> None:
-    objs = render_everything()
-    assert not [o for o in objs if o["kind"] == "Ingress"]
-    route = one(objs, "HTTPRoute", "rest")
-    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
-    jsonschema.validate(route["spec"], HTTPROUTE_SCHEMA)
-    ingress_host = one(render("overlays/gpu"), "Ingress", "rest")["spec"]["rules"][0]["host"]
-    assert route["spec"]["hostnames"] == [ingress_host]
-    (rule,) = route["spec"]["rules"]
-    paths = [(m["path"]["type"].replace("PathPrefix", "Prefix"), m["path"]["value"])
-             for m in rule["matches"]]
-    assert not _routed("/metrics", paths) and _routed("/apiv1/status/x", paths)
-    service = one(objs, "Service", "rest")
-    assert rule["backendRefs"] == [{"name": "rest", "port": service["spec"]["ports"][0]["port"]}]
-    assert _seconds(rule["timeouts"]["request"]) >= 300
-    namespace = route["spec"]["parentRefs"][0]["namespace"]
-    assert set(_allowed_peers(objs, "rest")) >= {("namespace", namespace, 5000)}
-    assert ("namespace", "ingress-nginx", 5000) not in set(_allowed_peers(objs, "rest"))
-
-
-def _seconds(duration: str) -> int:
-    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u]
-               for n, u in re.findall(r"(\d+)(h|m|s)(?!s)", duration))
-
-
 @pytest.mark.parametrize("overlay", ["gpu", "gpu-external-s3"])
 def test_gpu_overlay(overlay: str) -> None:
     objs = render(f"overlays/{overlay}")
@@ -468,7 +299,7 @@ def test_stateful_sets_have_headless_services(overlay: str) -> None:
     for stateful in (o for o in objs if o["kind"] == "StatefulSet"):
         service = one(objs, "Service", stateful["spec"]["serviceName"])
         assert service["spec"]["clusterIP"] == "None"
-        assert _selects({"matchLabels": service["spec"]["selector"]},
+        assert selects({"matchLabels": service["spec"]["selector"]},
                         stateful["spec"]["template"]["metadata"]["labels"])
 
 
@@ -477,80 +308,6 @@ def test_redis_runs_the_shared_config() -> None:
     conf = one(objs, "ConfigMap", "redis-config")
     assert conf["data"]["redis.conf"] == (ROOT / "redis" / "redis.conf").read_text()
     assert "exec redis-server /usr/local/etc/redis/redis.conf" in _redis_start(objs)
-
-
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """Whether a label selector matches these labels (In/NotIn/Exists/DoesNotExist)."""
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    tests = {"In": lambda v, vs: v in vs, "NotIn": lambda v, vs: v not in vs,
-             "Exists": lambda v, _: v is not None, "DoesNotExist": lambda v, _: v is None}
-    return all(tests[e["operator"]](labels.get(e["key"]), e.get("values", []))
-               for e in selector.get("matchExpressions", []))
-
-
-def _allowed_peers(objs: tuple[dict, ...], app: str) -> list[tuple[str, str, int]]:
-    """(kind, who, port) allowed in to pods of `app`: ("pod", app name) or ("namespace", name)."""
-    pods = {o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"]
-            for o in workloads(objs)}
-    pods["intruder"] = {"app.kubernetes.io/name": "intruder"}
-    policies = [p for p in objs if p["kind"] == "NetworkPolicy"
-                and "Ingress" in p["spec"]["policyTypes"]
-                and _selects(p["spec"]["podSelector"], pods[app])]
-    assert policies, f"no NetworkPolicy restricts ingress to {app}"
-    allowed = []
-    for rule in (r for p in policies for r in p["spec"].get("ingress", [])):
-        assert rule.get("from") and rule.get("ports"), f"{app} open to any source or port"
-        for peer, port in ((f, p["port"]) for f in rule["from"] for p in rule["ports"]):
-            if "namespaceSelector" in peer:
-                assert "podSelector" not in peer and "ipBlock" not in peer
-                allowed.append(("namespace", peer["namespaceSelector"]["matchLabels"]
-                                ["kubernetes.io/metadata.name"], port))
-            else:
-                allowed += [("pod", name, port) for name, labels in pods.items()
-                            if _selects(peer["podSelector"], labels)]
-    return allowed
-
-
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_network_policies(overlay: str) -> None:
-    objs = render(f"overlays/{overlay}")
-    clients = {"rest", "worker", "render"}
-    assert set(_allowed_peers(objs, "redis")) == {
-        *(("pod", name, 6379) for name in clients | {"logs"}), ("namespace", "keda", 6379)}
-    assert set(_allowed_peers(objs, "rest")) == {("namespace", "ingress-nginx", 5000)}
-    for closed in ("worker", "render", "logs"):
-        assert _allowed_peers(objs, closed) == [], closed
-    if overlay != "gpu-external-s3":
-        assert set(_allowed_peers(objs, "minio")) == {("pod", name, 9000) for name in clients}
-
-
-def test_monitoring_scrapes_rest_and_every_worker() -> None:
-    objs = render_everything()
-    service_monitor = one(objs, "ServiceMonitor", "rest")
-    (endpoint,) = service_monitor["spec"]["endpoints"]
-    rest_service = one(objs, "Service", "rest")
-    assert _selects(service_monitor["spec"]["selector"], rest_service["metadata"]["labels"])
-    assert endpoint["path"] == "/metrics"
-    assert endpoint["port"] in {p["name"] for p in rest_service["spec"]["ports"]}
-    pod_monitor = one(objs, "PodMonitor", "workers")
-    (pod_endpoint,) = pod_monitor["spec"]["podMetricsEndpoints"]
-    for name in ("worker", "render"):
-        workload = one(objs, "Deployment", name)
-        assert _selects(pod_monitor["spec"]["selector"],
-                        workload["spec"]["template"]["metadata"]["labels"]), name
-        (container,) = pod_spec(workload)["containers"]
-        assert pod_endpoint["port"] in {p["name"] for p in container["ports"]}
-        assert ("namespace", "monitoring", 9100) in set(_allowed_peers(objs, name))
-    assert ("namespace", "monitoring", 5000) in set(_allowed_peers(objs, "rest"))
-    dashboard = one(objs, "ConfigMap", "micro-demucs-dashboard")
-    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    panels = json.loads(dashboard["data"]["micro-demucs.json"])["panels"]
-    exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
-    for metric in ("micro_demucs_queue_length", "micro_demucs_jobs_finished_total",
-                   "micro_demucs_worker_realtime_factor_bucket",
-                   "micro_demucs_http_requests_total"):
-        assert metric in exprs, metric
 
 
 def test_image_tags_follow_the_project_version() -> None:
