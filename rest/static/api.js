@@ -88,8 +88,6 @@ export const getQueue = () => request("GET", "/apiv1/queue");
 export const cancelSong = (song) =>
   request("POST", `/apiv1/cancel/${song.hash}${modelQuery(song)}`);
 export const deleteSong = (song) => request("DELETE", `/apiv1/song/${song.hash}`);
-export const removeTrack = (song, track) =>
-  request("DELETE", `/apiv1/remove/${song.hash}/${track}${modelQuery(song)}`);
 
 // The rendition a song was asked for, as the query of its track and zip links.
 function renditionQuery(song) {
@@ -99,6 +97,9 @@ function renditionQuery(song) {
   }
   return { bits: options.bits };
 }
+
+export const removeTrack = (song, track) =>
+  request("DELETE", `/apiv1/remove/${song.hash}/${track}${modelQuery(song, renditionQuery(song))}`);
 
 export function trackUrl(song, track) {
   return `/apiv1/track/${song.hash}/${track}${modelQuery(song, renditionQuery(song))}`;
@@ -111,8 +112,8 @@ export function zipUrl(song) {
   })}`;
 }
 
-// A track's bytes; a rendition still being made answers 202 with Retry-After until it is.
-export async function fetchTrack(url) {
+// A track's (or a zip's) bytes; a rendition still being made answers 202 with Retry-After.
+export async function fetchFile(url) {
   for (;;) {
     let response;
     try {

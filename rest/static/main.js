@@ -6,8 +6,14 @@ import { setUpUploads } from "./upload.js";
 
 const alertBox = document.querySelector("#alert");
 
+const alertText = document.querySelector("#alert-text");
+
+// Errors pile up until dismissed, so that refusing several files at once names each one.
 function showAlert(text) {
-  document.querySelector("#alert-text").textContent = text;
+  if (alertBox.hidden) alertText.replaceChildren();
+  const line = document.createElement("p");
+  line.textContent = text;
+  alertText.append(line);
   alertBox.hidden = false;
 }
 

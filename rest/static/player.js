@@ -68,8 +68,11 @@ export class Player {
     this.stemList.append(...this.stems.map((stem) => stem.row));
     root.append(transport, this.stemList);
     if (this.capabilities.zip) {
-      root.append(element("a", { href: api.zipUrl(this.song), class: "zip",
-                                 download: `${this.baseName()}-stems.zip` }, "Download all stems (zip)"));
+      const zip = element("a", { href: api.zipUrl(this.song), class: "zip",
+                                 download: `${this.baseName()}-stems.zip` },
+                          "Download all stems (zip)");
+      zip.addEventListener("click", (event) => this.download(event, zip));
+      root.append(zip);
     }
     return root;
   }
@@ -140,7 +143,7 @@ export class Player {
     if (!api.apiKey()) return;
     event.preventDefault();
     try {
-      const bytes = await api.fetchTrack(link.href);
+      const bytes = await api.fetchFile(link.href);
       const url = URL.createObjectURL(new Blob([bytes]));
       const saver = element("a", { href: url, download: link.getAttribute("download") });
       saver.click();
@@ -167,7 +170,7 @@ export class Player {
     if (this.loaded) return this.loaded;
     const ctx = audioContext();
     this.loaded = Promise.all(this.stems.map(async (stem) => {
-      const bytes = await api.fetchTrack(api.trackUrl(this.song, stem.track));
+      const bytes = await api.fetchFile(api.trackUrl(this.song, stem.track));
       stem.buffer = await ctx.decodeAudioData(bytes);
       stem.gain = ctx.createGain();
       stem.analyser = ctx.createAnalyser();
