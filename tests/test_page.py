@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -171,11 +172,19 @@ def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
     download.value.save_as(saved)
     audio, rate = sphn.read(str(saved))
     assert audio.shape[0] == 2 and abs(audio.shape[1] / rate - 8) < 0.2
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download all stems (zip)").click()
+    download.value.save_as(tmp_path / "stems.zip")
+    with zipfile.ZipFile(tmp_path / "stems.zip") as archive:
+        assert sorted(archive.namelist()) == sorted(f"{stem}.mp3" for stem in STEMS)
 
+    page.get_by_role("button", name="Remove other").click()
+    expect(page.get_by_role("link", name="Download other.mp3")).to_have_count(0)
     page.reload()
     expect(page.get_by_role("progressbar", name="Progress of groove.mp3")).to_have_attribute(
         "aria-valuetext", "Done")
     expect(page.get_by_role("link", name="Download drums.mp3")).to_be_visible()
+    expect(page.get_by_role("link", name="Download other.mp3")).to_have_count(0)
 
     # The song's address opens its result in a browser that never saw it: a phone, used
     # with the keyboard alone.
