@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 import pytest
+import requests
 import soundfile
 import sphn
 
@@ -93,7 +94,8 @@ def mp3_samples(data: bytes, tmp_path) -> np.ndarray:
 def test_the_rendition_a_separation_asked_for_ends_it(jobs, storage, renderers):
     song_hash = "a" * 63 + "1"
     stems = separated(jobs, storage, song_hash, 2, "wav-16")
-    renderers(1)
+    port = stack.free_port()
+    renderers(1, METRICS_PORT=str(port))
     job = wait_for_job(jobs, song_hash, lambda j: j.status in (JobStatus.DONE, JobStatus.FAILED))
     assert (job.status, job.error) == (JobStatus.DONE, "")
     assert job.tracks == [f"{stem}.wav" for stem in STEMS]
@@ -102,6 +104,8 @@ def test_the_rendition_a_separation_asked_for_ends_it(jobs, storage, renderers):
     for stem in STEMS:  # exactly what the render module makes of the stored stem
         assert stored(storage, song_hash, "wav-16", f"{stem}.wav") == render_track(
             [stems[stem]], "wav", 16)
+    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'micro_demucs_worker_jobs_total{outcome="done"} 1.0' in metrics
 
 
 def test_every_format_and_two_stems_from_the_same_stems(jobs, storage, renderers, tmp_path):
