@@ -180,15 +180,6 @@ class LiveStack:
         self.renderers.append(process)
         return process
 
-    def start_render(self, **extra: str):
-        """Start one more render worker (one encoding process); its log is render-<n>.log."""
-        number = len(self.renderers) + 1
-        env = {"WORKER_ID": f"test-render-{number}", "RENDER_PROCESSES": "1", **self.env,
-               **extra}
-        process = stack.start_render(env, self.folder / f"render-{number}.log")
-        self.renderers.append(process)
-        return process
-
     def worker_log(self, number: int = 1) -> str:
         return (self.folder / f"worker-{number}.log").read_text()
 
