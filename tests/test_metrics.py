@@ -8,7 +8,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common import keys
 from common.jobs import JobStatus
-from scripts import stack
 from scripts.stack import free_port
 from tests.helpers import submit, wait_for, wait_for_status
 from worker.metrics import WorkerMetrics
@@ -34,10 +33,8 @@ def test_gateway_and_worker_metrics_after_a_job(live_stack, redis_client, short_
     (tmp_path / "prometheus").mkdir()  # gunicorn.conf.py's on_starting, in the images
     base_url = live_stack.start_rest(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
     port, render_port = free_port(), free_port()
+    live_stack.start_render(METRICS_PORT=str(render_port))  # the one render worker
     live_stack.start_worker(METRICS_PORT=str(port))
-    render = stack.start_render({**live_stack.env, "WORKER_ID": "test-render",
-                                 "METRICS_PORT": str(render_port)}, tmp_path / "render.log")
-    live_stack.workers.append(render)  # stopped with the others
     song_hash = submit(base_url, short_mp3)
     assert wait_for_status(base_url, song_hash)["status"] == "done"
     for _ in range(6):  # spread over gunicorn's processes; the sum must see every one
