@@ -1,12 +1,14 @@
 """A deadline on reading the request body, so a client that trickles it cannot hold a
-connection (and what it has sent so far) for ever: 408 once it passes."""
+connection (and what it has sent so far) for ever: 408 once it passes. Broken chunked
+framing found while reading is the client's error: 400."""
 
 from __future__ import annotations
 
 import socket
 import time
 
-from werkzeug.exceptions import RequestTimeout
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, RequestTimeout
 
 
 class _DeadlineInput:
@@ -25,6 +27,8 @@ class _DeadlineInput:
             return read(*args)
         except TimeoutError:
             raise RequestTimeout() from None
+        except ParseException as error:
+            raise BadRequest(f"the request body's framing is broken: {error}") from None
         finally:
             self.sock.settimeout(previous)  # the response is not bound by the body's deadline
 

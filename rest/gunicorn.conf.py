@@ -10,7 +10,11 @@ def _bind(port: str) -> str:
 
 bind = _bind(os.environ.get("PORT", "0.0.0.0:5000"))
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = 4
+# One greenlet per connection: a client that trickles its body (or its headers) holds a
+# greenlet, not one of a few threads, so the probes keep answering. The app bounds each body
+# read in time (BODY_TIMEOUT_S); a buffering ingress in front is still recommended.
+worker_class = "gevent"
+worker_connections = 1000
 # Uploads are up to ~134 MB of base64; give slow clients time without hanging forever.
 timeout = 120
 graceful_timeout = 30
@@ -36,3 +40,10 @@ def child_exit(server, worker) -> None:
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):
+    """gunicorn's own error answers as JSON, and no Server header (rest/gunicorn_answers.py)."""
+    from rest import gunicorn_answers
+
+    gunicorn_answers.apply()

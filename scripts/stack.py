@@ -102,9 +102,11 @@ def service_env(redis_port: int, s3_port: int, **extra: str) -> dict[str, str]:
 
 
 def start_rest(port: int, env: dict, log: Path) -> subprocess.Popen:
-    process = _spawn([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                      "--workers", "2", "--threads", "4", "--timeout", "120",
-                      "rest.app:create_app()"], log, env)
+    # The shipped configuration (gevent workers, JSON errors), on a loopback port.
+    process = _spawn([sys.executable, "-m", "gunicorn", "--config", "rest/gunicorn.conf.py",
+                      "rest.app:create_app()"],
+                     log, {**(env or os.environ), "PORT": f"127.0.0.1:{port}",
+                           "WEB_CONCURRENCY": "2"})
     wait_ready(f"http://127.0.0.1:{port}", process)
     return process
 

@@ -24,7 +24,8 @@ def load(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, object]:
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     conf = load(monkeypatch)
-    assert conf["bind"] == "0.0.0.0:5000" and conf["workers"] == 2 and conf["threads"] == 4
+    assert conf["bind"] == "0.0.0.0:5000" and conf["workers"] == 2
+    assert conf["worker_class"] == "gevent" and conf["worker_connections"] >= 100
     assert conf["timeout"] == 120 and conf["accesslog"] == "-" and conf["worker_tmp_dir"] == "/tmp"
 
 

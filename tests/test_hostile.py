@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import time
 
 import pytest
+import requests
 
 from common import keys
 from common.jobs import JobStatus
@@ -211,3 +214,55 @@ def test_every_answer_is_json_and_not_sniffed(client):
                      client.put("/apiv1/queue")):
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.is_json and json.loads(response.data)
+
+
+# -- against gunicorn, as configured in rest/gunicorn.conf.py ---------------------------------
+def _slow_body(port: int) -> socket.socket:
+    """A connection that sends headers for a 100 KB body, then 10 bytes of it, then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(b"POST /apiv1/separate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"mp3\": \"AA")
+    return sock
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_slow_bodies_neither_freeze_the_gateway_nor_stay_for_ever(live_stack, redis_client,
+                                                                  storage):
+    base_url = live_stack.start_rest(BODY_TIMEOUT_S="4")
+    port = int(base_url.rsplit(":", 1)[1])
+    slow = [_slow_body(port) for _ in range(32)]
+    try:
+        time.sleep(0.5)  # every slow request is being read by now
+        for _ in range(5):
+            started = time.monotonic()
+            assert requests.get(f"{base_url}/healthz", timeout=3).status_code == 200
+            assert requests.get(f"{base_url}/readyz", timeout=3).status_code == 200
+            assert time.monotonic() - started < 1
+        answer = slow[0].recv(65536).decode()  # after the body's deadline
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert json.loads(answer.split("\r\n\r\n", 1)[1])["error"]
+    finally:
+        for sock in slow:
+            sock.close()
+    assert_nothing_stored(redis_client, storage)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_gunicorn_own_errors_are_json_and_no_server_is_announced(live_stack):
+    base_url = live_stack.start_rest()
+    too_long = requests.get(f"{base_url}/apiv1/status/{'a' * 9000}", timeout=10)
+    assert too_long.status_code == 414
+    assert too_long.headers["Content-Type"] == "application/json"
+    assert "too long" in too_long.json()["error"]
+    port = int(base_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /apiv1/separate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                     b"\r\nContent-Type: application/json\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+        head, _, body = sock.recv(65536).decode().partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 400") and "application/json" in head, head
+    assert json.loads(body)["error"]
+    for response in (requests.get(f"{base_url}/healthz", timeout=10), too_long):
+        assert "Server" not in response.headers
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
