@@ -67,9 +67,9 @@ def song_hash(path: Path) -> str:
     return hashlib.sha256(base64.b64encode(path.read_bytes())).hexdigest()
 
 
-def assert_stems(folder: Path, seconds: float) -> None:
-    """The four stems are there, decodable, as long as the song."""
-    assert sorted(path.name for path in folder.iterdir()) == STEMS
+def assert_stems(folder: Path, seconds: float, names: list[str] = STEMS) -> None:
+    """These tracks and no others are there, decodable, as long as the song."""
+    assert sorted(path.name for path in folder.iterdir()) == sorted(names)
     for path in folder.iterdir():
         audio, rate = sphn.read(str(path))
         assert audio.shape[0] == 2 and abs(audio.shape[1] / rate - seconds) < 0.1, path
@@ -77,10 +77,10 @@ def assert_stems(folder: Path, seconds: float) -> None:
 
 @pytest.fixture
 def songs(tmp_path, make_mp3):
-    """Two short songs and a file that is not audio."""
+    """Three short songs and a file that is not audio."""
     folder = tmp_path / "in"
     folder.mkdir()
-    for name, seed in (("first", 1), ("second", 2)):
+    for name, seed in (("first", 1), ("second", 2), ("third", 3)):
         (folder / f"{name}.mp3").write_bytes(make_mp3(2, seed=seed))
     (folder / "notes.mp3").write_text("not a song\n" * 50)
     return folder
@@ -115,6 +115,28 @@ def test_separate_then_every_command(live_stack, songs, tmp_path):
         ("first", "done", first), ("second", "done", song_hash(songs / "second.mp3"))]
     assert sorted(Path(path).name for path in answer[0]["files"]) == STEMS
     check_commands(base_url, first, tmp_path)
+    check_options(base_url, songs, tmp_path)
+
+
+def check_options(base_url: str, songs: Path, tmp_path: Path) -> None:
+    """Job options: a two-stem WAV of a new song, another rendition of a separated one."""
+    server = ("--server", base_url)
+    code, out, err = call("separate", str(songs / "third.mp3"), "--two-stems", "vocals",
+                          "--format", "wav", "--bits", "24", "-o", str(tmp_path / "wav"),
+                          *server)
+    assert code == 0, out + err
+    assert_stems(tmp_path / "wav" / "third", 2, ["vocals.wav", "no_vocals.wav"])
+    assert b"WAVE" in (tmp_path / "wav" / "third" / "vocals.wav").read_bytes()[:12]
+
+    second = song_hash(songs / "second.mp3")
+    code, out, err = call("download", second, "--format", "flac", "-o", str(tmp_path / "flac"),
+                          *server)
+    assert code == 0, out + err
+    assert_stems(tmp_path / "flac" / second, 2, [name.replace(".mp3", ".flac")
+                                                 for name in STEMS])
+    code, out, err = call("separate", str(songs / "first.mp3"), "--model", "htdemucs_9s",
+                          *server)
+    assert code == 1 and "first: failed: unknown model 'htdemucs_9s'" in out, out + err
 
 
 def check_commands(base_url: str, first: str, tmp_path: Path) -> None:
@@ -187,12 +209,29 @@ def test_ctrl_c_leaves_the_job_running_and_wait_takes_it_up(live_stack, songs, t
                                f"-o {tmp_path / 'out'}")
     queue = requests.get(f"{base_url}/apiv1/queue", timeout=30).json()["queue"]
     assert queue == [song_hash(song)]
+    check_cancel_and_delete(base_url, songs / "second.mp3")
 
     live_stack.start_worker()
     live_stack.start_render()
     output = run_in_terminal(resume.group(1).split()[1:], env)
     assert "━" in output and "done, 4 tracks in" in output, output
     assert_stems(tmp_path / "out" / song_hash(song), 2)
+
+
+def check_cancel_and_delete(base_url: str, song: Path) -> None:
+    """A song waiting in the queue, cancelled, then deleted, with the key given by --api-key."""
+    api = Api(base_url, "k-write")
+    second = api.submit(song, {}, lambda sent, total: None)["hash"]
+    api.close()
+    server = ("--server", base_url, "--api-key", "k-write")
+    code, out, err = call("cancel", second, "--json", *server)
+    assert code == 0 and json.loads(out)["status"] == "cancelled", out + err
+    code, out, err = call("wait", second, *server)
+    assert code == 1 and f"{second[:12]}: cancelled" in out, out + err
+    code, out, err = call("remove", second, *server)
+    assert code == 0 and out.strip() == "Song deleted", out + err
+    code, out, err = call("status", second, *server)
+    assert code == 1 and f"no song with hash {second}" in err, out + err
 
 
 def run_in_terminal(args: list[str], env: dict, timeout: float = 180) -> str:
