@@ -1,5 +1,9 @@
 """One exception per stage that can fail; each becomes a reason a user can read on the job."""
 
+import logging
+
+log = logging.getLogger("worker")
+
 
 class JobFailed(Exception):
     """The job cannot succeed; `reason` is a short code, the message says why."""
@@ -32,3 +36,16 @@ class EncodeFailed(JobFailed):
 
 class ModelLoadError(RuntimeError):
     """The model's weights could not be loaded; the worker takes no jobs."""
+
+
+def internal_error(job_id: str, error: Exception) -> str:
+    """Log an unexpected exception with its traceback (shipped with the logs); the reason a
+    job fails with: a deterministic bug is not retried, nor passed off as an outage."""
+    log.error("song %s: internal error", job_id, exc_info=error)
+    return f"internal_error: {type(error).__name__}"
+
+
+def log_cause(job_id: str, error: Exception) -> None:
+    """Log what caused a song's failure, with its traceback, when something did."""
+    if error.__cause__ is not None:
+        log.warning("song %s: %s; caused by", job_id, error, exc_info=error.__cause__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -26,17 +27,25 @@ def is_alive(client: redis.Redis, worker_id: str) -> bool:
 
 
 class Heartbeat(threading.Thread):
-    """Refreshes the heartbeat every third of its TTL, including while Demucs computes."""
+    """Refreshes the heartbeat every third of its TTL, including while Demucs computes, as long
+    as `check` finds nothing wrong: a worker whose loop hangs or whose reaper died lets its
+    heartbeat expire, so its jobs are taken over and its liveness probe fails."""
 
-    def __init__(self, client: redis.Redis, worker_id: str, ttl_s: int):
+    def __init__(self, client: redis.Redis, worker_id: str, ttl_s: int,
+                 check: Callable[[], str | None] = lambda: None):
         super().__init__(name="heartbeat", daemon=True)
         self.client, self.worker_id, self.ttl_s = client, worker_id, ttl_s
+        self.check = check
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.is_set():
+            problem = self.check()
             try:
-                beat(self.client, self.worker_id, self.ttl_s)
+                if problem is None:
+                    beat(self.client, self.worker_id, self.ttl_s)
+                else:
+                    log.error("heartbeat withheld: %s", problem)
             except redis.RedisError as error:
                 log.warning("heartbeat not sent (Redis unavailable: %s)", error)
             self.stopped.wait(self.ttl_s / 3)

@@ -22,6 +22,7 @@ from common.jobs import Job, JobStatus, JobStore
 from common.settings import Settings
 from common.songs import sweep_expired
 from common.storage import Storage, StorageError
+from worker.errors import internal_error
 from worker.healthcheck import ID_FILE
 from worker.heartbeat import Heartbeat
 from worker.metrics import WorkerMetrics
@@ -31,6 +32,10 @@ from worker.retry import retry
 
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]
+# The loop claims at least every second and reports progress several times a minute while it
+# works; this long without either, it is taken for hung (fetching, decoding and storing one
+# song of MAX_DURATION_S take well under it).
+STALL_S = 300
 
 
 class HandBack(Exception):
@@ -74,7 +79,10 @@ class ClaimLoop:
         self.current_lock = threading.RLock()  # a signal may hand back from this thread
         self.stopping = threading.Event()
         self.outbox = Outbox(self.jobs, self.worker_id, settings)
-        self.heartbeat = Heartbeat(client, self.worker_id, settings.heartbeat_ttl_s)
+        self.stall_s = STALL_S
+        self.last_tick = time.monotonic()
+        self.heartbeat = Heartbeat(client, self.worker_id, settings.heartbeat_ttl_s,
+                                   check=self.unhealthy)
         self.reaper = Reaper(self.jobs, self.worker_id, settings.max_deaths,
                              settings.reaper_interval_s, on_owed=self.outbox.send_owed,
                              heartbeat_ttl_s=settings.heartbeat_ttl_s, sweep=self._sweep)
@@ -102,12 +110,23 @@ class ClaimLoop:
         ID_FILE.write_text(self.worker_id)  # for the exec probe, `python -m worker.healthcheck`
         log.info("worker %s ready, waiting for songs in %s", self.worker_id, self.queue)
         while not self.stopping.is_set():
+            self.last_tick = time.monotonic()
             job_id = self._claim()
             if job_id:
                 self._process(job_id)
             else:
                 self.requeue_strays()
         self._drain()
+
+    def unhealthy(self) -> str | None:
+        """What keeps this worker from working, if anything (the heartbeat asks)."""
+        if self.reaper.ident is not None and not self.reaper.is_alive() and not (
+                self.reaper.stopped.is_set()):
+            return "the reaper thread died"
+        stalled = time.monotonic() - self.last_tick
+        if stalled > self.stall_s:
+            return f"the claim loop has made no progress for {stalled:.0f} s"
+        return None
 
     def stop(self) -> None:
         """Stop claiming; `run` returns once the job in hand has ended."""
@@ -190,6 +209,8 @@ class ClaimLoop:
         try:
             with self.metrics.working():
                 self.handle(self.current)
+        except Exception as error:  # a bug: its song fails now, the loop goes on
+            self.finish(self.current, JobStatus.FAILED, internal_error(self.current.id, error))
         finally:
             with self.current_lock:
                 self.current = None
@@ -201,7 +222,7 @@ class ClaimLoop:
         last = [0.0]
 
         def report(fraction: float) -> None:
-            now = time.monotonic()
+            now = self.last_tick = time.monotonic()
             if fraction < 1.0 and now - last[0] < 0.25:
                 return
             last[0] = now

@@ -19,7 +19,7 @@ from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import StorageError, song_object
-from worker.errors import JobFailed, ModelLoadError
+from worker.errors import JobFailed, ModelLoadError, log_cause
 from worker.loop import Attempt, Cancelled, ClaimLoop, Superseded, serve
 from worker.lossless import separate_to_store
 from worker.metrics import WorkerMetrics
@@ -61,6 +61,7 @@ class Worker(ClaimLoop):
             self.finish(attempt, JobStatus.FAILED, "superseded")  # dropped: not current
             return
         except JobFailed as error:
+            log_cause(job.id, error)
             self.finish(attempt, JobStatus.FAILED, str(error))
             return
         except StorageError as error:

@@ -16,6 +16,7 @@ import redis
 from common.jobs import JobStore
 from common.settings import Settings
 from worker import callback
+from worker.errors import internal_error
 from worker.retry import retry
 
 log = logging.getLogger("worker")
@@ -58,6 +59,12 @@ class Outbox:
                   "recording the callback")
         except redis.RedisError as error:
             log.error("song %s: callback stays owed, Redis unavailable (%s)", job_id, error)
+        except Exception as error:  # a bug, in this thread: logged and struck, never silent
+            outcome = f"failed: {internal_error(job_id, error)}"
+            try:
+                self.jobs.callback_sent(self.worker_id, job_id, outcome)
+            except redis.RedisError:
+                pass  # stays owed; the next pass meets the same bug and logs it again
         finally:
             with self.lock:
                 self.delivering.discard(job_id)

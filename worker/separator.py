@@ -92,9 +92,9 @@ class Separator:
             else:
                 out = self.batched.separate(mix, self.overlap, progress)
         except torch.cuda.OutOfMemoryError as error:
-            raise SeparationFailed(f"out of memory: {error}") from None
+            raise SeparationFailed(f"out of memory: {error}") from error
         except RuntimeError as error:
-            raise SeparationFailed(str(error)) from None
+            raise SeparationFailed(str(error)) from error
         out = out * std + mean
         return {name: out[index] for index, name in enumerate(self.sources)}
 

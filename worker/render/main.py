@@ -20,7 +20,7 @@ from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
-from worker.errors import InputMissing, JobFailed
+from worker.errors import InputMissing, JobFailed, internal_error, log_cause
 from worker.loop import Attempt, Cancelled, ClaimLoop, HandBack, Superseded, serve
 from worker.metrics import WorkerMetrics
 from worker.render.pool import Renderer
@@ -49,6 +49,7 @@ class RenderWorker(ClaimLoop):
             names = self._render(attempt, stored)
             status = JobStatus.DONE
         except JobFailed as failure:
+            log_cause(attempt.id, failure)
             error = str(failure)
         except Superseded:
             error = "superseded"
@@ -57,6 +58,8 @@ class RenderWorker(ClaimLoop):
         except HandBack as why:  # what it stored stays, for the next attempt to overwrite
             self.hand_back(attempt, str(why))
             return
+        except Exception as bug:  # its own job fails at once, and what it stored goes
+            error = internal_error(attempt.id, bug)
         ended = self.finish(attempt, status, error, names)
         if status is not JobStatus.DONE or not ended:
             self._remove(attempt, stored)

@@ -72,7 +72,7 @@ class Renderer:
                        for name, sources in tracks.items()}
         except BrokenProcessPool as error:
             self.pool = spawn_pool(self.processes)
-            raise EncodeFailed(f"a render process died: {error}") from None
+            raise EncodeFailed(f"a render process died: {error}") from error
         try:
             for future in as_completed(futures):
                 yield futures[future], self._result(future)
@@ -85,9 +85,9 @@ class Renderer:
             return future.result()
         except BrokenProcessPool as error:
             self.pool = spawn_pool(self.processes)  # the next job gets a fresh pool
-            raise EncodeFailed(f"a render process died: {error}") from None
-        except Exception as error:
-            raise EncodeFailed(f"rendering failed: {error}") from None
+            raise EncodeFailed(f"a render process died: {error}") from error
+        except (RuntimeError, ValueError, OSError) as error:  # what the encoders raise; a bug
+            raise EncodeFailed(f"rendering failed: {error}") from error  # goes on as itself
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
