@@ -44,12 +44,15 @@ def browser():
 @pytest.fixture
 def open_page(browser):
     """Factory of pages, each in a fresh browser profile (another person's browser)."""
-    contexts, problems = [], []
+    contexts, problems, elsewhere = [], [], []
 
     def open_at(url: str):
         context = browser.new_context(accept_downloads=True, viewport={"width": 900, "height": 900})
         contexts.append(context)
         page = context.new_page()
+        origin = "/".join(url.split("/")[:3]) + "/"
+        page.on("request", lambda request: request.url.startswith(origin) or elsewhere.append(
+            request.url))
         page.on("console", lambda message: message.type == "error" and problems.append(
             message.text))
         page.on("pageerror", lambda error: problems.append(str(error)))
@@ -63,6 +66,7 @@ def open_page(browser):
         context.close()
     # Refused uploads are logged by the browser as failed loads; everything else is a fault.
     assert [text for text in problems if "Failed to load resource" not in text] == []
+    assert elsewhere == [], "the page loaded something from another origin"
 
 
 def upload(page, *files: tuple[str, bytes], mime: str = "audio/mpeg") -> None:
@@ -263,3 +267,13 @@ def test_a_waiting_song_is_cancelled_then_deleted_and_nothing_of_it_remains(
     expect(page.get_by_text("No songs yet.")).to_be_visible()
     assert stored_objects(storage) == []
     assert redis_client.keys("job:*") == []
+
+
+def test_a_song_the_worker_fails_says_why_in_words(live_stack, open_page, make_mp3):
+    base_url = live_stack.start_rest()
+    live_stack.start_worker(MAX_DURATION_S="1")  # a worker stricter than its gateway
+    page, _ = open_page(base_url + "/")
+    upload(page, ("long.mp3", make_mp3(3, seed=8)))
+    expect(page.get_by_role("progressbar", name="Progress of long.mp3")).to_have_attribute(
+        "aria-valuetext", "Failed: the song is longer than this server separates (the song "
+        "plays for 3 s; the limit is 1 s).", timeout=SLOW)
