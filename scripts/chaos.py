@@ -7,8 +7,10 @@ ports, with logs in a temporary folder (not .run/). Submits distinct synthetic 2
 while it SIGKILLs a random working worker of either kind (with its render processes, as a
 container runtime would) every few seconds and restarts it under the same WORKER_ID; once
 every song has ended it checks that each one is `done` with its four mp3 tracks in the output
-bucket. The last line reads
-`songs submitted=N done=D lost=L`; the exit status is 0 only when nothing was lost.
+bucket. Half-way through, it sends one round of hostile uploads (scripts/hostile.py), each of
+which must be refused. The last lines read `hostile attempts=H not_refused=R` and
+`songs submitted=N done=D lost=L`; the exit status is 0 only when nothing was lost and every
+hostile attempt was refused.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from common.settings import Settings
 from common.storage import Storage
 from common.tracks import default_rendition
 from scripts import stack
+from scripts.hostile import hostile_round
 from scripts.make_samples import song_mp3
 
 STEMS = ["bass", "drums", "other", "vocals"]
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace, folder: Path) -> int:
                             MAX_DEATHS=str(args.max_attempts), LOG_LEVEL="INFO",
                             TORCH_THREADS=os.environ.get("TORCH_THREADS", "1"),
                             RENDER_PROCESSES=os.environ.get("RENDER_PROCESSES", "1"),
-                            DEMUCS_MODEL=os.environ.get("DEMUCS_MODEL", "demucs_unittest"))
+                            DEMUCS_MODEL=os.environ.get("DEMUCS_MODEL", "demucs_unittest"),
+                            MAX_DURATION_S="60", BODY_TIMEOUT_S="5")
     servers = [stack.start_redis(redis_port, folder / "redis", folder / "redis.log"),
                stack.start_object_store(s3_port, folder / "s3", folder / "s3.log")]
     workers = rest = None
@@ -137,8 +141,12 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         killer.start()
         print(f"submitting {args.songs} songs over {args.submit_seconds:.0f} s; logs in "
               f"{folder}", flush=True)
-        hashes = []
+        hashes, hostile = [], (0, [])
         for n in range(args.songs):
+            if n == args.songs // 2:
+                hostile = hostile_round(base_url)
+                print(f"  hostile round: {hostile[0]} attempts, {len(hostile[1])} not refused",
+                      flush=True)
             mp3 = song_mp3(2 + n % 3, seed=args.seed * 1000 + n)
             response = requests.post(f"{base_url}/apiv1/separate",
                                      json={"mp3": b64encode(mp3).decode()}, timeout=60)
@@ -162,9 +170,12 @@ def run(args: argparse.Namespace, folder: Path) -> int:
         attempts = sum(found[h].get("attempts", 0) for h in hashes)
         print(f"{workers.kills} workers killed, {attempts} attempts for {len(hashes)} songs, "
               f"{time.monotonic() - started:.0f} s", flush=True)
+        for failure in hostile[1]:
+            print(f"  not refused: {failure}", flush=True)
+        print(f"hostile attempts={hostile[0]} not_refused={len(hostile[1])}", flush=True)
         print(f"songs submitted={len(hashes)} done={len(done)} lost={len(hashes) - len(done)}",
               flush=True)
-        return 0 if len(done) == len(hashes) else 1
+        return 0 if len(done) == len(hashes) and not hostile[1] else 1
     finally:
         stop.set()
         if workers is not None:

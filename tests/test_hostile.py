@@ -19,7 +19,7 @@ from common.netguard import UnsafeUrl, check_callback_url
 from common.settings import Settings
 from common.storage import rendition_object
 from tests import songflow
-from tests.helpers import CallbackReceiver, TcpProxy, b64
+from tests.helpers import CallbackReceiver, LiveWorker, TcpProxy, b64, submit, wait_for_status
 from tests.test_bad_input import assert_nothing_stored
 from worker import callback
 
@@ -273,3 +273,28 @@ def test_gunicorn_own_errors_are_json_and_no_server_is_announced(live_stack):
     for response in (requests.get(f"{base_url}/healthz", timeout=10), too_long):
         assert "Server" not in response.headers
         assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_a_store_that_lost_its_output_bucket_is_an_outage_for_the_worker(live_stack, storage,
+                                                                        make_mp3):
+    worker = LiveWorker(live_stack).wait_ready()
+    base_url = live_stack.start_rest()
+    _drop_bucket(storage, storage.output_bucket)  # an S3 restart that lost its data
+    songs = [submit(base_url, make_mp3(2, seed=70 + n)) for n in range(2)]
+    for song_hash in songs:
+        assert wait_for_status(base_url, song_hash)["status"] == "done", worker.log()
+    assert worker.process.poll() is None
+    assert "handed back" in worker.log()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_chaos_soaks_hostile_round_is_refused_entirely(live_stack, redis_client, storage):
+    from scripts.hostile import hostile_round
+
+    base_url = live_stack.start_rest(MAX_DURATION_S="60", BODY_TIMEOUT_S="3")
+    sent, wrong = hostile_round(base_url)
+    assert sent >= 18 and wrong == []
+    assert_nothing_stored(redis_client, storage)

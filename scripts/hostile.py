@@ -1,0 +1,111 @@
+"""One round of hostile uploads against a running gateway, each of which must be refused:
+the attempts of docs/guarantees.md's table (hidden audio, nested JSON, huge callback data,
+stray base64 bits, a two-frame file, port 0, credentials in the query, HEAD removes, a URL
+over gunicorn's limit, bodies that trickle). `make chaos` sends it among its songs.
+
+The gateway must run with MAX_DURATION_S of a minute or less and a short BODY_TIMEOUT_S.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from scripts.make_samples import song_mp3
+
+SLOW_BODIES = 8
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _stray_bits(data: bytes) -> str:
+    """Base64 of `data` whose last character carries bits past the last byte."""
+    text = _b64(data + b"\0" if len(data) % 3 == 0 else data)
+    pad = len(text) - len(text.rstrip("="))
+    return text[:-pad - 1] + ALPHABET[ALPHABET.index(text[-pad - 1]) + 1] + "=" * pad
+
+
+def _attempts(base_url: str) -> dict[str, tuple[Callable[[], requests.Response], int]]:
+    """name -> (send it, the status it must get)."""
+    song = song_mp3(2, seed=424242)
+    hidden = song + b"TAG" + bytes(125) + song_mp3(70, seed=1, samplerate=8000, channels=1,
+                                                   bitrate=8)
+    separate = f"{base_url}/apiv1/separate"
+
+    def post(body) -> Callable[[], requests.Response]:
+        return lambda: requests.post(separate, json=body, timeout=60)
+
+    def raw(text: str) -> Callable[[], requests.Response]:
+        return lambda: requests.post(separate, data=text, timeout=60,
+                                     headers={"Content-Type": "application/json"})
+
+    return {
+        "audio hidden behind a TAG": (post({"mp3": _b64(hidden)}), 422),
+        "a two-frame mp3": (post({"mp3": _b64(song_mp3(0.05))}), 422),
+        "nested JSON": (raw("[" * 100_000 + "]" * 100_000), 400),
+        "nested callback.data": (raw('{"mp3": "' + _b64(song) + '", "callback": {"url": '
+                                     '"http://x.invalid/", "data": ' + "[" * 50 + "]" * 50
+                                     + "}}"), 400),
+        "100 KiB of callback.data": (post({"mp3": _b64(song), "callback": {
+            "url": "http://x.invalid/", "data": "x" * 100_000}}), 413),
+        "stray base64 bits": (post({"mp3": _stray_bits(song)}), 400),
+        "callback port 0": (post({"mp3": _b64(song), "callback": {
+            "url": "http://x.invalid:0/"}}), 400),
+        "a key in the query": (lambda: requests.post(f"{separate}?API_KEY=k", timeout=60,
+                                                     json={"mp3": _b64(song)}), 400),
+        "HEAD on remove": (lambda: requests.head(
+            f"{base_url}/apiv1/remove/{'0' * 64}/bass.mp3", timeout=60), 405),
+        "a URL over the limit": (lambda: requests.get(
+            f"{base_url}/apiv1/status/{'a' * 9000}", timeout=60), 414),
+    }
+
+
+def _slow_body(host: str, port: int) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=120)
+    sock.sendall(b"POST /apiv1/separate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                 b"\r\nContent-Length: 100000\r\n\r\n{\"mp3\": \"AA")
+    return sock
+
+
+def _answer(sock: socket.socket) -> int:
+    with sock:
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status
+
+
+def hostile_round(base_url: str) -> tuple[int, list[str]]:
+    """Send every attempt; (how many were sent, what was not refused as it must be)."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    slow = [_slow_body(host, int(port)) for _ in range(SLOW_BODIES)]
+    wrong = []
+    attempts = _attempts(base_url)
+    for name, (send, status) in attempts.items():
+        got = send()
+        is_json = got.headers.get("Content-Type") == "application/json" or name.startswith("HEAD")
+        if got.status_code != status or not is_json:
+            wrong.append(f"{name}: {got.status_code} {got.text[:200]}")
+    if requests.get(f"{base_url}/healthz", timeout=5).status_code != 200:
+        wrong.append("/healthz did not answer while bodies trickled")
+    with ThreadPoolExecutor(SLOW_BODIES) as pool:
+        for status in pool.map(_answer, slow):
+            if status != 408:
+                wrong.append(f"a trickling body: {status}")
+    return len(attempts) + SLOW_BODIES, wrong
+
+
+if __name__ == "__main__":
+    import sys
+
+    sent, failures = hostile_round(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:5000")
+    print(json.dumps({"sent": sent, "not refused": failures}, indent=1))
+    sys.exit(1 if failures else 0)
