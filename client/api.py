@@ -82,6 +82,13 @@ class Api:
     def status(self, song_hash: str, params: dict[str, str] | None = None) -> dict:
         return self._json("GET", f"/apiv1/status/{song_hash}", params=params)
 
+    def stems(self, model: str | None) -> list[str]:
+        """The stems of a model the server offers (its default model when None)."""
+        for offered in self._json("GET", "/apiv1/models")["models"]:
+            if offered["name"] == model or (model is None and offered["default"]):
+                return list(offered["stems"])
+        raise ApiError(404, f"the server offers no model {model}")
+
     def queue(self) -> list[str]:
         return self._json("GET", "/apiv1/queue")["queue"]
 

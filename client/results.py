@@ -10,7 +10,7 @@ from pathlib import Path
 from client.api import Api
 from client.progress import display
 from client.songs import Song, save_tracks
-from client.tracks import status_params, track_name
+from client.tracks import status_params
 
 
 def _print_json(value: object) -> None:
@@ -29,9 +29,8 @@ def status(api: Api, args: argparse.Namespace) -> int:
     print(f"{state['hash']}: {line}")
     if state.get("error"):
         print(f"  error: {state['error']}")
-    tracks = [track_name(entry) for entry in state.get("tracks") or []]
-    if tracks:
-        print(f"  tracks: {', '.join(tracks)}")
+    if state.get("tracks"):
+        print(f"  tracks: {', '.join(state['tracks'])}")
     return 0
 
 

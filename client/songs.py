@@ -165,7 +165,7 @@ def _poll(api: Api, song: Song, queue: list[str], options: dict[str, str],
 def save_tracks(api: Api, song: Song, state: dict, options: dict[str, str],
                 shown: Display) -> None:
     """Download the song's tracks into its folder, each shown as it arrives."""
-    tracks = wanted_tracks(state, options)
+    tracks = wanted_tracks(state, options, lambda: api.stems(options.get("model")))
     if not tracks:
         _fail(song, "failed", f"the server lists no track to download (it has "
                               f"{', '.join(map(str, state.get('tracks') or [])) or 'none'})",

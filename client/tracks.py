@@ -7,6 +7,8 @@ with `?bits=`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 # The job options as the API names them; the command line spells them with dashes.
 OPTIONS = ("model", "two_stems", "format", "bits", "bitrate")
 
@@ -24,28 +26,19 @@ def download_params(options: dict[str, str]) -> dict[str, str]:
     return {name: options[name] for name in ("model", "bits", "bitrate") if name in options}
 
 
-def track_name(entry: object) -> str:
-    """A status body's track entry: a name, or an object naming it."""
-    if isinstance(entry, dict):
-        return str(entry.get("track") or entry.get("name") or "")
-    return str(entry)
-
-
-def wanted_tracks(status: dict, options: dict[str, str]) -> list[str]:
-    """The tracks to save: every stem the song has, or the two-stem pair, in the asked format.
+def wanted_tracks(status: dict, options: dict[str, str],
+                  model_stems: Callable[[], list[str]]) -> list[str]:
+    """The tracks to save: every stem of the song, or the two-stem pair, in the asked format.
 
     Asked for by name even when the status lists them in another format: the server makes
-    any rendition of a separated song on request.
+    any rendition of a separated song on request. The stems are those the status lists (a
+    removed track stays removed), or the model's when it lists a two-stem pair.
     """
     ext = options.get("format", "mp3")
     if "two_stems" in options:
         return [f"{options['two_stems']}.{ext}", f"no_{options['two_stems']}.{ext}"]
-    stems = []
-    for entry in status.get("tracks") or []:
-        model = entry.get("model") if isinstance(entry, dict) else None
-        if model and "model" in options and model != options["model"]:
-            continue  # another model's track
-        stem = track_name(entry).rpartition(".")[0]
-        if stem and stem != "base" and not stem.startswith("no_"):  # base: bass's old name
-            stems.append(stem)
-    return [f"{stem}.{ext}" for stem in dict.fromkeys(stems)]
+    stems = [name.rpartition(".")[0] for name in status.get("tracks") or []]
+    if any(stem.startswith("no_") for stem in stems):
+        stems = model_stems()
+    # base.mp3 is bass.mp3 under its original name.
+    return [f"{stem}.{ext}" for stem in dict.fromkeys(stems) if stem and stem != "base"]

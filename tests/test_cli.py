@@ -127,6 +127,10 @@ def check_options(base_url: str, songs: Path, tmp_path: Path) -> None:
     assert code == 0, out + err
     assert_stems(tmp_path / "wav" / "third", 2, ["vocals.wav", "no_vocals.wav"])
     assert b"WAVE" in (tmp_path / "wav" / "third" / "vocals.wav").read_bytes()[:12]
+    third = song_hash(songs / "third.mp3")  # separated for a pair: all four stems on request
+    code, out, err = call("download", third, "-o", str(tmp_path / "all"), *server)
+    assert code == 0, out + err
+    assert_stems(tmp_path / "all" / third, 2)
 
     second = song_hash(songs / "second.mp3")
     code, out, err = call("download", second, "--format", "flac", "-o", str(tmp_path / "flac"),
