@@ -201,8 +201,9 @@ def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
     other.keyboard.press("Enter")
     expect(other.get_by_label(re.compile("^Playback time"))).not_to_have_text(
         re.compile(r"^0:00\.0 "))
-    other.keyboard.press("Tab")  # the position slider
-    other.keyboard.press("End")
+    other.keyboard.press("Tab")
+    expect(other.get_by_label(re.compile("^Position in"))).to_be_focused()
+    other.keyboard.press("End")  # to the end of the song, which stops it
     expect(other.get_by_role("button", name=re.compile("^Play "))).to_be_visible()
 
 
@@ -263,6 +264,9 @@ def test_a_waiting_song_is_cancelled_then_deleted_and_nothing_of_it_remains(
 
     page.get_by_role("button", name="Cancel waiting.mp3").click()
     expect(bar).to_have_attribute("aria-valuetext", re.compile("^Cancelled"))
+    upload(page, ("waiting.mp3", short_mp3))  # sent again, it waits again, in the same row
+    expect(page.get_by_role("progressbar")).to_have_count(1)
+    expect(bar).to_have_attribute("aria-valuetext", re.compile("^Queued, 1st of 1"))
     page.get_by_role("button", name="Delete waiting.mp3 from the server").click()
     expect(page.get_by_text("No songs yet.")).to_be_visible()
     assert stored_objects(storage) == []

@@ -163,7 +163,8 @@ export class Player {
     stem.gain?.disconnect();
     stem.row.remove();
     this.stems = this.stems.filter((other) => other !== stem);
-    if (this.isPlaying()) this.restart(this.position());
+    if (!this.stems.length) this.pause();
+    else if (this.isPlaying()) this.restart(this.position());
   }
 
   async load() {
@@ -196,8 +197,10 @@ export class Player {
   }
 
   async play() {
+    if (this.loading) return;
     if (sounding && sounding !== this) sounding.pause();
-    this.playButton.disabled = true;
+    // Not disabled while loading: a disabled button would drop the keyboard focus.
+    this.loading = true;
     this.playButton.textContent = "Loading…";
     try {
       await this.load();
@@ -207,7 +210,7 @@ export class Player {
       this.onError(`Could not play ${this.song.name}: ${error instanceof api.ApiError
         ? api.explain(error) : error.message}`);
     } finally {
-      this.playButton.disabled = false;
+      this.loading = false;
       this.showState();
     }
   }

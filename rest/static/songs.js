@@ -61,6 +61,7 @@ export class SongList {
     this.showAlert = showAlert;
     this.entries = new Map(); // key -> entry; uploads get a key once the server names the song
     this.timer = null;
+    this.refreshing = false;
   }
 
   restore() {
@@ -85,10 +86,14 @@ export class SongList {
     if (this.entries.has(key)) return this.entries.get(key);
     const entry = this.row(song);
     this.entries.set(key, entry);
-    this.setState(entry, "checking", 0, "Checking with the server…");
+    this.recheck(entry);
     this.save();
-    this.poll();
     return entry;
+  }
+
+  recheck(entry) {
+    this.setState(entry, "checking", 0, "Checking with the server…");
+    this.poll();
   }
 
   // A file on its way up; returns callbacks for the upload's progress and outcome.
@@ -101,9 +106,18 @@ export class SongList {
         this.setState(entry, "uploading", percent, `Uploading: ${percent} % of ${total} bytes sent`);
       },
       accepted: (answer) => {
-        entry.song.hash = answer.hash;
-        entry.item.remove();
-        this.add({ ...entry.song, added: Date.now() }).item.scrollIntoView({ block: "nearest" });
+        entry.song = { ...entry.song, hash: answer.hash, added: Date.now() };
+        const key = songKey(answer.hash, entry.song.model);
+        const known = this.entries.get(key);
+        if (known) {
+          // Sent again (after a cancel, say): the row already in the list follows it.
+          entry.item.remove();
+          this.recheck(known);
+          return;
+        }
+        this.entries.set(key, entry);
+        this.recheck(entry);
+        this.save();
       },
       refused: (error) => {
         entry.item.remove();
@@ -174,7 +188,7 @@ export class SongList {
     } catch (error) {
       this.showAlert(`Could not cancel ${entry.song.name}: ${api.explain(error)}`);
     }
-    this.refresh();
+    this.poll();
   }
 
   async deleteFromServer(entry) {
@@ -205,22 +219,28 @@ export class SongList {
     entry.heading.focus();
   }
 
+  // One polling loop for the whole list, running while any song is not final.
   poll() {
-    this.timer ??= setTimeout(() => this.refresh(), 0);
+    if (!this.timer && !this.refreshing) this.timer = setTimeout(() => this.refresh(), 0);
   }
 
   async refresh() {
-    clearTimeout(this.timer);
     this.timer = null;
-    const waiting = [...this.entries.values()].filter((entry) => !FINAL.has(entry.status));
-    if (!waiting.length) return;
-    const statuses = await Promise.all(waiting.map((entry) => this.fetchStatus(entry)));
-    let queue = null;
-    if (statuses.some((status) => status?.status === "queued")) {
-      queue = (await api.getQueue().catch(() => ({ queue: null }))).queue;
+    this.refreshing = true;
+    try {
+      const waiting = [...this.entries.values()].filter((entry) => !FINAL.has(entry.status));
+      const statuses = await Promise.all(waiting.map((entry) => this.fetchStatus(entry)));
+      let queue = null;
+      if (statuses.some((status) => status?.status === "queued")) {
+        queue = (await api.getQueue().catch(() => ({ queue: null }))).queue;
+      }
+      waiting.forEach((entry, i) => statuses[i] && this.update(entry, statuses[i], queue));
+    } finally {
+      this.refreshing = false;
     }
-    waiting.forEach((entry, index) => statuses[index] && this.update(entry, statuses[index], queue));
-    this.timer = setTimeout(() => this.refresh(), POLL_MS);
+    if ([...this.entries.values()].some((entry) => !FINAL.has(entry.status))) {
+      this.timer = setTimeout(() => this.refresh(), POLL_MS);
+    }
   }
 
   async fetchStatus(entry) {
