@@ -64,7 +64,7 @@ export function setUpUploads(form, capabilities, songs) {
       return;
     }
     submit([...input.files]);
-    form.reset();
+    input.value = ""; // the options stay as chosen for the next songs
   });
   zone.addEventListener("dragover", (event) => {
     event.preventDefault();
