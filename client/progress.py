@@ -25,10 +25,11 @@ class Bars:
 
     def __init__(self) -> None:
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[name]}", justify="left"),
+            # Names and messages are shown as they are, never read as rich markup.
+            TextColumn("{task.fields[name]}", style="bold", markup=False),
             BarColumn(bar_width=30),
             TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[phase]} {task.fields[detail]}"),
+            TextColumn("{task.fields[phase]} {task.fields[detail]}", markup=False),
             console=Console(), transient=False)
         self.names: dict[int, str] = {}
 
@@ -42,7 +43,8 @@ class Bars:
                              detail=detail)
 
     def say(self, row: int, message: str) -> None:
-        self.progress.console.print(f"{self.names[row]}: {message}", highlight=False)
+        self.progress.console.print(f"{self.names[row]}: {message}", markup=False,
+                                    highlight=False)
 
     def __enter__(self) -> Bars:
         self.progress.start()
