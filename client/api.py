@@ -111,7 +111,11 @@ class Api:
                     time.sleep(min(float(response.headers.get("Retry-After") or 1), 5))
                     continue
                 total = int(response.headers.get("Content-Length") or 0)
-                _save(response.iter_content(CHUNK), target, total, progress)
+                try:
+                    _save(response.iter_content(CHUNK), target, total, progress)
+                except requests.RequestException as error:
+                    raise Unreachable(f"the download of {track} from {self.base_url} broke "
+                                      f"off ({type(error).__name__})") from None
                 return target
 
 
