@@ -90,7 +90,6 @@ def songs(tmp_path, make_mp3):
 def test_separate_then_every_command(live_stack, songs, tmp_path):
     base_url = live_stack.start_rest()
     live_stack.start_worker()
-    live_stack.start_render()
     out = tmp_path / "out"
     result = cli("separate", str(songs / "first.mp3"), str(songs / "second.mp3"),
                  str(songs / "notes.mp3"), "-o", str(out), "--server", base_url)
@@ -216,7 +215,6 @@ def test_ctrl_c_leaves_the_job_running_and_wait_takes_it_up(live_stack, songs, t
     check_cancel_and_delete(base_url, songs / "second.mp3")
 
     live_stack.start_worker()
-    live_stack.start_render()
     output = run_in_terminal(resume.group(1).split()[1:], env)
     assert "━" in output and "done, 4 tracks in" in output, output
     assert_stems(tmp_path / "out" / song_hash(song), 2)
