@@ -14,7 +14,7 @@ import uuid
 import redis
 
 from common import jobscripts, keys
-from common.records import JobStatus
+from common.records import JobStatus, parse_render_id
 
 
 class Claims:
@@ -84,7 +84,8 @@ class Claims:
             keys=[keys.job(job_id), keys.processing(worker_id), in_flight, keys.job(render),
                   keys.RENDER_QUEUE, keys.song(song_hash), keys.EXPIRY, keys.FINISHED,
                   keys.outbox(worker_id)],
-            args=[job_id, token, time.time(), render, json.dumps(timings)])
+            args=[job_id, token, time.time(), render, *parse_render_id(render),
+                  json.dumps(timings)])
 
     def hand_back(self, job_id: str, worker_id: str, token: str) -> bool:
         """Return a job to the head of its queue, its attempt counted but no death."""

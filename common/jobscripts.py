@@ -149,7 +149,7 @@ return 1
 # The separation's stems are stored: its claim ends and the render job it waits for is queued
 # (or, stored already, ends it at once). A cancel asked meanwhile ends it as cancelled instead.
 HANDOFF = _HELPERS + """
-local id, token, now, render_id, timings = unpack(ARGV)
+local id, token, now, render_id, song, model, rendition, timings = unpack(ARGV)
 local meta = {KEYS[7], KEYS[8]}
 redis.call('LREM', KEYS[2], 0, id)
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
@@ -168,7 +168,6 @@ if status == 'done' and redis.call('HGET', KEYS[4], 'complete') == '1' then
   return 'done'
 end
 if status ~= 'queued' and status ~= 'processing' then
-  local song, model, rendition = unpack(redis.call('HMGET', KEYS[1], 'song', 'model', 'rendition'))
   create_render(KEYS[4], KEYS[5], KEYS[6], render_id, song, model, rendition, id, now)
 end
 return 'rendering'

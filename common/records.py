@@ -60,6 +60,12 @@ def render_id(song_hash: str, model: str, rendition: str) -> str:
     return f"{song_hash}:{model}:{rendition}"
 
 
+def parse_render_id(job_id: str) -> tuple[str, str, str]:
+    """`H:<model>:<rendition>` -> (H, model, rendition)."""
+    song, model, rendition = job_id.split(":")
+    return song, model, rendition
+
+
 def song_of(job_id: str) -> str:
     return job_id.split(":", 1)[0]
 

@@ -22,6 +22,19 @@ from common.jobs import Job, JobStore
 from scripts import stack
 
 STEMS = ["bass", "drums", "other", "vocals"]
+MODEL = "demucs_unittest"  # the model the tests' workers load
+
+
+def mp3_stems(storage, song_hash: str) -> list[str]:
+    """The stems whose default mp3 track is stored for a song (rendered from its stems)."""
+    return sorted(tracks.parse_track(name).stem
+                  for name in storage.names_under(f"{song_hash}/{MODEL}/mp3-320/"))
+
+
+def lossless_stems(storage, song_hash: str) -> list[str]:
+    """The stems stored losslessly for a song by the separation worker."""
+    return sorted(tracks.parse_track(name).stem
+                  for name in storage.names_under(f"{song_hash}/{MODEL}/stems/"))
 FINAL = ("done", "failed")
 
 
@@ -301,7 +314,6 @@ def _reset(sock: socket.socket) -> None:
     except OSError:
         pass
     sock.close()
-
 
 
 # -- a second model ---------------------------------------------------------------------------

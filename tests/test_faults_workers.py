@@ -11,15 +11,19 @@ import signal
 import time
 
 import pytest
+import requests
 from minio.versioningconfig import ENABLED, VersioningConfig
 
-from common import keys
+from common import keys, tracks
 from tests.helpers import (
+    MODEL,
     STEMS,
     CallbackReceiver,
     LiveWorker,
     TcpProxy,
     b64,
+    lossless_stems,
+    mp3_stems,
     one_of_two_claims,
     status,
     stop_process,
@@ -32,12 +36,14 @@ from tests.helpers import (
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-def versions(storage, song_hash: str) -> dict[str, int]:
-    """How many times each stem of the song was written (the output bucket is versioned)."""
+def versions(storage, song_hash: str, under: str = "stems") -> dict[str, int]:
+    """How many times each stem of the song was written losslessly (`under="mp3-320"`: each
+    of its mp3 tracks), the output bucket being versioned."""
     counts: dict[str, int] = {}
-    for obj in storage.client.list_objects(storage.output_bucket, prefix=f"{song_hash}/",
+    for obj in storage.client.list_objects(storage.output_bucket,
+                                           prefix=f"{song_hash}/{MODEL}/{under}/",
                                            recursive=True, include_version=True):
-        stem = obj.object_name.rsplit("/", 1)[1].removesuffix(".mp3")
+        stem = tracks.parse_track(obj.object_name.rsplit("/", 1)[1]).stem
         counts[stem] = counts.get(stem, 0) + 1
     return counts
 
@@ -63,7 +69,7 @@ def test_a_worker_killed_right_after_claiming_loses_nothing(live_stack, redis_cl
 
         final = wait_for_status(base_url, song_hash)
         assert final["status"] == "done", (final, survivor.log())
-        assert sorted(storage.stems(song_hash)) == STEMS
+        assert mp3_stems(storage, song_hash) == STEMS
         assert jobs.get(song_hash).worker == survivor.id
         wait_for(lambda: status(base_url, song_hash)["callback"], 30, "callback not recorded")
         assert status(base_url, song_hash)["callback"].startswith("delivered")
@@ -82,10 +88,10 @@ def test_a_worker_killed_between_stems_leaves_no_mixed_set(live_stack, redis_cli
         base_url = live_stack.start_rest()
         first.wait_ready()
         song_hash = submit(base_url, make_mp3(3, seed=12))
-        wait_for(lambda: storage.stems(song_hash), 90, "no stem was ever stored",
+        wait_for(lambda: lossless_stems(storage, song_hash), 90, "no stem was ever stored",
                  interval=0.02)
         stop_process(first.process, signal.SIGSTOP)
-        partial = storage.stems(song_hash)
+        partial = lossless_stems(storage, song_hash)
         assert 1 <= len(partial) < 4
         assert status(base_url, song_hash)["status"] == "processing"
         first.kill()
@@ -99,19 +105,20 @@ def test_a_worker_killed_between_stems_leaves_no_mixed_set(live_stack, redis_cli
         time.sleep(0.05)
         seen = status(base_url, song_hash)["status"]
         if seen == "done":  # stems first, status last: never done with a stem missing
-            assert sorted(storage.stems(song_hash)) == STEMS
+            assert mp3_stems(storage, song_hash) == STEMS
     assert seen == "done", second.log()
     job = jobs.get(song_hash)
     assert (job.worker, job.attempts, job.deaths) == (second.id, 2, 1)
     # The retry rewrote every stem, those of the killed attempt included: one consistent set.
     assert versions(storage, song_hash) == {stem: 2 if stem in partial else 1 for stem in STEMS}
+    assert versions(storage, song_hash, "mp3-320") == dict.fromkeys(STEMS, 1)
 
 
 def test_a_song_that_kills_every_worker_fails_as_worker_lost(live_stack, jobs, storage,
                                                              make_mp3):
     # Long enough that every attempt is caught while it runs, however fast the machine.
-    workers = {w.id: w for w in [LiveWorker(live_stack, MAX_ATTEMPTS="3"),
-                                 LiveWorker(live_stack, MAX_ATTEMPTS="3")]}
+    workers = {w.id: w for w in [LiveWorker(live_stack, MAX_DEATHS="3"),
+                                 LiveWorker(live_stack, MAX_DEATHS="3")]}
     base_url = live_stack.start_rest()
     for worker in workers.values():
         worker.wait_ready()
@@ -154,7 +161,9 @@ def test_a_frozen_worker_that_wakes_up_cannot_overwrite_its_successor(
         assert final["status"] == "done" and final["attempts"] == 2
         assert jobs.get(song_hash).worker == other.id
         assert receiver.count == 1
-        assert versions(storage, song_hash) == dict.fromkeys(STEMS, 1)  # stems untouched
+        # Stems and tracks untouched by the woken worker: each written once.
+        assert versions(storage, song_hash) == dict.fromkeys(STEMS, 1)
+        assert versions(storage, song_hash, "mp3-320") == dict.fromkeys(STEMS, 1)
 
 
 def test_sigterm_lets_the_current_song_finish_and_exits_0(live_stack, redis_client, jobs,
@@ -184,7 +193,7 @@ def test_sigterm_lets_the_current_song_finish_and_exits_0(live_stack, redis_clie
 def test_sigterm_past_the_grace_period_hands_the_song_back(live_stack, redis_client, jobs,
                                                            make_mp3):
     base_url, song_hash, leaving, staying = one_of_two_claims(
-        live_stack, redis_client, make_mp3(20, seed=17), SHUTDOWN_GRACE_S="0")
+        live_stack, redis_client, make_mp3(8, seed=17), SHUTDOWN_GRACE_S="0")
     wait_for_job(jobs, song_hash, lambda j: j.status == "processing")
     leaving.process.send_signal(signal.SIGTERM)
     assert leaving.process.wait(60) == 0, leaving.log()
@@ -230,3 +239,29 @@ def test_a_claim_whose_reply_was_lost_is_recovered_by_its_live_worker(live_stack
     job = wait_for_job(jobs, song_hash, lambda j: j.status in ("done", "failed"), timeout=60)
     assert job.status == "done", worker.log()
     assert (job.attempts, job.deaths) == (1, 0)
+
+
+def test_a_song_deleted_while_its_stems_are_stored_leaves_nothing(live_stack, redis_client,
+                                                                  jobs, storage, s3_server,
+                                                                  make_mp3):
+    # Every reply of the store a second late: the delete lands between two stems.
+    proxy = TcpProxy(s3_server, delay_s=1.0)
+    try:
+        worker = LiveWorker(live_stack, MINIO_HOST=proxy.address)
+        base_url = live_stack.start_rest()
+        worker.wait_ready()
+        song_hash = submit(base_url, make_mp3(3, seed=20))
+        wait_for(lambda: lossless_stems(storage, song_hash), 90, "no stem was ever stored",
+                 interval=0.02)
+        response = requests.delete(f"{base_url}/apiv1/song/{song_hash}", timeout=30)
+        assert response.status_code == 200, response.text
+        # The worker stores its last stems after the delete, then learns the job is gone.
+        wait_for(lambda: "separated, missing" in worker.log(), 90,
+                 "the worker never learnt that the song was deleted", interval=0.2)
+    finally:
+        proxy.close()
+    assert storage.names_under(f"{song_hash}") == []
+    assert not list(storage.client.list_objects(storage.songs_bucket, prefix=song_hash))
+    assert [key for key in redis_client.keys("*") if song_hash in key] == []
+    assert jobs.queued(keys.RENDER_QUEUE) == [] and jobs.in_flight() == []
+    assert requests.get(f"{base_url}/apiv1/status/{song_hash}", timeout=30).status_code == 404

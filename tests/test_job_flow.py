@@ -84,6 +84,16 @@ def test_a_separation_is_done_when_its_render_job_is(store, redis_client):
     assert store.enqueue(H1, None, 100) is EnqueueResult.ALREADY_DONE
 
 
+def test_the_render_job_makes_the_rendition_its_id_names(store):
+    store.enqueue(H1, None, 100)  # no rendition asked: the worker names the default one
+    job_id = store.claim("gpu", 1)
+    token = store.start(job_id, "gpu")
+    store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", "mp3-192"), {})
+    render_job = store.get(render_id(H1, "htdemucs", "mp3-192"))
+    assert (render_job.song, render_job.model, render_job.rendition, render_job.parent) == (
+        H1, "htdemucs", "mp3-192", H1)
+
+
 def test_a_failed_render_fails_its_separation_with_the_reason(store):
     job_id, token = separate(store, "gpu")
     store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
