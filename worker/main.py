@@ -88,9 +88,13 @@ class Worker(ClaimLoop):
         self.outbox.send_owed()
 
     def _remove_stems(self, song_hash: str) -> None:
-        for stem in self.separator.sources:
-            retry(lambda s=stem: self.storage.remove_lossless(song_hash, self.model, s),
-                  f"removing the {stem} stem")
+        try:
+            for stem in self.separator.sources:
+                retry(lambda s=stem: self.storage.remove_lossless(song_hash, self.model, s),
+                      f"removing the {stem} stem")
+        except StorageError as error:
+            log.error("song %s: stems of a cancelled or deleted job left in the store (%s)",
+                      song_hash, error)
 
 
 def main() -> int:
