@@ -31,6 +31,10 @@ def status(api: Api, args: argparse.Namespace) -> int:
         print(f"  error: {state['error']}")
     if state.get("tracks"):
         print(f"  tracks: {', '.join(state['tracks'])}")
+    options = {name: value for name, value in (state.get("options") or {}).items()
+               if value is not None}
+    if options:
+        print("  options: " + " ".join(f"{name}={value}" for name, value in options.items()))
     return 0
 
 

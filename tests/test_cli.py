@@ -149,7 +149,10 @@ def check_commands(base_url: str, first: str, tmp_path: Path) -> None:
     status = json.loads(out)
     assert code == 0 and status["hash"] == first and status["status"] == "done"
     assert sorted(status["tracks"]) == STEMS
-    assert call("status", first, *server)[1].startswith(f"{first}: done")
+    words = call("status", first, *server)[1].splitlines()
+    assert words[0] == f"{first}: done"
+    assert words[1:] == ["  tracks: " + ", ".join(status["tracks"]),
+                         "  options: model=demucs_unittest format=mp3 bitrate=320"]
     assert json.loads(call("queue", "--json", *server)[1]) == {"queue": []}
     assert call("queue", *server)[1].strip() == "the queue is empty"
 
