@@ -122,13 +122,6 @@ class Storage:
         except StorageError:
             pass  # the store is still down; the next failure tries again
 
-    def ping(self) -> None:
-        """Raise StorageError unless the store answers and both buckets exist."""
-        for bucket in (self.songs_bucket, self.output_bucket):
-            if not self._call(self.client.bucket_exists, bucket):
-                self._recreate_buckets()
-                raise BucketMissing(f"bucket {bucket!r} did not exist; it was created again")
-
     def _put(self, bucket: str, name: str, data: bytes) -> None:
         self._call(self.client.put_object, bucket, name, io.BytesIO(data), len(data),
                    content_type="audio/mpeg")

@@ -141,8 +141,9 @@ def install(blueprint: Blueprint, open_endpoints: set[str], writes_by_get: set[s
             return
         api_key = authorize(request, settings.api_keys, write, settings.protect_reads)
         if write:
-            g.rate_slot = (client_id(api_key), take_slot(
-                current_app.extensions["redis"], client_id(api_key), settings.rate_limit_per_min))
+            who = client_id(api_key)
+            g.rate_slot = (who, take_slot(current_app.extensions["redis"], who,
+                                          settings.rate_limit_per_min))
 
     @blueprint.after_request
     def uncount_refusals(response):

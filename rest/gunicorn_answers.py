@@ -34,8 +34,6 @@ def _headers_without_server(original):
 
 
 def apply() -> None:
-    """Patch this process's gunicorn: JSON errors, no Server header."""
+    """Patch this worker process's gunicorn (once, after the fork): JSON errors, no Server."""
     util.write_error = write_json_error
-    if not getattr(wsgi.Response.default_headers, "without_server", False):
-        wsgi.Response.default_headers = _headers_without_server(wsgi.Response.default_headers)
-        wsgi.Response.default_headers.without_server = True
+    wsgi.Response.default_headers = _headers_without_server(wsgi.Response.default_headers)

@@ -138,14 +138,13 @@ def callback_field(value, allow_private: bool, max_data_kb: int = 64) -> dict | 
     except UnsafeUrl as error:
         raise ApiError(400, str(error)) from None
     data = value.get("data")
-    try:
-        size = len(json.dumps(data, separators=(",", ":")).encode())
-    except RecursionError:
-        raise ApiError(400, f"callback.data nests deeper than {MAX_JSON_DEPTH} levels") from None
-    if size > max_data_kb * 1024 or not _depth_within(data, MAX_JSON_DEPTH):
-        raise ApiError(413 if size > max_data_kb * 1024 else 400,
-                       f"callback.data must be JSON of at most {max_data_kb} KiB nested at most "
-                       f"{MAX_JSON_DEPTH} levels; it is {size} bytes")
+    if not _depth_within(data, MAX_JSON_DEPTH):  # iterative: safe to serialise afterwards
+        raise ApiError(400, f"callback.data nests arrays and objects deeper than "
+                            f"{MAX_JSON_DEPTH} levels")
+    size = len(json.dumps(data, separators=(",", ":")).encode())
+    if size > max_data_kb * 1024:
+        raise ApiError(413, f"callback.data is {size} bytes of JSON; the limit is "
+                            f"{max_data_kb} KiB")
     return {"url": url, "data": data}
 
 

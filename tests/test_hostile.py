@@ -19,7 +19,15 @@ from common.netguard import UnsafeUrl, check_callback_url
 from common.settings import Settings
 from common.storage import rendition_object
 from tests import songflow
-from tests.helpers import CallbackReceiver, LiveWorker, TcpProxy, b64, submit, wait_for_status
+from tests.helpers import (
+    CallbackReceiver,
+    LiveWorker,
+    TcpProxy,
+    b64,
+    submit,
+    wait_for,
+    wait_for_status,
+)
 from tests.test_bad_input import assert_nothing_stored
 from worker import callback
 
@@ -281,6 +289,9 @@ def test_a_store_that_lost_its_output_bucket_is_an_outage_for_the_worker(live_st
                                                                         make_mp3):
     worker = LiveWorker(live_stack).wait_ready()
     base_url = live_stack.start_rest()
+    render_log = live_stack.folder / "render-1.log"  # started with the worker; it makes the
+    wait_for(lambda: "waiting for songs" in render_log.read_text(), 60,  # buckets at start
+             "the render worker never became ready")
     _drop_bucket(storage, storage.output_bucket)  # an S3 restart that lost its data
     songs = [submit(base_url, make_mp3(2, seed=70 + n)) for n in range(2)]
     for song_hash in songs:
