@@ -20,6 +20,5 @@ def index() -> Response:
     """The page itself; its modules and stylesheet are served from /static/."""
     response = current_app.send_static_file("index.html")
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-    response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response

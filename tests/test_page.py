@@ -76,6 +76,19 @@ def upload(page, *files: tuple[str, bytes], mime: str = "audio/mpeg") -> None:
     page.get_by_role("button", name="Separate", exact=True).click()
 
 
+def drop(page, name: str, data: bytes, mime: str) -> None:
+    """Drop one file on the page's drop zone, as a file manager would."""
+    transfer = page.evaluate_handle(
+        """([name, bytes, type]) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([new Uint8Array(bytes)], name, {type}));
+            return transfer;
+        }""", [name, list(data), mime])
+    page.get_by_role("group", name="Drop songs here").dispatch_event(
+        "drop", {"dataTransfer": transfer})
+    transfer.dispose()
+
+
 # Every state a bar shows, recorded as the page sets it (polling from here could miss some).
 RECORD_PROGRESS = """
 window.progressSeen = [];
@@ -210,7 +223,7 @@ def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
 def test_a_file_that_is_not_audio_is_refused_with_an_alert_and_nothing_is_stored(
         live_stack, storage, redis_client, open_page):
     page, _ = open_page(live_stack.start_rest() + "/")
-    upload(page, ("notes.txt", b"these are words, not a song\n" * 200), mime="text/plain")
+    drop(page, "notes.txt", b"these are words, not a song\n" * 200, "text/plain")
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("notes.txt was refused")
     expect(alert).to_contain_text("Pick an audio file")
@@ -285,3 +298,27 @@ def test_a_song_the_worker_fails_says_why_in_words(live_stack, open_page, make_m
     expect(page.get_by_role("progressbar", name="Progress of long.mp3")).to_have_attribute(
         "aria-valuetext", "Failed: the song is longer than this server separates (the song "
         "plays for 3 s; the limit is 1 s).", timeout=SLOW)
+
+
+def test_the_page_and_every_file_it_loads_come_from_the_gateway(make_client):
+    client = make_client()
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert page.headers["Content-Security-Policy"].split("; ")[0] == "default-src 'self'"
+    html = page.get_data(as_text=True)
+    page.close()
+    pending = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+    served = {}
+    while pending:  # the page's files, and the modules they import, transitively
+        path = pending.pop()
+        if path in served:
+            continue
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        served[path] = answer.get_data(as_text=True)
+        answer.close()
+        pending += [f"/static/{name}" for name in re.findall(r'from "\./([\w.]+)"', served[path])]
+    assert {"/static/style.css", "/static/main.js", "/static/api.js", "/static/songs.js",
+            "/static/player.js", "/static/upload.js", "/static/dom.js"} == set(served)
+    assert not [path for path, text in {"/": html, **served}.items()
+                if re.search(r"(https?:)?//[\w.-]+\.\w", text)], "a reference to another origin"

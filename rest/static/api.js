@@ -200,9 +200,12 @@ export function explain(error) {
       return `${detail}. Nothing to do: the song has already finished.`;
     case 413:
       return `The file is too large: ${detail}. Pick a smaller file or a shorter song.`;
-    case 415:
     case 400:
-      return `${detail}. Pick an audio file the service reads (MP3, WAV, FLAC, Ogg, M4A).`;
+      return /not audio|not an? mp3/i.test(detail)
+        ? `${detail}. Pick an audio file (such as MP3, WAV, FLAC or Ogg).`
+        : `${detail}.`;
+    case 415:
+      return `${detail}. Convert the song to MP3, WAV, FLAC or Ogg and try again.`;
     case 422:
       return `${detail}. Trim the song or pick a shorter one.`;
     case 429:

@@ -2,6 +2,7 @@
 // per stem mute, solo, volume and a level meter, a download link and a remove button.
 
 import * as api from "./api.js";
+import { element } from "./dom.js";
 
 const SILENT_DB = -60;
 let context = null; // one AudioContext for the page, made on the first Play (a user gesture)
@@ -10,13 +11,6 @@ let sounding = null; // the player now playing: starting another pauses it
 function audioContext() {
   context ??= new AudioContext();
   return context;
-}
-
-function element(tag, attributes = {}, text = "") {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  if (text) node.textContent = text;
-  return node;
 }
 
 function clock(seconds) {

@@ -2,6 +2,7 @@
 // reloads in localStorage; `/#<hash>` (or `/#<hash>:<model>`) adds and shows one song.
 
 import * as api from "./api.js";
+import { element } from "./dom.js";
 import { Player } from "./player.js";
 
 const STORE = "micro-demucs.songs";
@@ -42,13 +43,6 @@ function tracksOf(song, status) {
 
 export function songKey(hash, model = "") {
   return model ? `${hash}:${model}` : hash;
-}
-
-function element(tag, attributes = {}, text = "") {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  if (text) node.textContent = text;
-  return node;
 }
 
 let rows = 0;
