@@ -20,7 +20,7 @@ from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
-from worker.errors import InputMissing, JobFailed, internal_error, log_cause
+from worker.errors import EncodeFailed, InputMissing, JobFailed, internal_error, log_cause
 from worker.loop import Attempt, Cancelled, ClaimLoop, HandBack, Superseded, serve
 from worker.metrics import WorkerMetrics
 from worker.render.pool import Renderer
@@ -67,10 +67,13 @@ class RenderWorker(ClaimLoop):
     def _render(self, attempt: Attempt, stored: list[str]) -> list[str]:
         """Fetch the lossless stems, render and store every track; the tracks' names."""
         job, timings = attempt.job, attempt.timings
-        rendition = tracks.parse_rendition(job.rendition)
+        model_stems = self._stems(job.model)
+        try:
+            rendition = tracks.parse_rendition(job.rendition).check(model_stems)
+        except tracks.TrackError as error:  # the gateway checks first; a record from elsewhere
+            raise EncodeFailed(f"cannot render {job.rendition!r}: {error}") from None
         started = time.monotonic()
-        stems = {stem: self._lossless(job.song, job.model, stem)
-                 for stem in self._stems(job.model)}
+        stems = {stem: self._lossless(job.song, job.model, stem) for stem in model_stems}
         timings["fetch"] = round(time.monotonic() - started, 3)
         started = encoded = time.monotonic()
         names = rendition.track_names(list(stems))

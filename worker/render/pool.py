@@ -1,7 +1,8 @@
 """The render pool: tracks encoded in parallel, in processes of their own (LAME holds the GIL).
 
 Spawned processes import the parent's main module unless it is a package's `__main__`:
-started as `python -m worker.render` they import this package, numpy, soundfile and LAME only.
+started as `python -m worker.render` they import worker/render/encode.py and what it needs,
+never torch.
 """
 
 from __future__ import annotations
