@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from typing import cast
 
 import redis
 
 from common import jobscripts, keys
 from common.records import JobStatus, parse_render_id
+from common.redisconn import TextReads
 
 
 class Claims:
     """Transitions a worker makes; mixed into JobStore, which holds `redis` and the scripts."""
 
     redis: redis.Redis
+    text: TextReads
 
     def _register(self) -> None:
         script = self.redis.register_script
@@ -32,9 +35,10 @@ class Claims:
         self._requeue_orphan = script(jobscripts.REQUEUE_ORPHAN)
         self._callback_sent = script(jobscripts.CALLBACK_SENT)
 
-    def claim(self, worker_id: str, timeout: float, queue: str = keys.QUEUE) -> str | None:
+    def claim(self, worker_id: str, timeout: int, queue: str = keys.QUEUE) -> str | None:
         """Move the oldest job id of `queue` into this worker's list; None after `timeout` s."""
-        return self.redis.blmove(queue, keys.processing(worker_id), timeout, "LEFT", "RIGHT")
+        claimed = self.redis.blmove(queue, keys.processing(worker_id), timeout, "LEFT", "RIGHT")
+        return cast("str | None", claimed)
 
     def start(self, job_id: str, worker_id: str, token: str | None = None) -> str | None:
         """Begin an attempt on a claimed job; returns its token, or None if not startable.
@@ -50,7 +54,7 @@ class Claims:
 
     def is_current(self, job_id: str, token: str) -> bool:
         """Whether `token` is still the job's current attempt."""
-        return self.redis.hget(keys.job(job_id), "token") == token
+        return self.text.field(keys.job(job_id), "token") == token
 
     def set_progress(self, job_id: str, token: str, progress: float) -> str:
         """Record progress: 'ok', 'cancel' (stop: a cancel was asked) or 'stale' (stop: the
@@ -98,7 +102,7 @@ class Claims:
     def requeue_orphan(self, job_id: str, dead_worker: str, max_deaths: int) -> str:
         """Take a job from a dead worker: requeue it, or fail it after `max_deaths` deaths."""
         queue = keys.queue_of(job_id)
-        parent = self.redis.hget(keys.job(job_id), "parent") or job_id
+        parent = self.text.field(keys.job(job_id), "parent") or job_id
         return self._requeue_orphan(
             keys=[keys.job(job_id), keys.processing(dead_worker), queue,
                   keys.outbox(dead_worker), keys.inflight(queue), keys.EXPIRY, keys.FINISHED,
@@ -108,12 +112,12 @@ class Claims:
 
     def claimed_by(self, worker_id: str) -> list[str]:
         """Job ids in a worker's processing list."""
-        return self.redis.lrange(keys.processing(worker_id), 0, -1)
+        return self.text.items(keys.processing(worker_id))
 
     # -- callbacks owed ---------------------------------------------------------------------
     def owed_callbacks(self, worker_id: str) -> list[str]:
         """Jobs whose callback this worker owes (it, or a dead worker it adopted, ended them)."""
-        return self.redis.lrange(keys.outbox(worker_id), 0, -1)
+        return self.text.items(keys.outbox(worker_id))
 
     def callback_sent(self, worker_id: str, job_id: str, outcome: str) -> None:
         """Record what became of a callback and strike it from the worker's outbox."""
@@ -122,7 +126,7 @@ class Claims:
 
     def adopt_callbacks(self, dead_worker: str, worker_id: str) -> list[str]:
         """Move a dead worker's owed callbacks to this worker's outbox, one atomic move each."""
-        adopted = []
+        adopted: list[str] = []
         while job_id := self.redis.lmove(keys.outbox(dead_worker), keys.outbox(worker_id)):
-            adopted.append(job_id)
+            adopted.append(cast(str, job_id))
         return adopted

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import cast
 
 import redis
 
@@ -25,6 +26,7 @@ from common.records import (
     render_id,
     separation_id,
 )
+from common.redisconn import TextReads
 
 __all__ = ["CancelResult", "EnqueueResult", "Job", "JobStatus", "JobStore", "Kind",
            "RenditionResult", "render_id", "separation_id"]
@@ -35,6 +37,7 @@ class JobStore(Claims):
 
     def __init__(self, client: redis.Redis, default_model: str):
         self.redis = client
+        self.text = TextReads(client)
         self.default_model = default_model
         script = client.register_script
         self._enqueue = script(jobscripts.ENQUEUE_SEPARATION)
@@ -47,7 +50,7 @@ class JobStore(Claims):
     # -- records ----------------------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
         """The record of one job (a song hash names the default model's separation)."""
-        raw = self.redis.hgetall(keys.job(job_id))
+        raw = self.text.hash(keys.job(job_id))
         return Job.from_redis(job_id, raw) if raw else None
 
     def separation_id(self, song_hash: str, model: str = "") -> str:
@@ -59,7 +62,7 @@ class JobStore(Claims):
 
     def song_jobs(self, song_hash: str) -> list[Job]:
         """Every job of a song, all models and renditions, separations first."""
-        ids = sorted(self.redis.smembers(keys.song(song_hash)), key=lambda i: (i.count(":"), i))
+        ids = sorted(self.text.members(keys.song(song_hash)), key=lambda i: (i.count(":"), i))
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(keys.job(job_id))
@@ -80,7 +83,7 @@ class JobStore(Claims):
         model = model or self.default_model
         job_id = self.separation_id(song_hash, model)
         while True:
-            raw = self.redis.hgetall(keys.job(job_id))
+            raw = self.text.hash(keys.job(job_id))
             if raw and not (job := Job.from_redis(job_id, raw)).may_resubmit():
                 return EnqueueResult.already(job.status)
             result = self._enqueue(
@@ -119,7 +122,7 @@ class JobStore(Claims):
         """Remove every job record of a song (each running attempt thereby loses its token);
         returns their ids. The caller then removes the song's objects."""
         while True:
-            ids = sorted(self.redis.smembers(keys.song(song_hash)))
+            ids = sorted(self.text.members(keys.song(song_hash)))
             job_keys = [key for job_id in ids for key in (
                 keys.job(job_id), keys.queue_of(job_id), keys.inflight(keys.queue_of(job_id)))]
             if self._delete_song(keys=[keys.song(song_hash), keys.EXPIRY, *job_keys],
@@ -128,7 +131,8 @@ class JobStore(Claims):
 
     def expired_songs(self, ended_before: float, limit: int = 100) -> list[str]:
         """Songs whose newest job ended before `ended_before` (a Unix time), oldest first."""
-        return self.redis.zrangebyscore(keys.EXPIRY, "-inf", ended_before, start=0, num=limit)
+        songs = self.redis.zrangebyscore(keys.EXPIRY, "-inf", ended_before, start=0, num=limit)
+        return cast("list[str]", songs)
 
     def sweep_later(self, song_hash: str) -> None:
         """Leave a song for the next sweep, whatever RESULT_TTL_HOURS (its delete failed)."""
@@ -141,12 +145,12 @@ class JobStore(Claims):
 
     def models(self) -> dict[str, list[str]]:
         """Stems of each model a worker registered."""
-        registered = self.redis.hgetall(keys.MODELS)
+        registered = self.text.hash(keys.MODELS)
         return {model: json.loads(stems) for model, stems in registered.items()}
 
     def queued(self, queue: str = keys.QUEUE) -> list[str]:
         """Job ids waiting in a queue, oldest first."""
-        return self.redis.lrange(queue, 0, -1)
+        return self.text.items(queue)
 
     def queue_length(self, queue: str = keys.QUEUE) -> int:
         return self.redis.llen(queue)
@@ -154,8 +158,8 @@ class JobStore(Claims):
     def finished_counts(self) -> dict[str, int]:
         """Jobs ended so far, by outcome: `done`, `cancelled`, `failed:<reason>`; render jobs
         as `render:<outcome>`."""
-        return {k: int(v) for k, v in self.redis.hgetall(keys.FINISHED).items()}
+        return {k: int(v) for k, v in self.text.hash(keys.FINISHED).items()}
 
     def in_flight(self, queue: str = keys.QUEUE) -> list[str]:
         """Job ids being worked on (one entry per running attempt), as the autoscaler counts."""
-        return self.redis.lrange(keys.inflight(queue), 0, -1)
+        return self.text.items(keys.inflight(queue))

@@ -14,6 +14,8 @@ import redis
 from common import keys
 from common.settings import Settings
 
+_HANDLER_NAME = "micro-demucs"  # ours: replaced, not doubled, when set up again
+
 
 class RedisListHandler(logging.Handler):
     """Pushes each record onto the `logging` list, dropping it if Redis is unreachable."""
@@ -39,13 +41,13 @@ def setup_logging(settings: Settings, service: str, client: redis.Redis) -> logg
     """Configure the root logger for a service; returns the service's logger."""
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "micro_demucs", False):
+        if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
     stdout = logging.StreamHandler(sys.stdout)
     stdout.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
     shipped = RedisListHandler(client, settings.hostname, service, settings.log_list_max)
     for handler in (stdout, shipped):
-        handler.micro_demucs = True
+        handler.set_name(_HANDLER_NAME)
         root.addHandler(handler)
     root.setLevel(settings.log_level)
     # Libraries' chatter stays out of the shared list.

@@ -19,7 +19,9 @@ class SettingsError(ValueError):
     """An environment variable holds a value the services cannot use."""
 
 
-# name -> (default, one-line description). Secrets, marked "(secret)", default to empty.
+# name -> (default, one-line description). Secrets, marked "(secret)", default to empty; a
+# service refuses to start with an empty object-store key or a placeholder in any of them
+# (Settings.require_secrets).
 ENVIRONMENT: dict[str, tuple[str, str]] = {
     "REDIS_URL": ("", "Redis URL (redis://[:password@]host:port/db); wins over REDIS_HOST/PORT"),
     "REDIS_HOST": ("localhost", "Redis host when REDIS_URL is empty"),

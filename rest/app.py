@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from common.jobs import JobStore
@@ -23,7 +26,13 @@ from rest.upload import UploadRequest
 _BODY_SLACK = 1.05
 
 
+class _InOrderJson(DefaultJSONProvider):
+    sort_keys = False  # fields in the order the views write them
+
+
 def create_app(settings: Settings | None = None) -> Flask:
+    """The gateway: routes, error handlers, metrics, and clients of Redis and the store (from
+    the environment unless `settings` are given; there the secrets must be set)."""
     settings = settings or Settings.from_env().require_secrets()
     app = Flask(__name__)
     app.request_class = UploadRequest
@@ -31,10 +40,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_UPLOAD_MB"] = settings.max_upload_bytes // (1024 * 1024)
     # Enforced while the body is read, so an oversized upload is refused before parsing.
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_bytes * 4 / 3 * _BODY_SLACK) + 4096
-    app.json.sort_keys = False
-    app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_timeout_s)
-    if settings.proxy_hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)
+    app.json = _InOrderJson(app)
+    # Flask's documented way to add WSGI middleware, which mypy takes for replacing a method.
+    app.wsgi_app = _middleware(app, settings)  # type: ignore[method-assign]
     client = connect(settings, socket_timeout=3)
     app.extensions["redis"] = client
     app.extensions["jobs"] = JobStore(client, settings.default_model)
@@ -45,6 +53,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (api, page, downloads, manage):
         app.register_blueprint(blueprint)
     return app
+
+
+def _middleware(app: Flask, settings: Settings) -> Callable[..., Iterable[bytes]]:
+    """The app behind the body read deadline, and behind PROXY_HOPS trusted proxies."""
+    wrapped: Callable[..., Iterable[bytes]] = BodyDeadline(app.wsgi_app, settings.body_timeout_s)
+    if settings.proxy_hops:
+        wrapped = ProxyFix(wrapped, x_for=settings.proxy_hops)
+    return wrapped
 
 
 def close_app(app: Flask) -> None:

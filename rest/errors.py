@@ -66,15 +66,16 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        message = _HTTP_MESSAGES.get(error.code, error.description)
-        if error.code == 413:
+        code = error.code or 500
+        message = _HTTP_MESSAGES.get(code, error.description or error.name)
+        if code == 413:
             limit = app.config["MAX_UPLOAD_MB"]
             message = f"request body is too large: the limit is {limit} MB of mp3 (base64-encoded)"
-        headers = {"Allow": ", ".join(error.valid_methods)} if getattr(
-            error, "valid_methods", None) else {}
-        if error.code == 408:
+        allowed = getattr(error, "valid_methods", None)  # a 405's
+        headers = {"Allow": ", ".join(allowed)} if allowed else {}
+        if code == 408:
             headers["Connection"] = "close"  # the rest of the body may still come
-        return _render(error.code or 500, message, headers)
+        return _render(code, message, headers)
 
     @app.errorhandler(redis.RedisError)
     def redis_down(error: redis.RedisError):

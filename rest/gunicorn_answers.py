@@ -27,13 +27,15 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, head + body)
 
 
-def _headers_without_server(original):
-    def default_headers(self):
-        return [line for line in original(self) if not line.startswith("Server:")]
-    return default_headers
+_GUNICORN_HEADERS = wsgi.Response.default_headers
+
+
+def _headers_without_server(response: wsgi.Response) -> list[str]:
+    return [line for line in _GUNICORN_HEADERS(response) if not line.startswith("Server:")]
 
 
 def apply() -> None:
     """Patch this worker process's gunicorn (once, after the fork): JSON errors, no Server."""
     util.write_error = write_json_error
-    wsgi.Response.default_headers = _headers_without_server(wsgi.Response.default_headers)
+    # A patch of gunicorn's class, which mypy cannot follow.
+    wsgi.Response.default_headers = _headers_without_server  # type: ignore[method-assign,assignment]

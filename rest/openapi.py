@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from common.tracks import FORMATS, MP3_BITRATES
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -57,7 +59,7 @@ def _errors(*codes: int) -> dict:
     return {str(code): _ERROR for code in codes}
 
 
-_REMOVE = {
+_REMOVE: dict[str, Any] = {
     "summary": "Remove one track of a separated song",
     "parameters": [_HASH, _TRACK, _MODEL, _BITS, _BITRATE],
     "responses": {"200": _json("Removed", "The stem was removed"),

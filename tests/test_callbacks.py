@@ -14,6 +14,7 @@ from tests.helpers import CallbackReceiver, LiveWorker, submit, wait_for, wait_f
 from worker import callback
 
 SECRET = "s3cret"
+BACKOFF_S = 0.05  # the service waits 0.5 s, then 1 s: the same steps, shorter
 
 
 def sending(**overrides) -> Settings:
@@ -33,7 +34,7 @@ def assert_signed(request: dict, secret: str) -> None:
 def test_a_delivery_is_signed_and_keeps_its_id_across_retries():
     with CallbackReceiver(answer=[503, 200]) as receiver:
         outcome = callback.send(receiver.url, {"song": "x", "n": [1, 2]}, "abc.1.done",
-                                sending(callback_secret=SECRET))
+                                sending(callback_secret=SECRET), backoff_s=BACKOFF_S)
         assert outcome == "delivered: HTTP 200"
         assert receiver.count == 2
         assert {r["headers"]["X-Delivery-Id"] for r in receiver.requests} == {"abc.1.done"}
@@ -51,9 +52,13 @@ def test_without_a_secret_there_is_no_signature():
 
 def test_a_failing_receiver_gets_a_few_attempts_then_the_failure_is_reported():
     with CallbackReceiver(answer=500) as receiver:
-        outcome = callback.send(receiver.url, {}, "id", sending(callback_retries=3))
+        outcome = callback.send(receiver.url, {}, "id", sending(callback_retries=3),
+                                backoff_s=BACKOFF_S)
         assert outcome == "failed: HTTP 500"
         assert receiver.count == 3
+        # Each attempt waits twice as long as the one before it.
+        first, second, third = (request["at"] for request in receiver.requests)
+        assert second - first >= BACKOFF_S and third - second >= 2 * BACKOFF_S
 
 
 def test_a_refusing_receiver_is_not_asked_again():
@@ -73,7 +78,8 @@ def test_a_redirect_is_not_followed():
 def test_a_hanging_receiver_is_given_up_on_after_the_timeout():
     with CallbackReceiver(hang=True) as receiver:
         outcome = callback.send(receiver.url, {}, "id",
-                                sending(callback_timeout_s=0.5, callback_retries=2))
+                                sending(callback_timeout_s=0.5, callback_retries=2),
+                                backoff_s=BACKOFF_S)
         # Given up while the receiver still holds both requests: the timeout, not the receiver,
         # ended the wait.
         assert not receiver.released.is_set()

@@ -25,7 +25,7 @@ def test_lines_are_pushed_in_the_agreed_format_and_the_list_is_bounded(make_sett
         assert redis_client.llen("logging") == 0
     finally:
         for handler in list(logging.getLogger().handlers):
-            if getattr(handler, "micro_demucs", False):
+            if handler.get_name() == "micro-demucs":
                 logging.getLogger().removeHandler(handler)
 
 

@@ -56,7 +56,7 @@ def running(make_settings, redis_client, storage):
         thread.join(30)
     TestLoop.release.clear()
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "micro_demucs", False)]:
+    for handler in [h for h in root.handlers if h.get_name() == "micro-demucs"]:
         root.removeHandler(handler)
 
 

@@ -20,6 +20,7 @@ from common.netguard import UnsafeUrl, address_allowed, check_callback_url, lite
 from common.settings import Settings
 
 log = logging.getLogger("worker")
+BACKOFF_S = 0.5  # before the second attempt; doubled before each one after
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -34,9 +35,10 @@ def _safe_address(host: str, port: int, allow_private: bool) -> str:
     except socket.gaierror as error:
         log.warning("callback host %s does not resolve: %s", host, error)
         raise UnsafeUrl(f"cannot resolve {host}") from None
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     for address in addresses:
-        if not address_allowed(literal_address(address), allow_private):
+        literal = literal_address(address)
+        if literal is None or not address_allowed(literal, allow_private):
             # What internal names resolve to stays in the log; the job record (which anyone
             # with the hash may read) says only that it was refused.
             log.warning("callback host %s resolves to the non-public address %s", host, address)
@@ -49,16 +51,22 @@ def _host_header(host: str, port: int) -> str:
     return name if port in (80, 443) else f"{name}:{port}"
 
 
-def _pool(scheme: str, host: str, address: str, port: int, timeout: float):
-    options = {"timeout": urllib3.Timeout(total=timeout), "retries": False, "maxsize": 1}
+def _pool(scheme: str, host: str, address: str, port: int,
+          timeout: float) -> urllib3.HTTPConnectionPool:
+    """A one-connection pool to the checked address, no retries (send() retries)."""
+    limit = urllib3.Timeout(total=timeout)
     if scheme == "https":
         return urllib3.HTTPSConnectionPool(address, port, server_hostname=host,
-                                           assert_hostname=host, **options)
-    return urllib3.HTTPConnectionPool(address, port, **options)
+                                           assert_hostname=host, timeout=limit, retries=False,
+                                           maxsize=1)
+    return urllib3.HTTPConnectionPool(address, port, timeout=limit, retries=False, maxsize=1)
 
 
-def send(url: str, data, delivery_id: str, settings: Settings) -> str:
-    """Deliver `data` as JSON; returns what happened, for the job record. Never raises."""
+def send(url: str, data: object, delivery_id: str, settings: Settings, *,
+         backoff_s: float = BACKOFF_S) -> str:
+    """Deliver `data` as JSON; returns what happened, for the job record. Never raises.
+
+    Attempts after a failure wait `backoff_s`, then twice as long each time."""
     try:
         scheme, host, port = check_callback_url(url, settings.callback_allow_private)
         address = _safe_address(host, port, settings.callback_allow_private)
@@ -91,5 +99,5 @@ def send(url: str, data, delivery_id: str, settings: Settings) -> str:
                     outcome += " (redirects are not followed)"
                 return outcome  # the receiver refused it; sending again will not help
         if attempt < settings.callback_retries:
-            time.sleep(0.5 * 2 ** (attempt - 1))
+            time.sleep(backoff_s * 2 ** (attempt - 1))
     return outcome

@@ -1,6 +1,6 @@
 """Download the Demucs model named by DEMUCS_MODEL / DEMUCS_REPO into the caches, at image build.
 
-`python -m worker.fetch_model` loads the model once, the same way the worker does, so its files
+`python -m worker.fetch_model` loads the model once with the worker's own loader, so its files
 land in the Hugging Face cache under HF_HOME (or TORCH_HOME for legacy checkpoints). It prints
 one line and exits 0 when the model loads, or one line naming the problem and exits 1.
 """
@@ -8,19 +8,16 @@ one line and exits 0 when the model loads, or one line naming the problem and ex
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from common.settings import Settings
+from worker.errors import ModelLoadError
 
 
 def fetch(name: str, repo: str) -> str:
     """Load model `name` (from folder `repo` when given) and return a one-line summary."""
-    from demucs.pretrained import get_model  # imports torch: keep it out of module import
+    from worker.model import load_model  # imports torch: keep it out of module import
 
-    repo_path = Path(repo) if repo else None
-    if repo_path is not None and not repo_path.is_dir():
-        raise FileNotFoundError(f"DEMUCS_REPO={repo} is not a directory")
-    model = get_model(name, repo_path)
+    model = load_model(name, repo)
     return f"{name}: {', '.join(model.sources)} at {model.samplerate} Hz"
 
 
@@ -29,7 +26,10 @@ def main() -> int:
     try:
         settings = Settings.from_env()
         summary = fetch(settings.demucs_model, settings.demucs_repo)
-    except (Exception, SystemExit) as exc:  # demucs calls sys.exit on some bad repos
+    except ModelLoadError as error:  # names the model, where it was looked for, what to set
+        print(f"fetch_model: {error}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bad setting
         reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
         print(f"fetch_model: cannot load Demucs model: {reason}", file=sys.stderr)
         return 1

@@ -1,4 +1,10 @@
-"""The worker's heartbeat: a Redis key with a short TTL, refreshed by a thread while it lives."""
+"""Worker membership, all of it: a worker joins the `workers` set with its first heartbeat (a
+Redis key with a short TTL, refreshed by a thread while it lives), and a reaper takes it out once
+the heartbeat expired and the worker holds and owes nothing.
+
+The first heartbeat is also when a worker is ready: it beats once its model is loaded, just
+before it claims its first job (`beat_since`, for whoever starts workers and waits for them).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from collections.abc import Callable
 import redis
 
 from common import keys
+from common.redisconn import TextReads
 
 log = logging.getLogger("worker")
 
@@ -23,7 +30,24 @@ def beat(client: redis.Redis, worker_id: str, ttl_s: int) -> None:
 
 
 def is_alive(client: redis.Redis, worker_id: str) -> bool:
+    """Whether the worker's heartbeat has not expired."""
     return bool(client.exists(keys.heartbeat(worker_id)))
+
+
+def beat_since(client: redis.Redis, worker_id: str, since: float) -> bool:
+    """Whether the worker beat at or after `since` (a Unix time): started and claiming."""
+    last = TextReads(client).value(keys.heartbeat(worker_id))
+    return last is not None and float(last) >= since
+
+
+def members(client: redis.Redis) -> set[str]:
+    """Every worker that joined and was not yet forgotten, alive or not."""
+    return TextReads(client).members(keys.WORKERS)
+
+
+def forget(client: redis.Redis, worker_id: str) -> None:
+    """Take a dead worker out, once it holds and owes nothing (the reaper decides)."""
+    client.srem(keys.WORKERS, worker_id)
 
 
 class Heartbeat(threading.Thread):

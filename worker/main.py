@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from functools import partial
 
 import redis
 
@@ -90,7 +91,7 @@ class Worker(ClaimLoop):
     def _remove_stems(self, song_hash: str) -> None:
         try:
             for stem in self.separator.sources:
-                retry(lambda s=stem: self.storage.remove_lossless(song_hash, self.model, s),
+                retry(partial(self.storage.remove_lossless, song_hash, self.model, stem),
                       f"removing the {stem} stem")
         except StorageError as error:
             log.error("song %s: stems of a cancelled or deleted job left in the store (%s)",

@@ -20,7 +20,8 @@ import redis
 
 from common import keys
 from common.jobs import JobStore
-from worker.heartbeat import is_alive
+from common.redisconn import TextReads
+from worker.heartbeat import forget, is_alive, members
 
 log = logging.getLogger("worker")
 
@@ -46,7 +47,7 @@ def reap_once(jobs: JobStore, self_id: str, max_deaths: int, lock_ttl_s: int = 3
         return {}
     outcomes: dict[str, str] = {}
     try:
-        for worker_id in client.smembers(keys.WORKERS):
+        for worker_id in members(client):
             if worker_id == self_id or is_alive(client, worker_id):
                 continue
             outcomes.update(requeue_jobs_of(jobs, worker_id, max_deaths))
@@ -54,11 +55,11 @@ def reap_once(jobs: JobStore, self_id: str, max_deaths: int, lock_ttl_s: int = 3
                 log.warning("song %s: worker %s died owing its callback; sending it",
                             job_id, worker_id)
             if not jobs.claimed_by(worker_id) and not jobs.owed_callbacks(worker_id):
-                client.srem(keys.WORKERS, worker_id)
+                forget(client, worker_id)
         if sweep is not None:
             sweep()
     finally:
-        if client.get(keys.REAPER_LOCK) == lock:
+        if TextReads(client).value(keys.REAPER_LOCK) == lock:
             client.delete(keys.REAPER_LOCK)
     return outcomes
 

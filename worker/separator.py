@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from demucs.apply import apply_model
-from demucs.pretrained import get_model
 
 from common.settings import Settings
 from worker.batched import BatchedModel, count_segments
 from worker.cores import usable_cores
 from worker.errors import ModelLoadError, SeparationFailed
+from worker.model import load_model
 
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]
@@ -27,23 +26,6 @@ def pick_device(setting: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"DEMUCS_DEVICE={setting} but no CUDA device is available")
     return device
-
-
-def load_model(name: str, repo: str) -> torch.nn.Module:
-    """The model by name, from `repo` when set, else the Hugging Face hub or its cache."""
-    where = f"the local folder {repo}" if repo else (
-        "the Hugging Face hub and its cache (HF_HOME), then dl.fbaipublicfiles.com")
-    if repo and not Path(repo).is_dir():
-        raise ModelLoadError(f"cannot load Demucs model {name!r}: DEMUCS_REPO={repo} is not a "
-                             "folder")
-    try:
-        model = get_model(name, Path(repo) if repo else None)
-    except (Exception, SystemExit) as error:  # demucs reports some failures by sys.exit
-        detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"cannot load Demucs model {name!r} from {where}: {detail}. "
-                             "Provide the weights there, or set DEMUCS_MODEL/DEMUCS_REPO") from None
-    model.eval()
-    return model
 
 
 class Separator:
