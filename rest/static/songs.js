@@ -144,13 +144,16 @@ export class SongList {
   }
 
   setState(entry, status, percent, words) {
+    // Unchanged, nothing is touched: the status is not announced again, focus stays put.
+    if (entry.state.textContent === words && entry.status === status) return;
+    const newStatus = entry.status !== status;
     entry.status = status;
     entry.item.dataset.state = status;
     entry.state.textContent = words;
     entry.bar.setAttribute("aria-valuenow", String(percent));
     entry.bar.setAttribute("aria-valuetext", words);
     entry.bar.firstChild.style.width = `${percent}%`;
-    if (entry.song.hash) this.showActions(entry);
+    if (entry.song.hash && newStatus) this.showActions(entry);
   }
 
   showActions(entry) {
