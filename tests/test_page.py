@@ -233,9 +233,10 @@ def test_a_file_that_is_not_audio_is_refused_with_an_alert_and_nothing_is_stored
 
 
 def test_each_refusal_says_what_to_do_next(live_stack, storage, open_page, make_mp3):
-    base_url = live_stack.start_rest(API_KEYS="writer,other,reader:ro", RATE_LIMIT_PER_MIN="1",
-                                     MAX_UPLOAD_MB="1", MAX_DURATION_S="2",
-                                     MAX_QUEUE_LENGTH="1")
+    # Reads need a key too: the page's status and queue requests carry it as well.
+    base_url = live_stack.start_rest(API_KEYS="writer,other,reader:ro", PROTECT_READS="true",
+                                     RATE_LIMIT_PER_MIN="1", MAX_UPLOAD_MB="1",
+                                     MAX_DURATION_S="2", MAX_QUEUE_LENGTH="1")
     page, _ = open_page(base_url + "/")
     alert = page.get_by_role("alert")
     short, other = make_mp3(1.5, seed=1), make_mp3(1.5, seed=2)
@@ -258,7 +259,7 @@ def test_each_refusal_says_what_to_do_next(live_stack, storage, open_page, make_
     answer_to("long.mp3", make_mp3(3, seed=3), "Trim the song or pick a shorter one")  # 422
     upload(page, ("fits.mp3", short))  # takes this key's one write a minute and the queue
     expect(page.get_by_role("progressbar", name="Progress of fits.mp3")).to_have_attribute(
-        "aria-valuetext", re.compile("^Queued"))
+        "aria-valuetext", "Queued, 1st of 1 in the queue")
     answer_to("more.mp3", other, "Too many submissions")  # 429
     use_key("other")
     answer_to("more.mp3", other, "The service is unavailable: the queue is full")  # 503
