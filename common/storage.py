@@ -52,10 +52,6 @@ def rendition_object(song_hash: str, model: str, rendition: str, track: str) -> 
     return f"{song_hash}/{model}/{rendition}/{track}"
 
 
-def stem_object(song_hash: str, stem: str) -> str:
-    return f"{song_hash}/{tracks.track_name(stem, 'mp3')}"
-
-
 # Lossless stems are stored divided by this gain, so that a stem up to 18 dB above full scale
 # keeps its shape in 24-bit FLAC (21 bits left, about 126 dB): readers multiply it back before
 # any clip rescaling of their own.
@@ -178,38 +174,6 @@ class Storage:
 
     def get_output(self, name: str) -> bytes:
         return self._get(self.output_bucket, name)
-
-    # -- stems ------------------------------------------------------------------------
-    def put_stem(self, song_hash: str, stem: str, data: bytes) -> None:
-        self._put(self.output_bucket, stem_object(song_hash, stem), data)
-
-    def stem_exists(self, song_hash: str, stem: str) -> bool:
-        return self._exists(self.output_bucket, stem_object(song_hash, stem))
-
-    def stream_stem(self, song_hash: str, stem: str) -> tuple[int, Iterator[bytes]]:
-        """Size and chunks of a stem, for streaming it to a client."""
-        response = self._call(self.client.get_object, self.output_bucket,
-                              stem_object(song_hash, stem))
-        size = int(response.headers.get("Content-Length", 0))
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from response.stream(64 * 1024)
-            finally:
-                response.close()
-                response.release_conn()
-
-        return size, chunks()
-
-    def remove_stem(self, song_hash: str, stem: str) -> None:
-        self._call(self.client.remove_object, self.output_bucket, stem_object(song_hash, stem))
-
-    def stems(self, song_hash: str) -> list[str]:
-        """Names of the stems stored for a song."""
-        objects = self._call(lambda: list(self.client.list_objects(
-            self.output_bucket, prefix=f"{song_hash}/")))
-        return sorted(tracks.parse_track(obj.object_name.rsplit("/", 1)[1]).stem
-                      for obj in objects if not obj.is_dir)
 
     # -- every object of a song -------------------------------------------------------------
     def remove_output(self, names: list[str]) -> None:

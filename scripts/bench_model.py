@@ -21,9 +21,10 @@ import torch
 from demucs.apply import apply_model
 from demucs.htdemucs import HTDemucs
 
+from common.tracks import FOUR_STEMS
 from worker.batched import BatchedModel, resolve_precision
 
-SOURCES = ["drums", "bass", "other", "vocals"]
+SOURCES = list(FOUR_STEMS)
 # The released htdemucs model's arguments (demucs/remote/htdemucs.yaml with its training config).
 HTDEMUCS_KWARGS = dict(sources=SOURCES, segment=Fraction(39, 5), channels=48, depth=4,
                        dconv_mode=3, t_layers=5, bottom_channels=512, nfft=4096)

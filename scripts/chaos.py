@@ -32,12 +32,12 @@ from common import keys
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage
-from common.tracks import default_rendition
+from common.tracks import FOUR_STEMS, default_rendition
 from scripts import stack
 from scripts.hostile import hostile_round
 from scripts.make_samples import song_mp3
 
-STEMS = ["bass", "drums", "other", "vocals"]
+STEMS = sorted(FOUR_STEMS)
 FINAL = ("done", "failed")
 
 

@@ -21,7 +21,7 @@ from common import keys, tracks
 from common.jobs import Job, JobStore
 from scripts import stack
 
-STEMS = ["bass", "drums", "other", "vocals"]
+STEMS = sorted(tracks.FOUR_STEMS)
 MODEL = "demucs_unittest"  # the model the tests' workers load
 
 
