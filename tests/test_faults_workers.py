@@ -190,12 +190,15 @@ def test_sigterm_lets_the_current_song_finish_and_exits_0(live_stack, redis_clie
         proxy.close()
 
 
-def test_sigterm_past_the_grace_period_hands_the_song_back(live_stack, redis_client, jobs,
-                                                           make_mp3):
+@pytest.mark.parametrize(("grace", "signals"), [("0", 1), ("600", 2)])
+def test_sigterm_past_the_grace_period_or_a_second_one_hands_the_song_back(
+        live_stack, redis_client, jobs, make_mp3, grace, signals):
     base_url, song_hash, leaving, staying = one_of_two_claims(
-        live_stack, redis_client, make_mp3(8, seed=17), SHUTDOWN_GRACE_S="0")
+        live_stack, redis_client, make_mp3(8, seed=17), SHUTDOWN_GRACE_S=grace)
     wait_for_job(jobs, song_hash, lambda j: j.status == "processing")
-    leaving.process.send_signal(signal.SIGTERM)
+    for _ in range(signals):  # a second signal stops at once, whatever the grace period
+        leaving.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: "finishing the current job" in leaving.log(), 30, "signal unheard")
     assert leaving.process.wait(60) == 0, leaving.log()
     assert "handed back to the queue at shutdown" in leaving.log()
     final = wait_for_status(base_url, song_hash)

@@ -45,6 +45,9 @@ class Worker(ClaimLoop):
 
     def prepare(self) -> None:
         """Register the model's stems, so the gateway offers exactly those."""
+        if self.model not in self.settings.demucs_models:
+            log.warning("DEMUCS_MODEL=%s is not in DEMUCS_MODELS (%s): no song will be queued "
+                        "for it", self.model, ",".join(self.settings.demucs_models))
         self.jobs.register_model(self.model, self.separator.sources)
 
     def handle(self, attempt: Attempt) -> None:
