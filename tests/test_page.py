@@ -125,6 +125,13 @@ def song_hash_of(page, name: str = "") -> str:
     return row.get_by_role("link", name="Link to this song").get_attribute("href")[1:]
 
 
+def unnamed_controls(page) -> list[str]:
+    """Controls without an accessible name, from the page's accessibility tree."""
+    tree = page.locator("body").aria_snapshot()
+    return re.findall(r"^\s*- (?:button|slider|combobox|textbox|link|spinbutton|meter|"
+                      r"progressbar)(?::.*)?$", tree, re.MULTILINE)
+
+
 def stored_objects(storage) -> list[str]:
     return [obj.object_name for bucket in (storage.songs_bucket, storage.output_bucket)
             for obj in storage.client.list_objects(bucket, recursive=True)]
@@ -162,6 +169,8 @@ def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
             "href", f"/apiv1/track/{song_hash}/{stem}.mp3")
         expect(page.get_by_role("button", name=f"Mute {stem}")).to_be_visible()
         expect(page.get_by_label(f"{stem} volume")).to_be_visible()
+
+    assert unnamed_controls(page) == []
 
     play = page.get_by_role("button", name="Play groove.mp3")
     play.click()
