@@ -147,8 +147,8 @@ _PATHS = {
 _SCHEMAS = {
     "Submission": {"type": "object", "required": ["mp3"], "properties": {
         "mp3": {"type": "string", "description": "The audio file (MP3, WAV, FLAC, Ogg Vorbis or "
-                                                 "ADTS AAC), standard base64 (whitespace "
-                                                 "ignored)"},
+                                                 "AAC in M4A or ADTS), standard base64 "
+                                                 "(whitespace ignored)"},
         **_OPTION_PROPERTIES,
         "callback": {"type": "object", "required": ["url"], "properties": {
             "url": {"type": "string", "maxLength": 2048,

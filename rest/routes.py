@@ -64,19 +64,19 @@ def _enqueue(song: Submission) -> dict:
     if jobs.queue_length(queue) >= settings.max_queue_length:
         raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
     started = time.monotonic()
-    upload = song_object(song.song_hash, song.info.ext)
-    stored_before = storage.song_exists(song.song_hash, song.info.ext)
+    upload = song_object(song.song_hash, song.ext)
+    stored_before = storage.song_exists(song.song_hash, song.ext)
     if not stored_before:
-        storage.put_song_stream(song.song_hash, song.info.ext, song.audio, song.size)
+        storage.put_song_stream(song.song_hash, song.ext, song.audio, song.size)
     try:
         result = jobs.enqueue(song.song_hash, song.callback, settings.max_queue_length,
                               time.monotonic() - started, model=song.model,
                               rendition=song.rendition.id, input_object=upload)
     except redis.RedisError:
-        _forget_upload(song.song_hash, song.info.ext, stored_before)
+        _forget_upload(song.song_hash, song.ext, stored_before)
         raise
     if result is EnqueueResult.QUEUE_FULL:
-        _forget_upload(song.song_hash, song.info.ext, stored_before)
+        _forget_upload(song.song_hash, song.ext, stored_before)
         raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
     log.info("song %s (%s, %.1f s of audio, %s, %s): %s", song.song_hash, song.info.format,
              song.info.duration_s, song.model, song.rendition.id, result.value)

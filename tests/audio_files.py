@@ -19,13 +19,20 @@ _SNDFILE = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG",
 _FFMPEG = {"aac": ("adts", "aac"), "m4a": ("ipod", "aac")}
 
 
-def _ffmpeg(audio: np.ndarray, rate: int, container: str, codec: str) -> bytes:
+def alac_m4a(seconds: float = 1, rate: int = 44100) -> bytes:
+    """Lossless ALAC in an M4A, which the service recognises and refuses."""
+    return _ffmpeg(synthesize(seconds, rate).astype(np.float32), rate, "ipod", "alac", "s16p")
+
+
+def _ffmpeg(audio: np.ndarray, rate: int, container: str, codec: str,
+            sample_format: str = "fltp") -> bytes:
     buffer = io.BytesIO()
     layout = "stereo" if audio.shape[0] == 2 else "mono"
     with av.open(buffer, "w", format=container) as output:
         stream = output.add_stream(codec, rate=rate, layout=layout)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio, dtype=np.float32),
-                                           format="fltp", layout=layout)
+        samples = audio if sample_format == "fltp" else (audio * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples), format=sample_format,
+                                           layout=layout)
         frame.sample_rate = rate
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             output.mux(packet)

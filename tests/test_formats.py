@@ -3,12 +3,14 @@ and files that only look like audio refused; the worker's decoder reads what is 
 
 from __future__ import annotations
 
+import io
 import struct
 
 import pytest
 
-from rest.probe import DECODED, NotAudio, Undecodable, mp4, probe
-from tests.audio_files import FORMATS, audio_file
+from rest.probe import DECODED, NotAudio, Undecodable, probe
+from rest.probe.m4a_adts import to_adts
+from tests.audio_files import FORMATS, alac_m4a, audio_file
 from worker.audio import decode
 from worker.errors import DecodeFailed
 
@@ -17,8 +19,7 @@ from worker.errors import DecodeFailed
 @pytest.mark.parametrize("seconds, rate, channels", [(3, 44100, 2), (2, 22050, 1),
                                                      (1.5, 48000, 2)])
 def test_each_format_is_recognised_with_its_length(fmt, seconds, rate, channels):
-    data = audio_file(fmt, seconds, rate=rate, channels=channels)
-    info = mp4.probe(data) if fmt == "m4a" else probe(data)
+    info = probe(audio_file(fmt, seconds, rate=rate, channels=channels))
     assert info.format == fmt
     assert info.sample_rate == rate
     # Lossy encoders add a frame or two of priming and padding.
@@ -114,9 +115,20 @@ def test_the_worker_decodes_every_format_the_gateway_accepts(fmt):
     assert abs(wav.shape[1] / 44100 - probe(data).duration_s) < 0.1
 
 
-def test_m4a_is_refused_while_the_worker_cannot_decode_it():
-    m4a = audio_file("m4a", 2)
-    with pytest.raises(Undecodable, match="M4A"):
-        probe(m4a)
+def test_the_aac_of_an_m4a_is_rewritten_as_adts_that_the_worker_decodes():
+    m4a = audio_file("m4a", 2, rate=22050, channels=1)
     with pytest.raises(DecodeFailed, match="could not be decoded"):
-        decode(m4a, 44100, 2)
+        decode(m4a, 44100, 2)  # the decoder reads no MP4 container
+    adts = io.BytesIO()
+    written = to_adts(m4a, adts)
+    assert written == len(adts.getvalue()) and written < len(m4a)
+    info = probe(adts.getvalue())
+    assert (info.format, info.sample_rate, info.channels) == ("aac", 22050, 1)
+    wav = decode(adts.getvalue(), 44100, 2)
+    # Only the M4A's edit list (the encoder's priming, a frame or two) is not carried over.
+    assert 0 <= wav.shape[1] / 44100 - probe(m4a).duration_s < 0.1
+
+
+def test_alac_in_m4a_is_refused_by_name():
+    with pytest.raises(Undecodable, match="ALAC"):
+        probe(alac_m4a())

@@ -12,19 +12,15 @@ import math
 
 from rest import mp3probe
 from rest.probe import adts, flac, mp4, ogg, wav
-from rest.probe.common import AudioInfo, Buffer, NotAudio, skip_id3v2
+from rest.probe.common import AudioInfo, Buffer, NotAudio, Undecodable, skip_id3v2
 
 __all__ = ["AudioInfo", "NotAudio", "Undecodable", "probe", "FORMATS", "DECODED"]
 
 # What the gateway accepts, as the names a client reads in errors and docs.
-FORMATS = "MP3, WAV, FLAC, Ogg Vorbis or AAC in ADTS (.aac)"
-# The formats the worker's decoder (sphn, on Symphonia) reads. It reads no MP4 container, so an
-# M4A is recognised and refused at once rather than failing in the worker after the queue.
+FORMATS = "MP3, WAV, FLAC, Ogg Vorbis or AAC (M4A or ADTS .aac)"
+# The formats the worker's decoder (sphn, on Symphonia) reads. It reads no MP4 container: the
+# AAC of an M4A is stored as ADTS (rest/probe/m4a_adts.py), and ALAC in M4A is refused.
 DECODED = ("mp3", "wav", "flac", "ogg", "aac")
-
-
-class Undecodable(NotAudio):
-    """Audio in a format the service recognises but its decoder does not read."""
 
 
 def probe(data: Buffer, stop_after_s: float = math.inf) -> AudioInfo:
@@ -39,9 +35,7 @@ def probe(data: Buffer, stop_after_s: float = math.inf) -> AudioInfo:
     if data[0:4] == b"OggS":
         return ogg.probe(data)
     if data[4:8] == b"ftyp":
-        info = mp4.probe(data)
-        raise Undecodable(f"the file is M4A ({info.duration_s:.0f} s), which this service's "
-                          f"decoder does not read; send {FORMATS}, e.g. the same AAC as .aac")
+        return mp4.probe(data)
     start = skip_id3v2(data, 0)
     if data[start:start + 4] == b"fLaC":
         return flac.probe(data, start)

@@ -12,6 +12,10 @@ class NotAudio(ValueError):
     """The bytes are not audio the service can read; the message says why."""
 
 
+class Undecodable(NotAudio):
+    """Audio in a format the service recognises but its decoder does not read."""
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     """A recognised upload: its format (also the object's extension) and length."""
@@ -20,10 +24,6 @@ class AudioInfo:
     duration_s: float
     sample_rate: int
     channels: int = 0  # 0: not stated in a header the probe reads
-
-    @property
-    def ext(self) -> str:
-        return self.format
 
 
 def u16le(data: Buffer, pos: int) -> int:
