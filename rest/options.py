@@ -14,16 +14,17 @@ from common.settings import Settings
 from common.tracks import Rendition, TrackError
 from rest.errors import ApiError
 
-OPTION_NAMES = ("model", "two_stems", "format", "bits", "bitrate")
-
 
 def models(settings: Settings, jobs: JobStore) -> list[dict]:
     """The models this deployment serves, the default first, each with its stems."""
     registered = jobs.models()
-    return [{"name": name,
-             "stems": registered.get(name) or list(tracks.known_stems(name)),
-             "default": index == 0}
+    return [{"name": name, "stems": _stems(name, registered), "default": index == 0}
             for index, name in enumerate(settings.demucs_models)]
+
+
+def _stems(model: str, registered: Mapping[str, list[str]]) -> list[str]:
+    """A model's stems as its workers registered them, else those Demucs publishes for it."""
+    return registered.get(model) or list(tracks.known_stems(model))
 
 
 def model_param(value, settings: Settings) -> str:
@@ -38,8 +39,8 @@ def model_param(value, settings: Settings) -> str:
 
 
 def stems_of(model: str, jobs: JobStore) -> list[str]:
-    """A served model's stems: registered by its workers, else those Demucs publishes."""
-    return jobs.models().get(model) or list(tracks.known_stems(model))
+    """A served model's stems (see _stems)."""
+    return _stems(model, jobs.models())
 
 
 def _whole(value, name: str) -> int | None:
