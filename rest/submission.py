@@ -76,8 +76,8 @@ def _from_json(request: Request, settings: Settings, jobs: JobStore) -> Submissi
         raise ApiError(413, f"the file is {len(data)} bytes; the limit is "
                             f"{settings.max_upload_bytes} bytes")
     info = check_audio(data, settings)
-    stored = _as_stored(data, info, io.BytesIO(data), len(data))
-    return Submission(song_hash, *stored[:2], info, stored[2], callback, model, rendition)
+    audio, size, ext = _as_stored(data, info, io.BytesIO(data), len(data))
+    return Submission(song_hash, audio, size, info, ext, callback, model, rendition)
 
 
 def _callback_text(text: str | None, settings: Settings) -> dict | None:
