@@ -168,7 +168,9 @@ class LiveStack:
         process = stack.start_worker(env, self.folder / f"worker-{number}.log")
         self.workers.append(process)
         if not self.renderers:
-            self.start_render()
+            # Render jobs end songs and send their callbacks: the same settings, its own name.
+            shared = {k: v for k, v in extra.items() if k not in ("WORKER_ID", "METRICS_PORT")}
+            self.start_render(**shared)
         return process
 
     def start_render(self, **extra: str):
@@ -182,6 +184,10 @@ class LiveStack:
 
     def worker_log(self, number: int = 1) -> str:
         return (self.folder / f"worker-{number}.log").read_text()
+
+    def render_log(self, number: int = 1) -> str:
+        """The log of a render worker: the one that ends songs and sends their callbacks."""
+        return (self.folder / f"render-{number}.log").read_text()
 
     def stop(self) -> None:
         for process in [*self.workers, *self.renderers, self.rest]:
