@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import MinioException, S3Error
 
 from common import tracks
@@ -150,15 +151,15 @@ class Storage:
     def remove_song(self, song_hash: str, ext: str = "mp3") -> None:
         self._call(self.client.remove_object, self.songs_bucket, song_object(song_hash, ext))
 
-    def get_input(self, name: str) -> bytes:
-        """The bytes of upload `name` in the songs bucket."""
-        return self._get(self.songs_bucket, name)
+    def download_input(self, name: str, path: str) -> None:
+        """Upload `name` of the songs bucket into the file `path`, without holding it."""
+        self._call(self.client.fget_object, self.songs_bucket, name, path)
 
     # -- lossless stems ---------------------------------------------------------------
-    def put_lossless(self, song_hash: str, model: str, stem: str, data: bytes) -> None:
-        self._call(self.client.put_object, self.output_bucket,
-                   lossless_object(song_hash, model, stem), io.BytesIO(data), len(data),
-                   content_type="audio/flac")
+    def lossless_upload(self, song_hash: str, model: str, stem: str) -> PartUpload:
+        """A multipart upload of one lossless stem, visible only once completed."""
+        return PartUpload(self, self.output_bucket, lossless_object(song_hash, model, stem),
+                          "audio/flac")
 
     def remove_lossless(self, song_hash: str, model: str, stem: str) -> None:
         self._call(self.client.remove_object, self.output_bucket,
@@ -222,3 +223,46 @@ class Storage:
                 response.release_conn()
 
         return size, chunks()
+
+
+class PartUpload:
+    """One object written in numbered parts (any order, each but the last >= PART_SIZE).
+
+    Nothing is visible until `complete`; `abort` drops the parts. minio-py has no public
+    multipart calls, so this uses its internal ones (minio is pinned in the requirements).
+    """
+
+    PART_SIZE = 5 * 2**20  # the S3 minimum for every part but the last
+
+    def __init__(self, storage: Storage, bucket: str, name: str, content_type: str):
+        self.storage, self.bucket, self.name = storage, bucket, name
+        self.headers = {"Content-Type": content_type}
+        self.upload_id: str | None = None
+        self.parts: dict[int, str] = {}  # part number -> etag
+
+    def put_part(self, number: int, data: bytes) -> None:
+        client = self.storage.client
+        if self.upload_id is None:
+            self.upload_id = self.storage._call(client._create_multipart_upload, self.bucket,
+                                                self.name, dict(self.headers))
+        self.parts[number] = self.storage._call(client._upload_part, self.bucket, self.name,
+                                                data, None, self.upload_id, number)
+
+    def put_whole(self, data: bytes) -> None:
+        """Store the object in one PUT (no part sent before)."""
+        self.storage._call(self.storage.client.put_object, self.bucket, self.name,
+                           io.BytesIO(data), len(data), content_type=self.headers["Content-Type"])
+
+    def complete(self) -> None:
+        """Store the object made of the parts sent."""
+        parts = [Part(n, etag) for n, etag in sorted(self.parts.items())]
+        self.storage._call(self.storage.client._complete_multipart_upload, self.bucket,
+                           self.name, self.upload_id, parts)
+        self.upload_id = None
+
+    def abort(self) -> None:
+        """Drop the parts sent; nothing of this upload stays in the store."""
+        if self.upload_id is not None:
+            self.storage._call(self.storage.client._abort_multipart_upload, self.bucket,
+                               self.name, self.upload_id)
+            self.upload_id = None

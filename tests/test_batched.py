@@ -17,6 +17,7 @@ from worker.batched import (
     count_segments,
     cpu_has_native_bf16,
     fixed_shape,
+    members,
     next_batch,
     plan,
     resolve_precision,
@@ -149,3 +150,37 @@ def test_attention_skips_the_fast_path_only_inside_our_forward(mix):
     BatchedModel(model, "cpu", "fp32", 1).separate(mix, 0.25)
     assert seen and not any(seen)
     assert torch.backends.mha.get_fastpath_enabled()
+
+
+def blocks_of(mix: torch.Tensor, sizes: list[int], read: list[int]):
+    """`mix` in blocks cycling through `sizes`; `read` keeps the count of samples handed out."""
+    start, index = 0, 0
+    while start < mix.shape[-1]:
+        block = mix[:, start:start + sizes[index % len(sizes)]]
+        start, index = start + block.shape[-1], index + 1
+        read[0] = start
+        yield block
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_streamed_song_equals_stock_and_is_read_and_handed_on_as_it_goes(name):
+    """12 s (16 segments of 1 s, or 12 of 1.3 s) in blocks of odd sizes, batches of 2."""
+    model = MODELS[name]()
+    mix = torch.randn(2, 12 * RATE + 5, generator=torch.Generator().manual_seed(2))
+    runner = BatchedModel(model, "cpu", "fp32", batch=2)
+    read, behind = [0], []
+    stretches = []
+    for stretch in runner.stream(blocks_of(mix, [5000, 777, 30011], read), mix.shape[-1]):
+        stretches.append(stretch)
+        behind.append(read[0] - sum(s.shape[-1] for s in stretches))
+    assert len(stretches) >= 6
+    assert snr_db(stock(model, mix), torch.cat(stretches, dim=-1)) >= 60
+    # Between what was read and what was handed on: about a batch of segments and a block.
+    segment = max(int(member.segment * RATE) for member, _ in members(model))
+    assert max(behind) <= 3 * segment + 30011
+
+
+def test_a_stream_that_ends_early_is_an_error():
+    mix = torch.randn(2, 3 * RATE)
+    with pytest.raises(RuntimeError, match="ended before sample"):
+        list(BatchedModel(small_htdemucs(0), "cpu", "fp32", 1).stream([mix], 4 * RATE))

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 import soundfile
 import torch
 
-from common.storage import LOSSLESS_HEADROOM, lossless_object
+from common.settings import Settings
+from common.storage import PartUpload, lossless_object
 from scripts.bench_model import snr_db
 from worker.audio import decode
 from worker.errors import InputMissing, TooLong
 from worker.lossless import separate_to_store
+from worker.render.encode import read_lossless
 from worker.separator import Separator
 
 MODEL = "demucs_unittest"
@@ -25,78 +26,86 @@ class Stop(Exception):
 
 @pytest.fixture(scope="module")
 def separator() -> Separator:
-    from common.settings import Settings
-
-    return Separator(Settings.from_env({"DEMUCS_MODEL": MODEL, "DEMUCS_PRECISION": "fp32",
-                                        "DEMUCS_DEVICE": "cpu"}))
-
-
-def stored_objects(storage) -> list[str]:
-    return sorted(obj.object_name for obj in
-                  storage.client.list_objects(storage.output_bucket, recursive=True))
+    """demucs_unittest cut into 4 s segments, so that short songs have several."""
+    separator = Separator(Settings.from_env({"DEMUCS_MODEL": MODEL, "DEMUCS_PRECISION": "fp32",
+                                             "DEMUCS_DEVICE": "cpu"}))
+    separator.model.segment = 4
+    return separator
 
 
-def read_stem(storage, song_hash: str, stem: str) -> tuple[np.ndarray, int]:
+def stored(storage) -> list[str]:
+    """Every object of the output bucket, and every multipart upload still open there."""
+    objects = [obj.object_name for obj in
+               storage.client.list_objects(storage.output_bucket, recursive=True)]
+    uploads = storage.client._list_multipart_uploads(storage.output_bucket).uploads
+    return sorted(objects + [f"open upload {upload.object_name}" for upload in uploads])
+
+
+def read_stem(storage, song_hash: str, stem: str) -> tuple[bytes, torch.Tensor, int]:
     response = storage.client.get_object(storage.output_bucket,
                                          lossless_object(song_hash, MODEL, stem))
     try:
-        data, rate = soundfile.read(io.BytesIO(response.read()), dtype="float32",
-                                    always_2d=True)
+        data = response.read()
     finally:
         response.close()
         response.release_conn()
-    return data.T * LOSSLESS_HEADROOM, rate
+    wav, rate = read_lossless(data)
+    return data, torch.from_numpy(wav), rate
 
 
 def put_upload(storage, name: str, data: bytes) -> None:
     storage.client.put_object(storage.songs_bucket, name, io.BytesIO(data), len(data))
 
 
-def test_each_stem_is_stored_as_24_bit_flac_equal_to_the_separation(storage, separator,
-                                                                      make_mp3):
-    mp3 = make_mp3(5, seed=3)
+@pytest.mark.parametrize("seconds", [9, 55])
+def test_each_stem_is_stored_as_24_bit_flac_equal_to_the_whole_song_separation(
+        storage, separator, make_mp3, seconds):
+    """9 s: each stem in one PUT; 55 s: stems over 5 MiB, sent in parts, header part last."""
+    mp3 = make_mp3(seconds, seed=3)
     put_upload(storage, "abc.mp3", mp3)
     seen: list[float] = []
     timings = separate_to_store(separator, storage, "abc", "abc.mp3", MODEL, max_seconds=60,
                                 progress=seen.append)
-    assert stored_objects(storage) == sorted(lossless_object("abc", MODEL, stem)
-                                             for stem in separator.sources)
-    assert seen[-1] == 1.0 and seen == sorted(seen)
-    assert set(timings) >= {"fetch", "decode", "separate", "store", "audio_seconds"}
+    assert stored(storage) == sorted(lossless_object("abc", MODEL, stem)
+                                     for stem in separator.sources)
     wav = decode(mp3, separator.samplerate, separator.audio_channels)
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 2
+    assert set(timings) == {"fetch", "decode", "separate", "store", "audio_seconds"}
     assert timings["audio_seconds"] == pytest.approx(wav.shape[-1] / separator.samplerate,
                                                      abs=1e-3)
     expected = separator.separate(wav)
     for stem in separator.sources:
-        info = soundfile.info(io.BytesIO(storage.client.get_object(
-            storage.output_bucket, lossless_object("abc", MODEL, stem)).read()))
+        data, got, rate = read_stem(storage, "abc", stem)
+        info = soundfile.info(io.BytesIO(data))
         assert (info.format, info.subtype, info.channels) == ("FLAC", "PCM_24", 2)
-        data, rate = read_stem(storage, "abc", stem)
-        assert rate == separator.samplerate and data.shape == tuple(expected[stem].shape)
-        assert snr_db(expected[stem], torch.from_numpy(data)) >= 60
+        assert info.frames == wav.shape[-1]  # the header was filled in at the end
+        assert (len(data) > PartUpload.PART_SIZE) == (seconds == 55)
+        assert rate == separator.samplerate and got.shape == expected[stem].shape
+        assert snr_db(expected[stem], got) >= 60
 
 
-def test_a_progress_that_raises_stops_it_and_leaves_nothing(storage, separator, make_mp3):
-    put_upload(storage, "abc.mp3", make_mp3(5, seed=3))
+def test_a_progress_that_raises_stops_at_that_segment_and_leaves_nothing(storage, separator,
+                                                                        make_mp3):
+    put_upload(storage, "abc.mp3", make_mp3(40, seed=3))
     calls = []
 
     def cancel(fraction: float) -> None:
         calls.append(fraction)
-        if len(calls) == 1:
+        if fraction > 0.8:  # by then parts of every stem were sent
             raise Stop
 
     with pytest.raises(Stop):
         separate_to_store(separator, storage, "abc", "abc.mp3", MODEL, max_seconds=60,
                           progress=cancel)
-    assert len(calls) == 1 and stored_objects(storage) == []
+    assert calls[-1] > 0.8 and calls[-2] <= 0.8 and stored(storage) == []
 
 
 def test_too_long_and_missing_uploads_are_refused(storage, separator, make_mp3):
     put_upload(storage, "abc.mp3", make_mp3(5, seed=3))
-    with pytest.raises(TooLong, match="limit is 3 s"):
+    with pytest.raises(TooLong, match="more than 3 s"):
         separate_to_store(separator, storage, "abc", "abc.mp3", MODEL, max_seconds=3,
                           progress=lambda _: None)
     with pytest.raises(InputMissing):
         separate_to_store(separator, storage, "def", "def.mp3", MODEL, max_seconds=60,
                           progress=lambda _: None)
-    assert stored_objects(storage) == []
+    assert stored(storage) == []

@@ -115,7 +115,7 @@ def test_an_undecodable_song_fails_and_the_next_one_is_separated(api, run_worker
     run_worker()
     broken = wait_until_separated(jobs, broken_hash)
     assert broken.status == "failed"
-    assert broken.error.startswith("decode_failed: the mp3 could not be decoded")
+    assert broken.error.startswith("decode_failed: the audio could not be decoded")
     assert wait_until_separated(jobs, good_hash).awaiting
 
 

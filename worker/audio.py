@@ -1,29 +1,94 @@
-"""Decoding mp3 bytes into the waveform tensor Demucs takes."""
+"""Decoding an upload a window at a time into the waveform Demucs takes, never past the cap.
+
+FFmpeg's decoders and resampler (PyAV) read the file progressively, so memory does not grow
+with the song; they are what the Demucs CLI decodes and resamples with (`ffmpeg -ar -ac`).
+"""
 
 from __future__ import annotations
 
+import math
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 
+import av
 import numpy as np
-import sphn
 import torch
-from demucs.audio import convert_audio
 
-from worker.errors import DecodeFailed
+from worker.errors import DecodeFailed, TooLong
+
+BLOCK = 2**16  # samples per block handed on: about 1.5 s at 44.1 kHz
 
 
-def decode(mp3: bytes, samplerate: int, channels: int) -> torch.Tensor:
-    """A `[channels, samples]` float tensor at the model's rate; DecodeFailed if unreadable."""
-    # sphn reads from a path; the scratch file lives in the temp folder (an emptyDir in pods).
-    with tempfile.NamedTemporaryFile(suffix=".mp3") as handle:
-        handle.write(mp3)
+@dataclass(frozen=True)
+class Summary:
+    """What the first pass learns: the length at the model's rate and the mix's statistics."""
+
+    length: int
+    mean: float  # of the channels' average, as demucs.api normalises
+    std: float  # unbiased, as torch.std
+    seconds: float  # of audio
+
+
+def blocks(path: str, samplerate: int, channels: int,
+           max_seconds: float = math.inf) -> Iterator[torch.Tensor]:
+    """`[channels, n]` float32 blocks at `samplerate`, in order.
+
+    Raises TooLong as soon as more than `max_seconds` of audio were decoded (the decoder stops
+    there), DecodeFailed when the file cannot be decoded.
+    """
+    layout = {1: "mono", 2: "stereo"}[channels]
+    pending: list[np.ndarray] = []
+    held = 0
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise DecodeFailed("the file holds no audio stream")
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="fltp", layout=layout, rate=samplerate)
+            decoded = 0
+            for frame in container.decode(stream):
+                decoded += frame.samples
+                if decoded > max_seconds * frame.sample_rate:
+                    raise TooLong(f"the song plays for more than {max_seconds:.0f} s, the "
+                                  f"limit; it was not decoded further")
+                for chunk in resampler.resample(frame):
+                    pending.append(chunk.to_ndarray())
+                    held += chunk.samples
+                if held >= BLOCK:
+                    yield torch.from_numpy(np.concatenate(pending, axis=1))
+                    pending, held = [], 0
+            pending.extend(chunk.to_ndarray() for chunk in resampler.resample(None))
+    except av.FFmpegError as error:
+        raise DecodeFailed(f"the audio could not be decoded ({error.strerror or error})") from None
+    if pending:
+        yield torch.from_numpy(np.concatenate(pending, axis=1))
+
+
+def summarise(path: str, samplerate: int, channels: int, max_seconds: float) -> Summary:
+    """The first pass over the audio: its length and the mean and deviation of its mix."""
+    count, mean, squares = 0, 0.0, 0.0  # Chan et al.'s pairwise update, in float64
+    for block in blocks(path, samplerate, channels, max_seconds):
+        reference = block.double().mean(0)
+        n, block_mean = reference.numel(), reference.mean().item()
+        block_squares = (reference - block_mean).square().sum().item()
+        delta, total = block_mean - mean, count + n
+        mean += delta * n / total
+        squares += block_squares + delta * delta * count * n / total
+        count = total
+    if count == 0:
+        raise DecodeFailed("the file decodes to no audio at all")
+    std = math.sqrt(squares / (count - 1)) if count > 1 else math.nan
+    return Summary(count, mean, std, count / samplerate)
+
+
+def decode(data: bytes, samplerate: int, channels: int) -> torch.Tensor:
+    """The whole `[channels, samples]` waveform of an audio file's bytes."""
+    # The decoder reads from a path; the scratch file lives in the temp folder (an emptyDir).
+    with tempfile.NamedTemporaryFile() as handle:
+        handle.write(data)
         handle.flush()
-        try:
-            data, rate = sphn.read(handle.name)
-        except (ValueError, OSError) as error:
-            message = str(error).replace(f'"{handle.name}": ', "")
-            raise DecodeFailed(f"the mp3 could not be decoded ({message})") from None
-    if data.size == 0:
-        raise DecodeFailed("the mp3 decodes to no audio at all")
-    wav = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32))
-    return convert_audio(wav, int(rate), samplerate, channels)
+        parts = list(blocks(handle.name, samplerate, channels))
+    if not parts:
+        raise DecodeFailed("the file decodes to no audio at all")
+    return torch.cat(parts, dim=1)

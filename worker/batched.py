@@ -2,22 +2,25 @@
 
 The song is cut exactly as `demucs.apply.apply_model` cuts it (segment length, overlap stride,
 centred padding of each chunk, the model's valid length, centre trim, triangular weights), so
-in fp32 the result equals stock Demucs; only the forward passes are grouped. This module needs
-torch and demucs only, so that scripts/gpu-bench can use it on a machine without the service.
+in fp32 the result equals stock Demucs; only the forward passes are grouped, and the song may
+come a window at a time (`stream`). This module needs torch, demucs and worker/rolling.py only,
+so that scripts/gpu-bench can use it on a machine without the service.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
-from demucs.apply import BagOfModels, TensorChunk
+from demucs.apply import BagOfModels
 from demucs.htdemucs import HTDemucs
 from demucs.utils import center_trim
+
+from worker.rolling import OverlapAdd, Window
 
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]
@@ -61,6 +64,31 @@ def plan(model: torch.nn.Module, length: int, overlap: float) -> Plan:
     valid = getattr(model, "valid_length", None)
     input_lengths = [valid(n) if valid else n for n in lengths]
     return Plan(segment_length, offsets, lengths, input_lengths)
+
+
+@dataclass
+class _Member:
+    """One model of a bag (or the model) on its way through a streamed song."""
+
+    model: torch.nn.Module
+    weights: list[float]
+    cut: Plan
+    next: int = 0  # the first chunk not run yet
+    sums: OverlapAdd = field(default_factory=OverlapAdd)
+
+    def __post_init__(self) -> None:
+        self.weight = transition_weight(self.cut.segment_length)
+
+    def finished(self, length: int) -> int:
+        """Samples before this position get no more chunk output from this member."""
+        return self.cut.offsets[self.next] if self.next < len(self.cut.offsets) else length
+
+    def first_needed(self, length: int) -> int:
+        """The first sample of the mix the next chunk reads (with its padding)."""
+        if self.next == len(self.cut.offsets):
+            return length
+        delta = self.cut.input_lengths[self.next] - self.cut.lengths[self.next]
+        return max(0, self.cut.offsets[self.next] - delta // 2)
 
 
 def full_segment_length(model: torch.nn.Module) -> int:
@@ -200,63 +228,73 @@ class BatchedModel:
     def separate(self, mix: torch.Tensor, overlap: float = 0.25,
                  progress: Progress | None = None) -> torch.Tensor:
         """`[sources, channels, samples]` on the CPU for a `[channels, samples]` mix."""
+        return torch.cat(list(self.stream([mix], mix.shape[-1], overlap, progress)), dim=-1)
+
+    def stream(self, blocks: Iterable[torch.Tensor], length: int, overlap: float = 0.25,
+               progress: Progress | None = None) -> Iterator[torch.Tensor]:
+        """The separation of a `length`-sample mix given as `[channels, n]` blocks in order,
+        as finished stretches `[sources, channels, n]` on the CPU, in order.
+
+        Blocks are read only as far as the next batch of chunks needs, and each stretch is
+        handed on once no later chunk overlaps it, so memory holds about one batch of chunks
+        whatever the length. Together the stretches are what `separate` gives.
+        """
         if self.device != self.home:
             self.move_to(self.home)
-        length = mix.shape[-1]
-        total, done = count_segments(self.model, length, overlap), 0
+        window = Window(iter(blocks), length)
+        parts = [_Member(model, weights, plan(model, length, overlap))
+                 for model, weights in members(self.model)]
+        totals = [sum(part.weights[source] for part in parts)
+                  for source in range(len(self.model.sources))]
+        total, done, emitted = sum(len(part.cut.offsets) for part in parts), 0, 0
+        while emitted < length:
+            # The member furthest behind runs next, so that all advance through the song together.
+            part = min(parts, key=lambda member: member.finished(length))
+            if part.next < len(part.cut.offsets):
+                for _ in range(self._run_batch(part, window)):
+                    done += 1
+                    if progress is not None:
+                        progress(done / total)
+            upto = min(member.finished(length) for member in parts)
+            if upto > emitted:
+                yield self._combine(parts, totals, upto)
+                emitted = upto
+            window.release(min(member.first_needed(length) for member in parts))
 
-        def finished(count: int) -> None:
-            nonlocal done
-            for _ in range(count):
-                done += 1
-                if progress is not None:
-                    progress(done / total)
+    def _run_batch(self, part: _Member, window: Window) -> int:
+        """Run the member's next chunks of one input length; the number run (0 after a shrink)."""
+        cut, start = part.cut, part.next
+        stop = start + 1
+        while (stop < len(cut.offsets) and stop - start < self.batch
+               and cut.input_lengths[stop] == cut.input_lengths[start]):
+            stop += 1
+        chunks = torch.stack([window.chunk(cut.offsets[i], cut.lengths[i], cut.input_lengths[i])
+                              for i in range(start, stop)])
+        try:
+            result = self._forward(part.model, chunks.to(self.device))
+        except torch.cuda.OutOfMemoryError:
+            result = None  # shrink outside the handler: its traceback holds device memory
+        if result is None:
+            self._shrink()
+            return 0
+        weight = part.weight.to(result.device)
+        for row, i in enumerate(range(start, stop)):
+            part.sums.add(cut.offsets[i], center_trim(result[row], cut.lengths[i]), weight)
+        part.next = stop
+        return stop - start
 
+    @staticmethod
+    def _combine(parts: list[_Member], totals: list[float], upto: int) -> torch.Tensor:
+        """The finished stretch up to `upto`: each member's estimate weighted per source."""
         estimates = None
-        totals = [0.0] * len(self.model.sources)
-        for model, weights in members(self.model):
-            out = self._separate_one(model, mix, overlap, finished)
-            for source, weight in enumerate(weights):
+        for part in parts:
+            out = part.sums.take(upto)
+            for source, weight in enumerate(part.weights):
                 out[source] *= weight
-                totals[source] += weight
             estimates = out if estimates is None else estimates.to(out.device) + out
         for source, total_weight in enumerate(totals):
             estimates[source] /= total_weight
         return estimates.cpu()
-
-    def _separate_one(self, model: torch.nn.Module, mix: torch.Tensor, overlap: float,
-                      finished: Callable[[int], None]) -> torch.Tensor:
-        cut = plan(model, mix.shape[-1], overlap)
-        sources, (channels, length) = len(model.sources), mix.shape
-        out = torch.zeros(sources, channels, length, device=self.device)
-        sum_weight = torch.zeros(length, device=self.device)
-        weight = transition_weight(cut.segment_length).to(self.device)
-        device_mix = mix.to(self.device)
-        start = 0
-        while start < len(cut.offsets):
-            # A batch holds consecutive chunks of one input length (all of them, for HTDemucs).
-            stop = start + 1
-            while (stop < len(cut.offsets) and stop - start < self.batch
-                   and cut.input_lengths[stop] == cut.input_lengths[start]):
-                stop += 1
-            chunks = [TensorChunk(device_mix, cut.offsets[i], cut.segment_length)
-                      .padded(cut.input_lengths[i]) for i in range(start, stop)]
-            try:
-                result = self._forward(model, torch.stack(chunks))
-            except torch.cuda.OutOfMemoryError:
-                result = None  # shrink outside the handler: its traceback holds device memory
-            if result is None:
-                self._shrink()
-                device_mix, out, sum_weight, weight = (tensor.to(self.device) for tensor in
-                                                       (device_mix, out, sum_weight, weight))
-                continue
-            for row, i in enumerate(range(start, stop)):
-                offset, n = cut.offsets[i], cut.lengths[i]
-                out[..., offset:offset + n] += weight[:n] * center_trim(result[row], n)
-                sum_weight[offset:offset + n] += weight[:n]
-            finished(stop - start)
-            start = stop
-        return out / sum_weight
 
     def _forward(self, model: torch.nn.Module, batch: torch.Tensor,
                  eager: bool = False) -> torch.Tensor:

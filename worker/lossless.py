@@ -1,69 +1,206 @@
-"""A separation job's work: the upload in, one lossless FLAC stem per source in the store."""
+"""A separation job's work: the upload in, one lossless FLAC stem per source in the store.
+
+The song streams through: decoded a window at a time (twice: the first pass takes the mix's
+mean and deviation), separated segment batch by batch, each finished stretch FLAC-encoded and
+uploaded in multipart parts as the stem grows. Memory holds a few segments and parts, whatever
+the length; an upload is completed only once every stem is whole.
+"""
 
 from __future__ import annotations
 
-import io
+import logging
+import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import soundfile
 
-from common.storage import LOSSLESS_HEADROOM, NotFound, Storage, StorageError
-from worker.audio import decode
-from worker.errors import InputMissing, TooLong
+from common.storage import LOSSLESS_HEADROOM, NotFound, PartUpload, Storage, StorageError
+from worker.audio import blocks, summarise
+from worker.errors import InputMissing
 from worker.separator import Separator
 
+log = logging.getLogger("worker")
 Progress = Callable[[float], None]
+QUEUED = 4  # stretches waiting per stem before the separation waits for its encoder
 
 
-def flac_24(stem: np.ndarray, samplerate: int) -> bytes:
-    """A `[channels, samples]` stem as 24-bit FLAC, divided by LOSSLESS_HEADROOM."""
-    scaled = np.clip(stem.T / LOSSLESS_HEADROOM, -1.0, 1.0)
-    out = io.BytesIO()
-    soundfile.write(out, scaled, samplerate, format="FLAC", subtype="PCM_24")
-    return out.getvalue()
+class Parts:
+    """A write-only file whose bytes go to the store in parts as they come.
+
+    libsndfile writes FLAC front to back, then goes back to fill in the header (length, MD5):
+    so the first part stays here until `close` and is sent last, under part number 1.
+    """
+
+    def __init__(self, upload: PartUpload):
+        self.upload = upload
+        self.size = PartUpload.PART_SIZE
+        self.head = bytearray()  # bytes [0, size)
+        self.tail = bytearray()  # bytes [sent, ...)
+        self.sent = self.size  # where `tail` starts: all before it (past the head) is sent
+        self.position = self.end = 0
+        self.number = 1
+        self.discard = False  # after an abort, libsndfile's last flush goes nowhere
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.position = {0: offset, 1: self.position + offset, 2: self.end + offset}[whence]
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def write(self, data: bytes) -> int:
+        data = bytes(data)
+        count, end = len(data), self.position + len(data)
+        if self.discard:
+            return count
+        if self.position < self.size:  # into the head, which is kept
+            cut = min(end, self.size) - self.position
+            self.head[self.position:self.position + cut] = data[:cut]
+            data, self.position = data[cut:], self.position + cut
+        if data:
+            at = self.position - self.sent
+            if at < 0 or at > len(self.tail):
+                raise OSError(f"cannot write at byte {self.position}: already sent")
+            self.tail[at:at + len(data)] = data
+            while len(self.tail) > self.size:  # a full part, and more behind it
+                self.number += 1
+                self.upload.put_part(self.number, bytes(self.tail[:self.size]))
+                del self.tail[:self.size]
+                self.sent += self.size
+        self.position, self.end = end, max(self.end, end)
+        return count
+
+    def finish(self) -> None:
+        """Send the head and what is left; the object stays invisible until `complete`."""
+        if self.number == 1 and not self.tail:
+            return  # one part only: sent whole by `complete`
+        self.upload.put_part(1, bytes(self.head))
+        if self.tail:
+            self.number += 1
+            self.upload.put_part(self.number, bytes(self.tail))
+
+    def complete(self) -> None:
+        if self.number == 1 and not self.tail:
+            self.upload.put_whole(bytes(self.head))
+        else:
+            self.upload.complete()
+
+
+class StemSink:
+    """One stem on its way to the store: FLAC-encoded and uploaded on a thread of its own, so
+    that the model does not wait for the encoder or the network."""
+
+    def __init__(self, upload: PartUpload, samplerate: int, channels: int):
+        self.upload = upload
+        self.file = Parts(upload)
+        self.flac = soundfile.SoundFile(self.file, "w", samplerate, channels, "PCM_24",
+                                        format="FLAC")
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="stem")
+        self.queued: deque[Future] = deque()
+        self.clipped = 0
+
+    def write(self, stem: np.ndarray) -> None:
+        """Queue a `[channels, n]` stretch; raises what an earlier write or upload raised."""
+        while len(self.queued) >= QUEUED:
+            self.queued.popleft().result()
+        self.queued.append(self.thread.submit(self._encode, stem))
+
+    def _encode(self, stem: np.ndarray) -> None:
+        scaled = stem.T / np.float32(LOSSLESS_HEADROOM)
+        self.clipped += int(np.count_nonzero(np.abs(scaled) > 1))
+        self.flac.write(np.clip(scaled, -1, 1, out=scaled))
+
+    def finish(self) -> None:
+        """Encode what is queued and send every part; the stem is not visible yet."""
+        while self.queued:
+            self.queued.popleft().result()
+        self.thread.shutdown()
+        self.flac.close()
+        self.file.finish()
+
+    def abort(self) -> None:
+        """Drop everything sent of this stem."""
+        for future in self.queued:
+            future.cancel()
+        self.thread.shutdown(wait=True)
+        self.file.discard = True
+        try:
+            self.flac.close()
+        finally:
+            self.upload.abort()
 
 
 def separate_to_store(separator: Separator, storage: Storage, song_hash: str, input_object: str,
                       model: str, *, max_seconds: float, progress: Progress) -> dict[str, float]:
     """Separate upload `input_object` and store its stems; timings in seconds.
 
-    `progress` may raise to stop the separation; whatever the exception, no stem of this call
-    stays in the store.
+    Raises TooLong past `max_seconds` (decoding stops there), InputMissing, DecodeFailed,
+    SeparationFailed, StorageError. `progress` is called after each segment and may raise to
+    stop; whatever the exception, nothing of this call stays in the store.
     """
     timings: dict[str, float] = {}
-    started = time.monotonic()
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        timings[name] = round(time.monotonic() - clock, 3)
+        clock = time.monotonic()
+
+    rate, channels = separator.samplerate, separator.audio_channels
+    # The upload is spooled to the temp folder (an emptyDir in pods): FFmpeg needs to seek.
+    with tempfile.TemporaryDirectory(prefix="song-") as folder:
+        path = str(Path(folder) / "upload")
+        try:
+            storage.download_input(input_object, path)
+        except NotFound:
+            raise InputMissing("the upload is no longer in the object store; submit the song "
+                               "again") from None
+        lap("fetch")
+        summary = summarise(path, rate, channels, max_seconds)
+        lap("decode")
+        sinks = {name: StemSink(storage.lossless_upload(song_hash, model, name), rate, channels)
+                 for name in separator.sources}
+        try:
+            for stretch in separator.stream(blocks(path, rate, channels, max_seconds), summary,
+                                              progress):
+                for index, sink in enumerate(sinks.values()):
+                    sink.write(stretch[index].numpy())
+            for sink in sinks.values():
+                sink.finish()
+            lap("separate")
+            _complete(storage, song_hash, model, sinks)
+        except BaseException:
+            for sink in sinks.values():
+                try:
+                    sink.abort()
+                except StorageError as error:  # the parts are invisible; a lifecycle rule ends them
+                    log.warning("could not abort an upload of %s (%s)", song_hash, error)
+            raise
+    lap("store")
+    for name, sink in sinks.items():
+        if sink.clipped:
+            log.warning("song %s: %d samples of %s beyond %g x full scale were clipped",
+                        song_hash, sink.clipped, name, LOSSLESS_HEADROOM)
+    timings["audio_seconds"] = round(summary.seconds, 3)
+    return timings
+
+
+def _complete(storage: Storage, song_hash: str, model: str, sinks: dict[str, StemSink]) -> None:
+    """Make every stem visible, or none: a failure removes those already completed."""
+    done: list[str] = []
     try:
-        data = storage.get_input(input_object)
-    except NotFound:
-        raise InputMissing("the upload is no longer in the object store; submit the song "
-                           "again") from None
-    timings["fetch"] = time.monotonic() - started
-    started = time.monotonic()
-    wav = decode(data, separator.samplerate, separator.audio_channels)
-    del data
-    duration = wav.shape[-1] / separator.samplerate
-    if duration > max_seconds:
-        raise TooLong(f"the song plays for {duration:.0f} s; the limit is {max_seconds:.0f} s")
-    timings["decode"] = time.monotonic() - started
-    started = time.monotonic()
-    stems = separator.separate(wav, progress)
-    timings["separate"] = time.monotonic() - started
-    started = time.monotonic()
-    stored: list[str] = []
-    try:
-        for name, stem in stems.items():
-            flac = flac_24(stem.numpy(), separator.samplerate)
-            storage.put_lossless(song_hash, model, name, flac)
-            stored.append(name)
+        for name, sink in sinks.items():
+            sink.file.complete()
+            done.append(name)
     except BaseException:
-        for name in stored:
+        for name in done:
             try:
                 storage.remove_lossless(song_hash, model, name)
-            except StorageError:
-                pass  # the caller's own clean-up (delete, retry) removes it later
+            except StorageError as error:
+                log.warning("song %s: could not remove the stem %s (%s)", song_hash, name, error)
         raise
-    timings["store"] = time.monotonic() - started
-    timings["audio_seconds"] = duration
-    return {key: round(value, 3) for key, value in timings.items()}

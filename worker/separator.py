@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from demucs.apply import apply_model
 
 from common.settings import Settings
+from worker.audio import Summary
 from worker.batched import BatchedModel, count_segments
 from worker.cores import usable_cores
 from worker.errors import ModelLoadError, SeparationFailed
@@ -66,19 +67,32 @@ class Separator:
         """Stems of a `[channels, samples]` waveform, by source name, on the CPU."""
         # Normalise as demucs.api.Separator does, so results match the stock tools.
         reference = wav.mean(0)
-        mean, std = reference.mean(), reference.std() + 1e-8
-        mix = (wav - mean) / std
+        summary = Summary(wav.shape[-1], reference.mean().item(), reference.std().item(), 0.0)
+        out = torch.cat(list(self.stream([wav], summary, progress)), dim=-1)
+        return {name: out[index] for index, name in enumerate(self.sources)}
+
+    def stream(self, blocks: Iterable[torch.Tensor], summary: Summary,
+               progress: Progress | None = None) -> Iterator[torch.Tensor]:
+        """Finished stretches `[sources, channels, n]` of the stems, in order, on the CPU, of
+        the audio given as `[channels, n]` blocks whose first pass gave `summary`.
+
+        Memory is bounded by a batch of segments whatever the length, except with
+        DEMUCS_SHIFTS > 0: stock apply_model needs the whole song at once.
+        """
+        mean = torch.tensor(summary.mean, dtype=torch.float32)
+        std = torch.tensor(summary.std, dtype=torch.float32) + 1e-8
+        mixes = ((block - mean) / std for block in blocks)
         try:
             if self.shifts:
-                out = self._stock(mix, progress)
+                stretches = iter([self._stock(torch.cat(list(mixes), dim=-1), progress)])
             else:
-                out = self.batched.separate(mix, self.overlap, progress)
+                stretches = self.batched.stream(mixes, summary.length, self.overlap, progress)
+            for stretch in stretches:
+                yield stretch * std + mean
         except torch.cuda.OutOfMemoryError as error:
             raise SeparationFailed(f"out of memory: {error}") from error
         except RuntimeError as error:
             raise SeparationFailed(str(error)) from error
-        out = out * std + mean
-        return {name: out[index] for index, name in enumerate(self.sources)}
 
     def _stock(self, mix: torch.Tensor, progress: Progress | None) -> torch.Tensor:
         """Stock apply_model with random shifts; progress counts its segments."""
