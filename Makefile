@@ -41,8 +41,9 @@ down:  ## stop exactly what `make up` started
 logs: $(STAMP)  ## print the log lines both services push to Redis
 	set -a; . .run/stack.env; $(PY) -m logs
 
-bench: $(STAMP)  ## stock Demucs against this service, side by side
+bench: $(STAMP)  ## stock Demucs against this service, side by side; memory by song length
 	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench_memory
 
 chaos: $(STAMP)  ## 50 songs, 3 workers and 2 render workers, one killed every few seconds
 	$(PY) -m scripts.chaos

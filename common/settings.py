@@ -36,7 +36,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "SONGS_BUCKET": ("songs", "Bucket holding uploads, as <hash>.<ext>"),
     "OUTPUT_BUCKET": ("output", "Bucket holding stems and renditions, under <hash>/"),
     "MAX_UPLOAD_MB": ("100", "Largest accepted mp3, in megabytes (decoded size)"),
-    "MAX_DURATION_S": ("1800", "Longest accepted song, in seconds of audio"),
+    "MAX_DURATION_S": ("10800", "Longest accepted song, in seconds of audio"),
     "MIN_DURATION_S": ("1", "Shortest accepted song, in seconds of audio"),
     "MAX_CALLBACK_DATA_KB": ("64", "Largest accepted callback.data, in KiB of JSON"),
     "BODY_TIMEOUT_S": ("120", "A request body must arrive within this many seconds (408 after)"),
@@ -175,7 +175,7 @@ class Settings:
     songs_bucket: str = "songs"
     output_bucket: str = "output"
     max_upload_bytes: int = 100 * 1024 * 1024
-    max_duration_s: int = 1800
+    max_duration_s: int = 10800
     min_duration_s: float = 1.0
     max_callback_data_kb: int = 64
     body_timeout_s: float = 120.0
