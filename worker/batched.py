@@ -286,12 +286,13 @@ class BatchedModel:
     @staticmethod
     def _combine(parts: list[_Member], totals: list[float], upto: int) -> torch.Tensor:
         """The finished stretch up to `upto`: each member's estimate weighted per source."""
-        estimates = None
+        estimates: torch.Tensor | None = None
         for part in parts:
             out = part.sums.take(upto)
             for source, weight in enumerate(part.weights):
                 out[source] *= weight
             estimates = out if estimates is None else estimates.to(out.device) + out
+        assert estimates is not None
         for source, total_weight in enumerate(totals):
             estimates[source] /= total_weight
         return estimates.cpu()

@@ -37,6 +37,7 @@ class Window:
         if correct_start < self.start:
             raise RuntimeError(f"sample {correct_start} was already released")
         self._read_to(correct_end)
+        assert self.data is not None
         inside = self.data[..., correct_start - self.start:correct_end - self.start]
         return F.pad(inside, (correct_start - start, end - correct_end))
 
@@ -59,21 +60,23 @@ class OverlapAdd:
     def add(self, offset: int, values: torch.Tensor, weight: torch.Tensor) -> None:
         """Add `weight * values` (`[sources, channels, n]`) and `weight` at `offset`."""
         n = values.shape[-1]
-        if self.out is None:
-            self.out = values.new_zeros(*values.shape[:-1], 0)
-            self.weights = weight.new_zeros(0)
-        elif self.out.device != values.device:  # the model moved to another device
-            self.out, self.weights = self.out.to(values.device), self.weights.to(values.device)
-        grow = offset + n - self.start - self.out.shape[-1]
+        out, weights = self.out, self.weights
+        if out is None or weights is None:
+            out, weights = values.new_zeros(*values.shape[:-1], 0), weight.new_zeros(0)
+        elif out.device != values.device:  # the model moved to another device
+            out, weights = out.to(values.device), weights.to(values.device)
+        grow = offset + n - self.start - out.shape[-1]
         if grow > 0:
-            self.out = torch.cat([self.out, self.out.new_zeros(*self.out.shape[:-1], grow)], -1)
-            self.weights = torch.cat([self.weights, self.weights.new_zeros(grow)])
+            out = torch.cat([out, out.new_zeros(*out.shape[:-1], grow)], -1)
+            weights = torch.cat([weights, weights.new_zeros(grow)])
         at = offset - self.start
-        self.out[..., at:at + n] += weight[:n] * values
-        self.weights[at:at + n] += weight[:n]
+        out[..., at:at + n] += weight[:n] * values
+        weights[at:at + n] += weight[:n]
+        self.out, self.weights = out, weights
 
     def take(self, upto: int) -> torch.Tensor:
         """The finished stretch from `start` to `upto`, divided by its weights, and forget it."""
+        assert self.out is not None and self.weights is not None, "nothing was added"
         count = upto - self.start
         stretch = self.out[..., :count] / self.weights[:count]
         self.out, self.weights = self.out[..., count:], self.weights[count:]
