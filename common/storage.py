@@ -161,6 +161,12 @@ class Storage:
         return PartUpload(self, self.output_bucket, lossless_object(song_hash, model, stem),
                           "audio/flac")
 
+    def put_lossless(self, song_hash: str, model: str, stem: str, data: bytes) -> None:
+        """Store a whole lossless stem at once (the worker streams them: lossless_upload)."""
+        self._call(self.client.put_object, self.output_bucket,
+                   lossless_object(song_hash, model, stem), io.BytesIO(data), len(data),
+                   content_type="audio/flac")
+
     def remove_lossless(self, song_hash: str, model: str, stem: str) -> None:
         self._call(self.client.remove_object, self.output_bucket,
                    lossless_object(song_hash, model, stem))
