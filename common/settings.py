@@ -40,6 +40,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "MIN_DURATION_S": ("1", "Shortest accepted song, in seconds of audio"),
     "MAX_CALLBACK_DATA_KB": ("64", "Largest accepted callback.data, in KiB of JSON"),
     "BODY_TIMEOUT_S": ("120", "A request body must arrive within this many seconds (408 after)"),
+    "MAX_CONCURRENT_UPLOADS": ("4", "Uploads one gateway process receives at once (503 beyond)"),
     "LOG_LIST_MAX": ("1000", "Length at which the Redis list `logging` is trimmed"),
     "LOG_LEVEL": ("INFO", "Lowest level logged to stdout and to `logging`"),
     "API_KEYS": ("", "Comma-separated; `key` may submit and remove, `key:ro` read (secret)"),
@@ -179,6 +180,7 @@ class Settings:
     min_duration_s: float = 1.0
     max_callback_data_kb: int = 64
     body_timeout_s: float = 120.0
+    max_concurrent_uploads: int = 4
     log_list_max: int = 1000
     log_level: str = "INFO"
     api_keys: dict[str, bool] = field(default_factory=dict)
@@ -268,6 +270,7 @@ class Settings:
             min_duration_s=_float(env, "MIN_DURATION_S"),
             max_callback_data_kb=_int(env, "MAX_CALLBACK_DATA_KB", 1),
             body_timeout_s=_float(env, "BODY_TIMEOUT_S"),
+            max_concurrent_uploads=_int(env, "MAX_CONCURRENT_UPLOADS", 1),
             log_list_max=_int(env, "LOG_LIST_MAX", 1),
             log_level=_text(env, "LOG_LEVEL").upper(),
             api_keys=_api_keys(_text(env, "API_KEYS")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 
 from flask import Flask
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["redis"] = client
     app.extensions["jobs"] = JobStore(client, settings.default_model)
     app.extensions["storage"] = Storage(settings)
+    app.extensions["upload_slots"] = threading.BoundedSemaphore(settings.max_concurrent_uploads)
     setup_logging(settings, "rest", client)
     register_error_handlers(app)
     init_metrics(app)

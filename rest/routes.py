@@ -17,6 +17,7 @@ from rest.downloads import ready_tracks, separated, track_rendition
 from rest.errors import ApiError, unavailable
 from rest.options import describe, model_param
 from rest.submission import Submission, read_submission
+from rest.upload import upload_slot
 from rest.validate import song_hash_param, track_param
 
 log = logging.getLogger("rest")
@@ -44,12 +45,12 @@ def _existing_answer(job) -> EnqueueResult | None:
 
 @api.post("/apiv1/separate")
 def separate():
-    settings = ctx.settings()
-    song = read_submission(request, settings, ctx.jobs())
-    try:
-        return _enqueue(song)
-    finally:
-        song.audio.close()  # the spooled upload's temporary file goes now
+    with upload_slot():
+        song = read_submission(request, ctx.settings(), ctx.jobs())
+        try:
+            return _enqueue(song)
+        finally:
+            song.audio.close()  # the spooled upload's temporary file goes now
 
 
 def _enqueue(song: Submission) -> dict:

@@ -10,11 +10,32 @@ from __future__ import annotations
 import base64
 import hashlib
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO
 
 from flask import Request, current_app
 
-from rest.errors import ApiError
+from rest.errors import ApiError, unavailable
+
+
+@contextmanager
+def upload_slot() -> Iterator[None]:
+    """Hold one of the process's MAX_CONCURRENT_UPLOADS slots while a body is received.
+
+    gevent gives every connection its own greenlet, so without a bound the uploads a process
+    holds at once (each a few times MAX_UPLOAD_MB at worst) would have no ceiling; its memory
+    limit in k8s/ is sized from this one.
+    """
+    slots: threading.BoundedSemaphore = current_app.extensions["upload_slots"]
+    if not slots.acquire(blocking=False):
+        raise unavailable("the gateway is receiving as many uploads as it may at once; "
+                          "retry in a few seconds")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 class Base64Hash:

@@ -105,8 +105,8 @@ def start_rest(port: int, env: dict, log: Path) -> subprocess.Popen:
     # The shipped configuration (gevent workers, JSON errors), on a loopback port.
     process = _spawn([sys.executable, "-m", "gunicorn", "--config", "rest/gunicorn.conf.py",
                       "rest.app:create_app()"],
-                     log, {**(env or os.environ), "PORT": f"127.0.0.1:{port}",
-                           "WEB_CONCURRENCY": "2"})
+                     log, {"WEB_CONCURRENCY": "2", **(env or os.environ),
+                           "PORT": f"127.0.0.1:{port}"})
     wait_ready(f"http://127.0.0.1:{port}", process)
     return process
 

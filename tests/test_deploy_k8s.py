@@ -241,15 +241,15 @@ def test_replica_counts_belong_to_the_autoscalers(overlay: str) -> None:
 
 
 def test_rest_memory_holds_every_concurrent_upload() -> None:
-    """Each gunicorn thread may hold one JSON upload: ~5x MAX_UPLOAD_MB (base64 text, the
-    parsed string, the decoded bytes; 0.5 GB measured for 100 MB), plus each process."""
+    """Each process receives at most MAX_CONCURRENT_UPLOADS bodies at once, each at most ~3x
+    MAX_UPLOAD_MB (a JSON upload: 268 MB measured for 100 MB; multipart: 102 MB), plus the
+    process itself."""
     objs = render("overlays/cpu")
     (rest,) = pod_spec(one(objs, "Deployment", "rest"))["containers"]
     processes = int(container_env(objs, rest)["WEB_CONCURRENCY"])
-    conf = (ROOT / "rest" / "gunicorn.conf.py").read_text()
-    threads = int(re.search(r"^threads = (\d+)$", conf, re.M).group(1))
-    upload = 5 * int(config(objs)["MAX_UPLOAD_MB"]) * 1024 ** 2
-    needed = processes * (threads * upload + 128 * 1024 ** 2)
+    uploads = int(config(objs)["MAX_CONCURRENT_UPLOADS"])
+    upload = 3 * int(config(objs)["MAX_UPLOAD_MB"]) * 1024 ** 2
+    needed = processes * (uploads * upload + 128 * 1024 ** 2)
     assert quantity_bytes(rest["resources"]["limits"]["memory"]) >= needed
 
 

@@ -263,6 +263,30 @@ def test_slow_bodies_neither_freeze_the_gateway_nor_stay_for_ever(live_stack, re
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
+def test_uploads_beyond_the_concurrent_limit_wait_their_turn(live_stack, redis_client, storage,
+                                                             make_mp3):
+    base_url = live_stack.start_rest(WEB_CONCURRENCY="1", MAX_CONCURRENT_UPLOADS="1")
+    song = {"mp3": b64(make_mp3(2, seed=80))}
+    slow = _slow_body(int(base_url.rsplit(":", 1)[1]))  # holds the one upload slot
+    try:
+        # An empty body is a 400 while the slot is free: it shows when the slow one holds it.
+        wait_for(lambda: requests.post(f"{base_url}/apiv1/separate", json={},
+                                       timeout=10).status_code == 503, 10,
+                 "the slow upload never held the slot")
+        refused = requests.post(f"{base_url}/apiv1/separate", json=song, timeout=10)
+        assert refused.status_code == 503 and "Retry-After" in refused.headers
+        assert "uploads" in refused.json()["error"]
+        assert requests.get(f"{base_url}/healthz", timeout=3).status_code == 200
+    finally:
+        slow.close()
+    assert_nothing_stored(redis_client, storage)
+    wait_for(lambda: requests.post(f"{base_url}/apiv1/separate", json=song,
+                                   timeout=10).status_code == 200, 10,
+             "the slot was not given back when the slow client went away")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
 def test_gunicorn_own_errors_are_json_and_no_server_is_announced(live_stack):
     base_url = live_stack.start_rest()
     too_long = requests.get(f"{base_url}/apiv1/status/{'a' * 9000}", timeout=10)
