@@ -43,6 +43,7 @@ def test_a_redis_restart_loses_no_job_and_rest_answers_503_meanwhile(live_stack,
     client = redis.Redis(port=port, decode_responses=True)
     try:
         url = f"redis://127.0.0.1:{port}/0"
+        live_stack.start_render(REDIS_URL=url)  # the render worker on this Redis too
         workers = [LiveWorker(live_stack, REDIS_URL=url), LiveWorker(live_stack, REDIS_URL=url)]
         base_url = live_stack.start_rest(REDIS_URL=url)
         for worker in workers:
