@@ -103,9 +103,3 @@ def test_stems_of_different_lengths_are_refused():
         render_track([write_lossless(stem(1, 1, 0.1), RATE),
                       write_lossless(stem(2, 1, 0.1), RATE)], "wav", 16)
 
-
-def test_lossless_stems_are_read_in_the_form_the_separation_worker_writes():
-    from worker.lossless import flac_24
-
-    wav = stem(0.5, seed=9, gain=1.5)
-    assert flac_24(wav, RATE) == write_lossless(wav, RATE)
