@@ -88,6 +88,12 @@ end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'done' and redis.call('HGET', KEYS[1], 'complete') == '1' then return 'stored' end
 if status == 'queued' or status == 'processing' then return status end
+-- A render that failed for the song's own reason would fail again: say so instead. Only a
+-- render whose workers kept dying is worth another try.
+if status == 'failed' and string.sub(redis.call('HGET', KEYS[1], 'error') or '', 1, 11)
+    ~= 'worker_lost' then
+  return 'failed'
+end
 create_render(KEYS[1], KEYS[2], KEYS[3], id, song, model, rendition, sep_id, now)
 return 'enqueued'
 """

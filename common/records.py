@@ -48,6 +48,7 @@ class RenditionResult(StrEnum):
     QUEUED = "queued"  # a render job was already waiting
     PROCESSING = "processing"  # a render job is making it
     NOT_SEPARATED = "not_separated"  # the song has no lossless stems of that model (yet)
+    FAILED = "failed"  # its render job failed, not for lack of workers: asking again won't help
 
 
 def separation_id(song_hash: str, model: str, default_model: str) -> str:

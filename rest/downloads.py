@@ -77,6 +77,11 @@ def stored_tracks(song_hash: str, model: str, rendition: Rendition) -> list[str]
     if result is RenditionResult.NOT_SEPARATED:
         raise ApiError(404, f"song {song_hash} is not separated yet (status {job.status.value})",
                        status=job.status.value, progress=job.progress)
+    if result is RenditionResult.FAILED:
+        reason = render.error if render is not None else "unknown"
+        raise ApiError(500, f"making the {rendition.id} tracks of song {song_hash} failed "
+                            f"({reason}); ask for another format, or tell the operator",
+                       rendition=rendition.id, reason=reason)
     if result is not RenditionResult.STORED:
         log.info("song %s: rendition %s of %s %s", song_hash, rendition.id, model, result.value)
         raise RenditionPending(song_hash, model, rendition, result)

@@ -97,14 +97,14 @@ _PATHS = {
         "responses": {"200": {"description": "The track",
                               "content": {mime: {"schema": {"type": "string", "format": "binary"}}
                                           for mime in sorted({f.mime for f in FORMATS.values()})}},
-                      "202": _RENDERING, **_errors(400, 401, 404, 503)},
+                      "202": _RENDERING, **_errors(400, 401, 404, 500, 503)},
     }},
     "/apiv1/zip/{songhash}": {"get": {
         "summary": "Download every track of a rendition as one zip (<stem>.<ext> entries)",
         "parameters": [_HASH, _MODEL, _FORMAT, _TWO_STEMS, _BITS, _BITRATE],
         "responses": {"200": {"description": "The zip, streamed", "content": {
                           "application/zip": {"schema": {"type": "string", "format": "binary"}}}},
-                      "202": _RENDERING, **_errors(400, 401, 404, 503)},
+                      "202": _RENDERING, **_errors(400, 401, 404, 500, 503)},
     }},
     "/apiv1/models": {"get": {
         "summary": "The models this service offers, with their stems",

@@ -11,6 +11,7 @@ import pytest
 import soundfile
 
 from common import keys
+from common.jobs import JobStatus
 from common.storage import rendition_object
 from tests import songflow
 from tests.audio_files import audio_file
@@ -65,6 +66,30 @@ def test_another_rendition_is_made_on_request_then_served(client, jobs, storage,
     wav, rate = decoded(response.data)
     assert rate == 44100 and abs(len(wav) / rate - 1.0) < 0.01
     assert soundfile.info(io.BytesIO(response.data)).subtype == "PCM_24"
+
+
+def _fail_next_render(jobs, error: str) -> None:
+    job_id = jobs.claim("cpu", 1, keys.RENDER_QUEUE)
+    token = jobs.start(job_id, "cpu")
+    assert jobs.finish(job_id, "cpu", token, JobStatus.FAILED, error,
+                       parent=jobs.get(job_id).parent)
+
+
+def test_a_failed_rendition_is_reported_not_waited_for(client, jobs, song):
+    assert client.get(f"/apiv1/track/{song}/vocals.wav").status_code == 202
+    _fail_next_render(jobs, "encode_failed: the encoder refused the stem")
+    response = client.get(f"/apiv1/track/{song}/vocals.wav")
+    assert response.status_code == 500
+    assert response.json["reason"] == "encode_failed: the encoder refused the stem"
+    assert "another format" in response.json["error"]
+    assert jobs.queue_length(keys.RENDER_QUEUE) == 0  # not queued again to fail again
+
+
+def test_a_rendition_whose_workers_died_is_tried_again(client, jobs, song):
+    assert client.get(f"/apiv1/track/{song}/vocals.wav").status_code == 202
+    _fail_next_render(jobs, "worker_lost: a worker died 3 times")
+    assert client.get(f"/apiv1/track/{song}/vocals.wav").status_code == 202
+    assert jobs.queue_length(keys.RENDER_QUEUE) == 1
 
 
 def test_two_stem_tracks_and_their_mime_types(client, jobs, storage, song):
