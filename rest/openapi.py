@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.tracks import FORMATS, MP3_BITRATES
+from rest.probe import FORMATS as ACCEPTED
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _HASH = {"name": "songhash", "in": "path", "required": True,
@@ -146,8 +147,7 @@ _PATHS = {
 
 _SCHEMAS = {
     "Submission": {"type": "object", "required": ["mp3"], "properties": {
-        "mp3": {"type": "string", "description": "The audio file (MP3, WAV, FLAC, Ogg Vorbis or "
-                                                 "AAC in M4A or ADTS), standard base64 "
+        "mp3": {"type": "string", "description": f"The audio file ({ACCEPTED}), standard base64 "
                                                  "(whitespace ignored)"},
         **_OPTION_PROPERTIES,
         "callback": {"type": "object", "required": ["url"], "properties": {
@@ -159,7 +159,8 @@ _SCHEMAS = {
     }},
     "Upload": {"type": "object", "required": ["file"], "properties": {
         "file": {"type": "string", "format": "binary",
-                 "description": "The audio file; the hash is that of its standard base64 text"},
+                 "description": f"The audio file ({ACCEPTED}); the hash is that of its "
+                                "standard base64 text"},
         "callback": {"type": "string", "description": "The callback object, as JSON text"},
         **_OPTION_PROPERTIES,
     }},

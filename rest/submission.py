@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import mmap
-import tempfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -16,8 +15,7 @@ from common.settings import Settings
 from common.tracks import Rendition
 from rest.errors import ApiError
 from rest.options import options_of
-from rest.probe import FORMATS, AudioInfo, NotAudio, Undecodable, probe
-from rest.probe.m4a_adts import to_adts
+from rest.probe import FORMATS, AudioInfo, NotAudio, probe
 from rest.upload import HashingFile
 from rest.validate import callback_field, check_duration, json_object, parse_json, strict_base64
 
@@ -28,37 +26,24 @@ class Submission:
     audio: BinaryIO  # positioned at its start
     size: int
     info: AudioInfo
-    ext: str  # of the stored upload: the format's, but an M4A is stored as ADTS AAC
     callback: dict | None
     model: str
     rendition: Rendition
+
+    @property
+    def ext(self) -> str:
+        """The stored upload's extension: its format's, whatever the client named the file."""
+        return self.info.format
 
 
 def check_audio(data, settings: Settings) -> AudioInfo:
     """The upload's format and length, within the duration limits; 4xx saying why not."""
     try:
         info = probe(data, stop_after_s=settings.max_duration_s)
-    except Undecodable as error:
-        raise ApiError(415, str(error)) from None
     except NotAudio as error:
         raise ApiError(400, f"the upload is not audio this service reads: {error}") from None
     check_duration(info.duration_s, settings)
     return info
-
-
-def _as_stored(data, info: AudioInfo, audio: BinaryIO, size: int) -> tuple[BinaryIO, int, str]:
-    """(file, size, extension) of what is stored: the upload itself, or an M4A's AAC as ADTS,
-    which the worker's decoder reads (written to a temporary file, not held in memory)."""
-    if info.format != "m4a":
-        return audio, size, info.format
-    adts = tempfile.TemporaryFile()
-    try:
-        size = to_adts(data, adts)
-    except NotAudio as error:
-        adts.close()
-        raise ApiError(400, f"the upload is not audio this service reads: {error}") from None
-    adts.seek(0)
-    return adts, size, "aac"
 
 
 def _from_json(request: Request, settings: Settings, jobs: JobStore) -> Submission:
@@ -76,8 +61,7 @@ def _from_json(request: Request, settings: Settings, jobs: JobStore) -> Submissi
         raise ApiError(413, f"the file is {len(data)} bytes; the limit is "
                             f"{settings.max_upload_bytes} bytes")
     info = check_audio(data, settings)
-    audio, size, ext = _as_stored(data, info, io.BytesIO(data), len(data))
-    return Submission(song_hash, audio, size, info, ext, callback, model, rendition)
+    return Submission(song_hash, io.BytesIO(data), len(data), info, callback, model, rendition)
 
 
 def _callback_text(text: str | None, settings: Settings) -> dict | None:
@@ -101,9 +85,9 @@ def _from_form(request: Request, settings: Settings, jobs: JobStore) -> Submissi
     # Probed through the page cache: the upload is never copied into this process's memory.
     with mmap.mmap(upload.fileno(), 0, access=mmap.ACCESS_READ) as view:
         info = check_audio(view, settings)
-        upload.seek(0)
-        audio, size, ext = _as_stored(view, info, upload.file, upload.size)
-    return Submission(upload.hash.hexdigest(), audio, size, info, ext, callback, model, rendition)
+    upload.seek(0)
+    return Submission(upload.hash.hexdigest(), upload.file, upload.size, info, callback, model,
+                      rendition)
 
 
 def read_submission(request: Request, settings: Settings, jobs: JobStore) -> Submission:

@@ -3,27 +3,37 @@ and files that only look like audio refused; the worker's decoder reads what is 
 
 from __future__ import annotations
 
-import io
 import struct
 
 import pytest
 
-from rest.probe import DECODED, NotAudio, Undecodable, probe
-from rest.probe.m4a_adts import to_adts
-from tests.audio_files import FORMATS, alac_m4a, audio_file
+from rest.probe import DECODED, NotAudio, probe
+from tests.audio_files import FORMATS, audio_file
 from worker.audio import decode
-from worker.errors import DecodeFailed
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("seconds, rate, channels", [(3, 44100, 2), (2, 22050, 1),
                                                      (1.5, 48000, 2)])
 def test_each_format_is_recognised_with_its_length(fmt, seconds, rate, channels):
-    info = probe(audio_file(fmt, seconds, rate=rate, channels=channels))
+    data = audio_file(fmt, seconds, rate=rate, channels=channels)
+    info = probe(data)
     assert info.format == fmt
     assert info.sample_rate == rate
     # Lossy encoders add a frame or two of priming and padding.
     assert seconds - 0.01 <= info.duration_s <= seconds + 0.15, info
+
+
+@pytest.mark.parametrize("codec", ["aac", "alac"])
+@pytest.mark.parametrize("faststart", [False, True])
+def test_m4a_of_either_codec_with_its_movie_header_before_or_after_the_data(codec, faststart):
+    data = audio_file("m4a", 2, rate=48000, subtype=codec, faststart=faststart)
+    assert (data.index(b"moov") < data.index(b"mdat")) == faststart
+    info = probe(data)
+    assert (info.format, info.sample_rate, info.channels) == ("m4a", 48000, 2)
+    assert 1.99 <= info.duration_s <= 2.05, info
+    wav = decode(data, 44100, 2)
+    assert wav.shape[0] == 2 and abs(wav.shape[1] / 44100 - info.duration_s) < 0.05
 
 
 @pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT", "PCM_U8", "ULAW"])
@@ -113,22 +123,3 @@ def test_the_worker_decodes_every_format_the_gateway_accepts(fmt):
     wav = decode(data, 44100, 2)
     assert wav.shape[0] == 2
     assert abs(wav.shape[1] / 44100 - probe(data).duration_s) < 0.1
-
-
-def test_the_aac_of_an_m4a_is_rewritten_as_adts_that_the_worker_decodes():
-    m4a = audio_file("m4a", 2, rate=22050, channels=1)
-    with pytest.raises(DecodeFailed, match="could not be decoded"):
-        decode(m4a, 44100, 2)  # the decoder reads no MP4 container
-    adts = io.BytesIO()
-    written = to_adts(m4a, adts)
-    assert written == len(adts.getvalue()) and written < len(m4a)
-    info = probe(adts.getvalue())
-    assert (info.format, info.sample_rate, info.channels) == ("aac", 22050, 1)
-    wav = decode(adts.getvalue(), 44100, 2)
-    # Only the M4A's edit list (the encoder's priming, a frame or two) is not carried over.
-    assert 0 <= wav.shape[1] / 44100 - probe(m4a).duration_s < 0.1
-
-
-def test_alac_in_m4a_is_refused_by_name():
-    with pytest.raises(Undecodable, match="ALAC"):
-        probe(alac_m4a())

@@ -12,15 +12,14 @@ import math
 
 from rest import mp3probe
 from rest.probe import adts, flac, mp4, ogg, wav
-from rest.probe.common import AudioInfo, Buffer, NotAudio, Undecodable, skip_id3v2
+from rest.probe.common import AudioInfo, Buffer, NotAudio, skip_id3v2
 
-__all__ = ["AudioInfo", "NotAudio", "Undecodable", "probe", "FORMATS", "DECODED"]
+__all__ = ["AudioInfo", "NotAudio", "probe", "FORMATS", "DECODED"]
 
 # What the gateway accepts, as the names a client reads in errors and docs.
-FORMATS = "MP3, WAV, FLAC, Ogg Vorbis or AAC (M4A or ADTS .aac)"
-# The formats the worker's decoder (sphn, on Symphonia) reads. It reads no MP4 container: the
-# AAC of an M4A is stored as ADTS (rest/probe/m4a_adts.py), and ALAC in M4A is refused.
-DECODED = ("mp3", "wav", "flac", "ogg", "aac")
+FORMATS = "MP3, WAV, FLAC, Ogg Vorbis, M4A (AAC or ALAC) or AAC in ADTS (.aac)"
+# The formats (upload extensions) the worker's decoder reads, each recognised here.
+DECODED = ("mp3", "wav", "flac", "ogg", "m4a", "aac")
 
 
 def probe(data: Buffer, stop_after_s: float = math.inf) -> AudioInfo:

@@ -12,10 +12,6 @@ class NotAudio(ValueError):
     """The bytes are not audio the service can read; the message says why."""
 
 
-class Undecodable(NotAudio):
-    """Audio in a format the service recognises but its decoder does not read."""
-
-
 @dataclass(frozen=True)
 class AudioInfo:
     """A recognised upload: its format (also the object's extension) and length."""

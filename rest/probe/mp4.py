@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from rest.probe.common import AudioInfo, Buffer, NotAudio, Undecodable, u32be, u64be
+from rest.probe.common import AudioInfo, Buffer, NotAudio, u32be, u64be
 
 _CODECS = {b"mp4a": "AAC", b"alac": "ALAC"}
 
 
-def boxes(data: Buffer, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+def _boxes(data: Buffer, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of each box between `start` and `end`."""
     pos = start
     while pos + 8 <= end:
@@ -28,8 +28,8 @@ def boxes(data: Buffer, start: int, end: int) -> Iterator[tuple[bytes, int, int]
         pos += size
 
 
-def child(data: Buffer, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
-    for found, body, stop in boxes(data, start, end):
+def _child(data: Buffer, start: int, end: int, kind: bytes) -> tuple[int, int] | None:
+    for found, body, stop in _boxes(data, start, end):
         if found == kind:
             return body, stop
     return None
@@ -42,36 +42,36 @@ def _media_header(data: Buffer, body: int) -> tuple[int, int]:
     return u32be(data, body + 12), u32be(data, body + 16)
 
 
-def sample_table(data: Buffer, mdia: tuple[int, int]) -> tuple[int, int]:
+def _sample_table(data: Buffer, mdia: tuple[int, int]) -> tuple[int, int]:
     """The sample table (stbl box) of a track's media box."""
     box = mdia
     for kind in (b"minf", b"stbl"):
-        box = box and child(data, *box, kind)
+        box = box and _child(data, *box, kind)
     if not box:
         raise NotAudio("the M4A sound track lacks its sample table")
     return box
 
 
-def sample_entry(data: Buffer, stbl: tuple[int, int]) -> tuple[bytes, int, int]:
+def _sample_entry(data: Buffer, stbl: tuple[int, int]) -> tuple[bytes, int, int]:
     """(codec, position, end) of the first sample description of a sample table."""
-    stsd = child(data, *stbl, b"stsd")
+    stsd = _child(data, *stbl, b"stsd")
     if not stsd:
         raise NotAudio("the M4A sound track lacks its sample description")
     entry = stsd[0] + 8  # after version, flags and the entry count
     return bytes(data[entry + 4:entry + 8]), entry, entry + u32be(data, entry)
 
 
-def sound_track(data: Buffer) -> tuple[int, int]:
+def _sound_track(data: Buffer) -> tuple[int, int]:
     """The media box (mdia) of the movie's first sound track, once the file is seen to hold
     audio data too."""
-    top = {kind: (body, end) for kind, body, end in boxes(data, 0, len(data))}
+    top = {kind: (body, end) for kind, body, end in _boxes(data, 0, len(data))}
     if b"moov" not in top:
         raise NotAudio("the MP4 file has no movie header (moov box): it is truncated")
     if b"mdat" not in top:
         raise NotAudio("the MP4 file holds no media data (mdat box)")
-    for kind, body, end in boxes(data, *top[b"moov"]):
-        mdia = child(data, body, end, b"mdia") if kind == b"trak" else None
-        hdlr = mdia and child(data, *mdia, b"hdlr")
+    for kind, body, end in _boxes(data, *top[b"moov"]):
+        mdia = _child(data, body, end, b"mdia") if kind == b"trak" else None
+        hdlr = mdia and _child(data, *mdia, b"hdlr")
         if hdlr and data[hdlr[0] + 8:hdlr[0] + 12] == b"soun":
             return mdia
     raise NotAudio("the MP4 file holds no sound track")
@@ -79,16 +79,13 @@ def sound_track(data: Buffer) -> tuple[int, int]:
 
 def probe(data: Buffer) -> AudioInfo:
     """The codec and length of the first sound track."""
-    mdia = sound_track(data)
-    mdhd = child(data, *mdia, b"mdhd")
+    mdia = _sound_track(data)
+    mdhd = _child(data, *mdia, b"mdhd")
     if not mdhd:
         raise NotAudio("the M4A sound track lacks its media header")
-    codec, entry, _ = sample_entry(data, sample_table(data, mdia))
+    codec, entry, _ = _sample_entry(data, _sample_table(data, mdia))
     if codec not in _CODECS:
         raise NotAudio(f"the M4A sound track holds {codec!r}, not AAC or ALAC")
-    if codec == b"alac":
-        raise Undecodable("the M4A holds ALAC, which this service's decoder does not read; "
-                          "send FLAC or WAV")
     channels, rate = u32be(data, entry + 24) >> 16, u32be(data, entry + 32) >> 16
     timescale, duration = _media_header(data, mdhd[0])
     if timescale == 0 or duration == 0:
