@@ -105,9 +105,14 @@ def test_flac_without_a_stated_length_is_refused():
         probe(bytes(flac))
 
 
-def test_ogg_opus_is_refused_by_name():
-    with pytest.raises(NotAudio, match="Opus"):
-        probe(audio_file("ogg", 1, rate=48000, subtype="OPUS"))
+@pytest.mark.parametrize("rate, channels", [(48000, 2), (16000, 1)])
+def test_ogg_opus_plays_at_48_khz_less_its_pre_skip(rate, channels):
+    opus = audio_file("ogg", 2.5, rate=rate, channels=channels, subtype="OPUS")
+    info = probe(opus)
+    assert (info.format, info.sample_rate, info.channels) == ("ogg", 48000, channels)
+    assert abs(info.duration_s - 2.5) < 0.001, info
+    wav = decode(opus, 44100, 2)
+    assert abs(wav.shape[1] / 44100 - info.duration_s) < 0.001
 
 
 def test_aac_frames_hidden_after_a_tag_are_counted_as_an_error():

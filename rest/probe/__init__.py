@@ -17,7 +17,7 @@ from rest.probe.common import AudioInfo, Buffer, NotAudio, skip_id3v2
 __all__ = ["AudioInfo", "NotAudio", "probe", "FORMATS", "DECODED"]
 
 # What the gateway accepts, as the names a client reads in errors and docs.
-FORMATS = "MP3, WAV, FLAC, Ogg Vorbis, M4A (AAC or ALAC) or AAC in ADTS (.aac)"
+FORMATS = "MP3, WAV, FLAC, Ogg Vorbis or Opus, M4A (AAC or ALAC) or AAC in ADTS (.aac)"
 # The formats (upload extensions) the worker's decoder reads, each recognised here.
 DECODED = ("mp3", "wav", "flac", "ogg", "m4a", "aac")
 

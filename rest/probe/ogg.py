@@ -1,9 +1,10 @@
-"""Ogg Vorbis: the first page's identification header gives the rate; the granule position of
-the stream's last page gives the number of samples."""
+"""Ogg Vorbis or Opus: the first page's identification header gives the rate (Opus: always
+48 kHz, less the decoder's pre-skip); the granule position of the stream's last page gives the
+number of samples."""
 
 from __future__ import annotations
 
-from rest.probe.common import AudioInfo, Buffer, NotAudio, u32le
+from rest.probe.common import AudioInfo, Buffer, NotAudio, u16le, u32le
 
 _TAIL = 128 * 1024  # a page is at most 65,307 bytes: the last complete one lies in here
 _NO_GRANULE = 2**64 - 1
@@ -37,13 +38,20 @@ def _last_granule(data: Buffer, serial: int) -> int:
     raise NotAudio("the Ogg stream has no page that states its length")
 
 
+def _opus(data: Buffer, head: Buffer, serial: int) -> AudioInfo:
+    """Opus plays at 48 kHz; its first `pre-skip` samples are the encoder's, not the song's."""
+    if len(head) < 19 or head[9] == 0:
+        raise NotAudio("the Opus header is cut short or states no channels")
+    played = _last_granule(data, serial) - u16le(head, 10)
+    return AudioInfo("ogg", max(played, 0) / 48000, 48000, head[9])
+
+
 def probe(data: Buffer) -> AudioInfo:
-    """Read the Vorbis identification header, then the last page's granule position."""
+    """Read the Vorbis or Opus identification header, then the last page's granule position."""
     _, serial, payload = _page(data, 0)
     head = data[payload:payload + 30]
     if head[:8] == b"OpusHead":
-        raise NotAudio("Ogg Opus is not read by this service's decoder; send Ogg Vorbis, "
-                       "FLAC or WAV")
+        return _opus(data, head, serial)
     if head[:7] != b"\x01vorbis" or len(head) < 30:
         raise NotAudio("the Ogg file does not hold a Vorbis stream")
     channels, rate = head[11], u32le(head, 12)
