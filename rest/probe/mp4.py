@@ -44,7 +44,7 @@ def _media_header(data: Buffer, body: int) -> tuple[int, int]:
 
 def _sample_table(data: Buffer, mdia: tuple[int, int]) -> tuple[int, int]:
     """The sample table (stbl box) of a track's media box."""
-    box = mdia
+    box: tuple[int, int] | None = mdia
     for kind in (b"minf", b"stbl"):
         box = box and _child(data, *box, kind)
     if not box:
@@ -72,7 +72,7 @@ def _sound_track(data: Buffer) -> tuple[int, int]:
     for kind, body, end in _boxes(data, *top[b"moov"]):
         mdia = _child(data, body, end, b"mdia") if kind == b"trak" else None
         hdlr = mdia and _child(data, *mdia, b"hdlr")
-        if hdlr and data[hdlr[0] + 8:hdlr[0] + 12] == b"soun":
+        if mdia and hdlr and data[hdlr[0] + 8:hdlr[0] + 12] == b"soun":
             return mdia
     raise NotAudio("the MP4 file holds no sound track")
 
