@@ -75,17 +75,23 @@ class Parts:
         self.position, self.end = end, max(self.end, end)
         return count
 
+    @property
+    def single(self) -> bool:
+        """Whether the whole file fits in the head: then it is sent in one PUT."""
+        return self.number == 1 and not self.tail
+
     def finish(self) -> None:
         """Send the head and what is left; the object stays invisible until `complete`."""
-        if self.number == 1 and not self.tail:
-            return  # one part only: sent whole by `complete`
+        if self.single:
+            return
         self.upload.put_part(1, bytes(self.head))
         if self.tail:
             self.number += 1
             self.upload.put_part(self.number, bytes(self.tail))
 
     def complete(self) -> None:
-        if self.number == 1 and not self.tail:
+        """Make the object visible, whole."""
+        if self.single:
             self.upload.put_whole(bytes(self.head))
         else:
             self.upload.complete()
