@@ -19,6 +19,9 @@ from flask import Request, current_app
 
 from rest.errors import ApiError, unavailable
 
+# A burst of small uploads waits this long for a slot rather than being refused at once.
+UPLOAD_SLOT_WAIT_S = 5
+
 
 @contextmanager
 def upload_slot() -> Iterator[None]:
@@ -29,7 +32,7 @@ def upload_slot() -> Iterator[None]:
     limit in k8s/ is sized from this one.
     """
     slots: threading.BoundedSemaphore = current_app.extensions["upload_slots"]
-    if not slots.acquire(blocking=False):
+    if not slots.acquire(timeout=UPLOAD_SLOT_WAIT_S):
         raise unavailable("the gateway is receiving as many uploads as it may at once; "
                           "retry in a few seconds")
     try:

@@ -271,9 +271,9 @@ def test_uploads_beyond_the_concurrent_limit_wait_their_turn(live_stack, redis_c
     try:
         # An empty body is a 400 while the slot is free: it shows when the slow one holds it.
         wait_for(lambda: requests.post(f"{base_url}/apiv1/separate", json={},
-                                       timeout=10).status_code == 503, 10,
+                                       timeout=20).status_code == 503, 30,
                  "the slow upload never held the slot")
-        refused = requests.post(f"{base_url}/apiv1/separate", json=song, timeout=10)
+        refused = requests.post(f"{base_url}/apiv1/separate", json=song, timeout=20)
         assert refused.status_code == 503 and "Retry-After" in refused.headers
         assert "uploads" in refused.json()["error"]
         assert requests.get(f"{base_url}/healthz", timeout=3).status_code == 200
