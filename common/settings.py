@@ -40,7 +40,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "MIN_DURATION_S": ("1", "Shortest accepted song, in seconds of audio"),
     "MAX_CALLBACK_DATA_KB": ("64", "Largest accepted callback.data, in KiB of JSON"),
     "BODY_TIMEOUT_S": ("120", "A request body must arrive within this many seconds (408 after)"),
-    "MAX_CONCURRENT_UPLOADS": ("4", "Uploads one gateway process receives at once (5 s wait, then 503)"),
+    "MAX_CONCURRENT_UPLOADS": ("4", "Uploads a gateway process receives at once (then 503)"),
     "LOG_LIST_MAX": ("1000", "Length at which the Redis list `logging` is trimmed"),
     "LOG_LEVEL": ("INFO", "Lowest level logged to stdout and to `logging`"),
     "API_KEYS": ("", "Comma-separated; `key` may submit and remove, `key:ro` read (secret)"),
