@@ -202,10 +202,10 @@ export function explain(error) {
       return `The file is too large: ${detail}. Pick a smaller file or a shorter song.`;
     case 400:
       return /not audio|not an? mp3/i.test(detail)
-        ? `${detail}. Pick an audio file (such as MP3, WAV, FLAC or Ogg).`
+        ? `${detail}. Pick an audio file (MP3, WAV, FLAC, Ogg, Opus, AAC or M4A).`
         : `${detail}.`;
     case 415:
-      return `${detail}. Convert the song to MP3, WAV, FLAC or Ogg and try again.`;
+      return `${detail}. The page sends songs as files: reload it and try again.`;
     case 422:
       return `${detail}. Trim the song or pick a shorter one.`;
     case 429:
