@@ -89,8 +89,9 @@ class Api:
                 return list(offered["stems"])
         raise ApiError(404, f"the server offers no model {model}")
 
-    def queue(self) -> list[str]:
-        return self._json("GET", "/apiv1/queue")["queue"]
+    def queue(self, params: dict[str, str] | None = None) -> list[str]:
+        """Hashes waiting in a model's queue (the default model's unless params name one)."""
+        return self._json("GET", "/apiv1/queue", params=params)["queue"]
 
     def remove(self, song_hash: str, track: str, params: dict[str, str] | None = None) -> dict:
         return self._json("DELETE", f"/apiv1/remove/{song_hash}/{track}", params=params)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from client.api import Api
 from client.progress import display
-from client.songs import Song, save_tracks
+from client.songs import Song, place, save_tracks
 from client.tracks import status_params
 
 
@@ -24,6 +24,8 @@ def status(api: Api, args: argparse.Namespace) -> int:
         _print_json(state)
         return 0
     line = state["status"]
+    if state.get("position"):
+        line += f" {place(state)}"
     if state["status"] == "processing":
         line += f" {float(state.get('progress') or 0):.0%}"
     print(f"{state['hash']}: {line}")
@@ -39,8 +41,8 @@ def status(api: Api, args: argparse.Namespace) -> int:
 
 
 def queue(api: Api, args: argparse.Namespace) -> int:
-    """Print the hashes waiting, oldest first."""
-    hashes = api.queue()
+    """Print the hashes waiting in a model's queue, oldest first."""
+    hashes = api.queue(status_params(args.options))
     if args.json:
         _print_json({"queue": hashes})
     elif not hashes:

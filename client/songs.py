@@ -119,10 +119,9 @@ def _upload(api: Api, song: Song, options: dict[str, str], shown: Display) -> No
 def _follow(api: Api, songs: list[Song], options: dict[str, str], shown: Display) -> None:
     """Poll every unfinished song until each is done (and saved), failed or cancelled."""
     while pending := [song for song in songs if song.status not in FINAL]:
-        queue = _queue(api) if any(song.status == "queued" for song in pending) else []
         for song in pending:
             try:
-                _poll(api, song, queue, options, shown)
+                _poll(api, song, options, shown)
             except ApiError as error:
                 if not transient(error):
                     _fail(song, "failed", error.message, shown)
@@ -132,24 +131,16 @@ def _follow(api: Api, songs: list[Song], options: dict[str, str], shown: Display
             time.sleep(POLL_S)
 
 
-def _queue(api: Api) -> list[str]:
-    """The queue, for places in it; none while the server is briefly unavailable."""
-    try:
-        return api.queue()
-    except ApiError as error:
-        if transient(error):
-            return []
-        raise
+def place(state: dict) -> str:
+    """A queued song's place in its model's queue, as the status tells it ("#2 of 5")."""
+    return f"#{state['position']} of {state['queue_length']}" if state.get("position") else ""
 
 
-def _poll(api: Api, song: Song, queue: list[str], options: dict[str, str],
-          shown: Display) -> None:
+def _poll(api: Api, song: Song, options: dict[str, str], shown: Display) -> None:
     state = api.status(song.song_hash, status_params(options))
     song.status = state["status"]
     if song.status == "queued":
-        place = (f"#{queue.index(song.song_hash) + 1} of {len(queue)}"
-                 if song.song_hash in queue else "")
-        shown.update(song.row, "queued", 0, 1, place)
+        shown.update(song.row, "queued", 0, 1, place(state))
     elif song.status == "processing":
         progress = float(state.get("progress") or 0)
         # Separated, its tracks being encoded: the separation's share is over.

@@ -152,6 +152,19 @@ class JobStore(Claims):
         """Job ids waiting in a queue, oldest first."""
         return self.text.items(queue)
 
+    def queued_songs(self, model: str = "") -> list[str]:
+        """Hashes of the songs waiting in a model's queue, oldest first."""
+        return [job_id.partition(":")[0] for job_id in self.queued(self.queue_for(model))]
+
+    def place(self, job_id: str) -> tuple[int, int] | None:
+        """(1-based place, length) of a job in its queue; None when it is not waiting there."""
+        queue = keys.queue_of(job_id)
+        pipe = self.redis.pipeline()  # one round trip, both read at the same moment
+        pipe.lpos(queue, job_id)
+        pipe.llen(queue)
+        index, length = pipe.execute()
+        return None if index is None else (index + 1, length)
+
     def queue_length(self, queue: str = keys.QUEUE) -> int:
         return self.redis.llen(queue)
 

@@ -85,7 +85,9 @@ _PATHS = {
     }},
     "/apiv1/queue": {"get": {
         "summary": "Hashes waiting for a worker, oldest first",
-        "responses": {"200": _json("Queue", "The queue"), **_errors(401, 503)},
+        "parameters": [_query("model", "A model this service offers: its queue; default: the "
+                                       "first model's (toWorker)", {"type": "string"})],
+        "responses": {"200": _json("Queue", "The queue"), **_errors(400, 401, 503)},
     }},
     "/apiv1/status/{songhash}": {"get": {
         "summary": "Status and progress of a song, its options and every track ready",
@@ -179,6 +181,10 @@ _SCHEMAS = {
         "tracks": {"type": "array", "items": {"type": "string"}},
         "error": {"type": ["string", "null"]},
         "progress": {"type": "number", "minimum": 0, "maximum": 1},
+        "position": {"type": "integer", "minimum": 1,
+                     "description": "While queued: 1-based place in its model's queue"},
+        "queue_length": {"type": "integer", "minimum": 1,
+                         "description": "While queued: songs waiting in that queue"},
         "attempts": {"type": "integer"},
         "callback": {"type": ["string", "null"]},
         "timings": {"type": "object", "additionalProperties": {"type": "number"}},

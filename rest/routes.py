@@ -108,7 +108,9 @@ def _forget_upload(song_hash: str, ext: str, stored_before: bool) -> None:
 @api.get("/apiv1/queue")
 def queue():
     # The body is never read: the original client sends `null` as JSON with this GET.
-    return {"queue": ctx.jobs().queued()}
+    # ?model= names another model's queue; without it, the default model's `toWorker`.
+    return {"queue": ctx.jobs().queued_songs(model_param(request.args.get("model"),
+                                                         ctx.settings()))}
 
 
 @api.get("/apiv1/status/<songhash>")
@@ -116,7 +118,7 @@ def status(songhash: str):
     song_hash = song_hash_param(songhash)
     model = model_param(request.args.get("model"), ctx.settings())
     job = separated(song_hash, model)
-    return {
+    answer = {
         "hash": song_hash,
         "status": job.status.value,
         "tracks": job.tracks,
@@ -129,6 +131,9 @@ def status(songhash: str):
                             else ctx.default_rendition()),
         "ready": ready_tracks(song_hash),
     }
+    if job.status is JobStatus.QUEUED and (place := ctx.jobs().place(job.id)):
+        answer["position"], answer["queue_length"] = place
+    return answer
 
 
 @api.route("/apiv1/remove/<songhash>/<track>", methods=["GET", "DELETE"])

@@ -242,7 +242,7 @@ def test_a_file_that_is_not_audio_is_refused_with_an_alert_and_nothing_is_stored
 
 
 def test_each_refusal_says_what_to_do_next(live_stack, storage, open_page, make_mp3):
-    # Reads need a key too: the page's status and queue requests carry it as well.
+    # Reads need a key too: the page's status requests carry it as well.
     base_url = live_stack.start_rest(API_KEYS="writer,other,reader:ro", PROTECT_READS="true",
                                      RATE_LIMIT_PER_MIN="1", MAX_UPLOAD_MB="1",
                                      MAX_DURATION_S="2", MAX_QUEUE_LENGTH="1")
@@ -284,7 +284,8 @@ def test_a_waiting_song_is_cancelled_then_deleted_and_nothing_of_it_remains(
     page.get_by_label("Format").select_option("FLAC")
     upload(page, ("waiting.mp3", short_mp3))
     bar = page.get_by_role("progressbar", name="Progress of waiting.mp3")
-    expect(bar).to_have_attribute("aria-valuetext", re.compile("^Queued"))
+    # Its place in its own model's queue (`toWorker:htdemucs_6s`, not `toWorker`).
+    expect(bar).to_have_attribute("aria-valuetext", "Queued, 1st of 1 in the queue")
     song_hash, model = song_hash_of(page).split(":")
     assert model == "htdemucs_6s"
     assert redis_client.hget(f"job:{song_hash}:{model}", "rendition") == "flac-16+guitar"

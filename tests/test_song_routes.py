@@ -156,6 +156,31 @@ def test_another_model_is_addressed_with_its_query_parameter(client, jobs, stora
     assert client.get(f"/apiv1/track/{song_hash}/guitar.mp3").status_code == 404
 
 
+def test_each_model_has_its_queue_and_a_queued_song_its_place_in_it(client, jobs):
+    first, second, third = (submit(client, seconds=1 + n / 10, model=model)
+                            for n, model in enumerate((MODEL, SIX, SIX)))
+    assert client.get("/apiv1/queue").json == {"queue": [first]}
+    assert client.get(f"/apiv1/queue?model={MODEL}").json == {"queue": [first]}
+    assert client.get(f"/apiv1/queue?model={SIX}").json == {"queue": [second, third]}
+    unknown = client.get("/apiv1/queue?model=htdemucs_9s")
+    assert unknown.status_code == 400 and unknown.json["models"] == [MODEL, SIX]
+    assert f"{MODEL}, {SIX}" in unknown.json["error"]
+
+    def place(song_hash: str, model: str) -> tuple:
+        status = client.get(f"/apiv1/status/{song_hash}?model={model}").json
+        return status["status"], status.get("position"), status.get("queue_length")
+
+    assert place(first, MODEL) == ("queued", 1, 1)
+    assert place(second, SIX) == ("queued", 1, 2)
+    assert place(third, SIX) == ("queued", 2, 2)
+    jobs.claim("gpu", 1, jobs.queue_for(SIX))  # a worker takes the next song of that model
+    assert place(second, SIX) == ("queued", None, None)  # claimed, not yet started
+    jobs.start(f"{second}:{SIX}", "gpu")
+    assert place(second, SIX) == ("processing", None, None)
+    assert place(third, SIX) == ("queued", 1, 1)
+    assert client.get(f"/apiv1/queue?model={SIX}").json == {"queue": [third]}
+
+
 def test_cancel_a_queued_song_then_submit_it_again(client, redis_client):
     song_hash = submit(client)
     response = client.post(f"/apiv1/cancel/{song_hash}")
@@ -204,6 +229,7 @@ def test_openapi_lists_the_statuses_the_new_routes_answer(client, jobs, storage,
     queued = submit(client, seconds=3)
     observed = [
         ("/apiv1/models", "get", client.get("/apiv1/models")),
+        ("/apiv1/queue", "get", client.get("/apiv1/queue?model=htdemucs_9s")),
         ("/apiv1/track/{songhash}/{track}", "get", client.get(f"/apiv1/track/{song}/bass.wav")),
         ("/apiv1/zip/{songhash}", "get", client.get(f"/apiv1/zip/{song}")),
         ("/apiv1/zip/{songhash}", "get", client.get(f"/apiv1/zip/{song}?format=flac")),
@@ -214,6 +240,6 @@ def test_openapi_lists_the_statuses_the_new_routes_answer(client, jobs, storage,
         ("/apiv1/song/{songhash}", "delete", client.delete(f"/apiv1/song/{song}")),
     ]
     codes = [(path, response.status_code) for path, _, response in observed]
-    assert [code for _, code in codes] == [200, 202, 200, 202, 400, 409, 200, 200, 404]
+    assert [code for _, code in codes] == [200, 400, 202, 200, 202, 400, 409, 200, 200, 404]
     for path, method, response in observed:
         assert str(response.status_code) in paths[path][method]["responses"], (path, response)

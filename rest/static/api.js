@@ -84,7 +84,6 @@ function modelQuery(song, extra = {}) {
 }
 
 export const getStatus = (song) => request("GET", `/apiv1/status/${song.hash}${modelQuery(song)}`);
-export const getQueue = () => request("GET", "/apiv1/queue");
 export const cancelSong = (song) =>
   request("POST", `/apiv1/cancel/${song.hash}${modelQuery(song)}`);
 export const deleteSong = (song) => request("DELETE", `/apiv1/song/${song.hash}`);

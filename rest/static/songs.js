@@ -227,11 +227,7 @@ export class SongList {
     try {
       const waiting = [...this.entries.values()].filter((entry) => !FINAL.has(entry.status));
       const statuses = await Promise.all(waiting.map((entry) => this.fetchStatus(entry)));
-      let queue = null;
-      if (statuses.some((status) => status?.status === "queued")) {
-        queue = (await api.getQueue().catch(() => ({ queue: null }))).queue;
-      }
-      waiting.forEach((entry, i) => statuses[i] && this.update(entry, statuses[i], queue));
+      waiting.forEach((entry, i) => statuses[i] && this.update(entry, statuses[i]));
     } finally {
       this.refreshing = false;
     }
@@ -255,7 +251,7 @@ export class SongList {
     }
   }
 
-  update(entry, status, queue) {
+  update(entry, status) {
     if (status.options && !entry.song.options?.format) {
       // Opened from a link: the server says which rendition was asked for.
       const { format, bits, bitrate, two_stems: twoStems } = status.options;
@@ -263,9 +259,9 @@ export class SongList {
       this.save();
     }
     if (status.status === "queued") {
-      const position = (queue || []).findIndex(
-        (id) => id === entry.song.hash || id.startsWith(`${entry.song.hash}:`)) + 1;
-      const where = position ? `, ${ordinal(position)} of ${queue.length} in the queue` : "";
+      // The status gives the song's place in its own model's queue.
+      const where = status.position
+        ? `, ${ordinal(status.position)} of ${status.queue_length} in the queue` : "";
       this.setState(entry, "queued", 0, `Queued${where}`);
     } else if (status.status === "processing") {
       const percent = Math.round((status.progress || 0) * 100);
