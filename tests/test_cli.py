@@ -28,6 +28,7 @@ from scripts import stack
 
 ROOT = Path(__file__).resolve().parent.parent
 STEMS = ["bass.mp3", "drums.mp3", "other.mp3", "vocals.mp3"]
+SIX = "htdemucs_6s"
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -221,6 +222,32 @@ def test_ctrl_c_leaves_the_job_running_and_wait_takes_it_up(live_stack, songs, t
     output = run_in_terminal(resume.group(1).split()[1:], env)
     assert "━" in output and "done, 4 tracks in" in output, output
     assert_stems(tmp_path / "out" / song_hash(song), 2)
+
+
+@pytest.mark.slow
+def test_a_song_of_another_model_shows_its_place_in_that_models_queue(live_stack, songs):
+    base_url = live_stack.start_rest(DEMUCS_MODELS=f"demucs_unittest,{SIX}")
+    api = Api(base_url)
+    api.submit(songs / "second.mp3", {}, lambda sent, total: None)  # the default model's queue
+    ahead = api.submit(songs / "third.mp3", {"model": SIX}, lambda sent, total: None)["hash"]
+    api.close()
+    song = songs / "first.mp3"
+    process = subprocess.Popen([sys.executable, "-m", "client", "separate", str(song),
+                                "--model", SIX, "--server", base_url], cwd=ROOT, env=_env(None),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = ""
+    for line in process.stdout:  # no worker: the song waits behind the other of its model
+        if line.startswith("first: queued"):
+            break
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert line == "first: queued #2 of 2\n", stdout + stderr
+    server = ("--server", base_url)
+    code, out, _ = call("queue", "--model", SIX, "--json", *server)
+    assert code == 0 and json.loads(out) == {"queue": [ahead, song_hash(song)]}
+    code, out, _ = call("status", song_hash(song), "--model", SIX, *server)
+    assert code == 0 and out.splitlines()[0] == f"{song_hash(song)}: queued #2 of 2"
 
 
 def check_cancel_and_delete(base_url: str, song: Path) -> None:
