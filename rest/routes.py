@@ -109,8 +109,8 @@ def _forget_upload(song_hash: str, ext: str, stored_before: bool) -> None:
 def queue():
     # The body is never read: the original client sends `null` as JSON with this GET.
     # ?model= names another model's queue; without it, the default model's `toWorker`.
-    return {"queue": ctx.jobs().queued_songs(model_param(request.args.get("model"),
-                                                         ctx.settings()))}
+    model = model_param(request.args.get("model"), ctx.settings())
+    return {"queue": ctx.jobs().queued_songs(model)}
 
 
 @api.get("/apiv1/status/<songhash>")
