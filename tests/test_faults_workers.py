@@ -83,6 +83,7 @@ def test_a_worker_killed_between_stems_leaves_no_mixed_set(live_stack, redis_cli
     storage = versioned_output
     # Every reply of the store reaches this worker a second late: time to act between stems.
     proxy = TcpProxy(s3_server, delay_s=1.0)
+    live_stack.start_render()  # straight to the store: the proxy goes with the first worker
     try:
         first = LiveWorker(live_stack, MINIO_HOST=proxy.address)
         base_url = live_stack.start_rest()
