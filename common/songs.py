@@ -7,6 +7,7 @@ stores after that; then every object of the song.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from common.jobs import JobStore
 from common.storage import Storage, StorageError
@@ -14,8 +15,15 @@ from common.storage import Storage, StorageError
 log = logging.getLogger(__name__)
 
 
-def delete_song(jobs: JobStore, storage: Storage, song_hash: str) -> bool:
-    """Remove every job record and object of a song; False if there was nothing of it.
+class Deleted(NamedTuple):
+    """What a deletion removed: job records and objects."""
+
+    jobs: int
+    objects: int
+
+
+def delete_song(jobs: JobStore, storage: Storage, song_hash: str) -> Deleted:
+    """Remove every job record and object of a song; (0, 0) if there was nothing of it.
 
     Raises StorageError when the store fails after the records went; the song is then left
     for the workers' sweep, which removes its objects once the store answers.
@@ -26,7 +34,7 @@ def delete_song(jobs: JobStore, storage: Storage, song_hash: str) -> bool:
     except StorageError:
         jobs.sweep_later(song_hash)
         raise
-    return bool(ids or removed)
+    return Deleted(len(ids), removed)
 
 
 def sweep_expired(jobs: JobStore, storage: Storage, ended_before: float) -> list[str]:

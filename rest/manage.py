@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, request
 
 from common.jobs import CancelResult
+from common.songs import delete_song
 from rest import access
 from rest import context as ctx
 from rest.errors import ApiError
@@ -31,9 +32,11 @@ def cancel(songhash: str):
     if result is CancelResult.MISSING:
         raise ApiError(404, f"no song with hash {song_hash} for model {model}")
     if result is CancelResult.FINISHED:
-        status = ctx.jobs().separation(song_hash, model)
-        raise ApiError(409, f"song {song_hash} has finished separating with {model}; "
-                            "delete it instead", status=status.status.value if status else None)
+        job = ctx.jobs().separation(song_hash, model)
+        stage = ("its tracks are being made from its stems" if job and job.awaiting
+                 else f"it is {job.status.value}" if job else "it ended")
+        raise ApiError(409, f"song {song_hash} has finished separating with {model} ({stage}); "
+                            "delete it instead", status=job.status.value if job else None)
     log.info("song %s (%s): cancel %s", song_hash, model, result.value)
     reason = ("Song cancelled" if result is CancelResult.CANCELLED
               else "Song stops at its next segment")
@@ -43,12 +46,9 @@ def cancel(songhash: str):
 @manage.delete("/apiv1/song/<songhash>")
 def delete(songhash: str):
     song_hash = song_hash_param(songhash)
-    # Records first: a running job loses its token, and its worker removes what it stores after.
-    removed_jobs = ctx.jobs().delete_song(song_hash)
-    removed_objects = ctx.storage().remove_song_everything(song_hash)
-    if not removed_jobs and not removed_objects:
+    # A store outage after the records went answers 503 and leaves the objects to the sweep.
+    deleted = delete_song(ctx.jobs(), ctx.storage(), song_hash)
+    if deleted == (0, 0):
         raise ApiError(404, f"no song with hash {song_hash}")
-    log.info("song %s: deleted (%d jobs, %d objects)", song_hash, len(removed_jobs),
-             removed_objects)
-    return {"hash": song_hash, "reason": "Song deleted", "jobs": len(removed_jobs),
-            "objects": removed_objects}
+    log.info("song %s: deleted (%d jobs, %d objects)", song_hash, *deleted)
+    return {"hash": song_hash, "reason": "Song deleted", **deleted._asdict()}

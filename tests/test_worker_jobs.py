@@ -118,7 +118,7 @@ def test_a_song_deleted_while_it_is_separated_leaves_nothing(run_worker, tiny_jo
     worker = tiny_worker(run_worker, tiny_repo[0])
     song_hash = upload(storage, jobs, make_mp3(12, seed=24))
     running(jobs, song_hash)
-    assert delete_song(jobs, storage, song_hash)
+    assert delete_song(jobs, storage, song_hash).jobs == 1
     # The worker learns at its next segment that the job is gone, and stores nothing.
     wait_for(lambda: not jobs.claimed_by(worker.worker_id) and not jobs.in_flight(), 60,
              "the worker kept the deleted song")
