@@ -65,7 +65,7 @@ def measure(env: dict, scratch: Path, seconds: int, rendition: str) -> dict:
     from common.storage import Storage
 
     settings = Settings.from_env(env)
-    jobs, storage = JobStore(connect(settings)), Storage(settings)
+    jobs, storage = JobStore(connect(settings), settings.default_model), Storage(settings)
     song = f"{seconds:064x}"
     for n, stem in enumerate(STEMS):
         storage.put_lossless(song, MODEL, stem, lossless_stem(seconds, seed=n))
