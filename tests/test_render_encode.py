@@ -14,7 +14,13 @@ from demucs.audio import encode_wav, i16_pcm
 from demucs.audio import prevent_clip as demucs_prevent_clip
 
 from common.storage import LOSSLESS_HEADROOM
-from worker.render.encode import read_lossless, render_track, to_pcm, write_lossless
+from worker.render.encode import (
+    encode_mp3,
+    read_lossless,
+    render_track,
+    to_pcm,
+    write_lossless,
+)
 
 RATE = 44100
 LAME_FRAME = 1152
@@ -103,3 +109,19 @@ def test_stems_of_different_lengths_are_refused():
         render_track([write_lossless(stem(1, 1, 0.1), RATE),
                       write_lossless(stem(2, 1, 0.1), RATE)], "wav", 16)
 
+
+
+@pytest.mark.parametrize("fmt,quality", [("wav", 16), ("wav", 24), ("flac", 16), ("mp3", 128)])
+def test_a_track_made_block_by_block_is_the_whole_array_track(fmt, quality, tmp_path):
+    """Many blocks, the loudest sample in the last: the rescaling of the first blocks needs
+    the peak of the whole song, and the result is exactly the whole-array arithmetic's."""
+    wavs = [stem(1, seed, 0.4) for seed in (9, 10, 11)]
+    wavs[2][:, -100] = 5.0  # the sum clips only here, 44 blocks in
+    sources = [write_lossless(wav, RATE) for wav in wavs]
+    total = sum((read_lossless(data)[0] for data in sources), np.zeros((2, RATE + 17), "f4"))
+    blocks = render_track(sources, fmt, quality, block=1000)
+    assert blocks == render_track(sources, fmt, quality)  # the default block: one here
+    if fmt == "mp3":
+        assert blocks == encode_mp3(total, RATE, quality)
+    else:
+        np.testing.assert_array_equal(decoded(blocks), cli_samples(total, quality, tmp_path))

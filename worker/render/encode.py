@@ -1,12 +1,17 @@
 """One track from lossless stems: the Demucs CLI's clip rescaling and PCM arithmetic, then
 WAV or FLAC (libsndfile) or MP3 (LAME, as the CLI encodes).
 
-These functions run in the render pool's processes: this module never imports torch.
+A track is made a block of frames at a time, in two passes over the stems (the clip rescaling
+needs the whole track's peak first), so its memory does not grow with the song. These
+functions run in the render pool's processes: this module never imports torch.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import BinaryIO
 
 import lameenc
 import numpy as np
@@ -16,6 +21,8 @@ from common.storage import LOSSLESS_HEADROOM
 
 BITS = {16: ("PCM_16", "<i2"), 24: ("PCM_24", "<i4")}
 CONTAINERS = {"wav": "WAV", "flac": "FLAC"}
+BLOCK = 2**16  # frames read, summed and encoded at a time: 512 KiB of float32 stereo
+Source = str | BinaryIO  # a lossless stem: a path or a seekable file object
 
 
 def write_lossless(wav: np.ndarray, samplerate: int) -> bytes:
@@ -33,20 +40,19 @@ def read_lossless(data: bytes) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(wav.T) * np.float32(LOSSLESS_HEADROOM), rate
 
 
-def prevent_clip(wav: np.ndarray) -> np.ndarray:
-    """Scale down a track that would clip, as the Demucs CLI does (`--clip-mode rescale`)."""
-    # float32 throughout, as torch computes `1.01 * wav.abs().max()`.
-    peak = np.float32(1.01) * np.abs(wav).max(initial=np.float32(0))
-    return wav / max(peak, np.float32(1))
+def clip_scale(peak: np.float32) -> np.float32:
+    """The divisor of a track whose largest magnitude is `peak`: the Demucs CLI's
+    `--clip-mode rescale`, in float32 as torch computes `1.01 * wav.abs().max()`."""
+    return max(np.float32(1.01) * np.float32(peak), np.float32(1))
 
 
-def to_pcm(wav: np.ndarray, bits: int = 16) -> np.ndarray:
-    """Interleaved `[samples, channels]` integer PCM of a `[channels, samples]` float track.
+def quantize(wav: np.ndarray, scale: np.float32, bits: int = 16) -> np.ndarray:
+    """Interleaved `[samples, channels]` integer PCM of a `[channels, samples]` float block.
 
     The Demucs CLI's arithmetic (rescale, clamp, times 2**(bits-1) - 1, truncate), in one
     scratch buffer; 24-bit samples are int32 holding the 24-bit value.
     """
-    scratch = prevent_clip(wav).astype(np.float32, copy=False)
+    scratch = (wav / scale).astype(np.float32, copy=False)
     np.clip(scratch, -1, 1, out=scratch)
     np.multiply(scratch, 2 ** (bits - 1) - 1, out=scratch)
     pcm = np.empty(scratch.shape[::-1], dtype=BITS[bits][1])
@@ -54,44 +60,92 @@ def to_pcm(wav: np.ndarray, bits: int = 16) -> np.ndarray:
     return pcm
 
 
-def encode_pcm(pcm: np.ndarray, samplerate: int, fmt: str, quality: int) -> bytes:
-    """Encode interleaved PCM: `fmt` mp3 (`quality` = kbps; int16 PCM) or wav/flac (bits)."""
-    if fmt == "mp3":
-        return mp3_from_pcm(pcm, samplerate, quality)
-    # libsndfile takes 24-bit samples from the top bits of an int32.
-    frames = pcm << 8 if quality == 24 else pcm
-    out = io.BytesIO()
-    soundfile.write(out, frames, samplerate, BITS[quality][0], format=CONTAINERS[fmt])
-    return out.getvalue()
+def to_pcm(wav: np.ndarray, bits: int = 16) -> np.ndarray:
+    """A whole `[channels, samples]` float track as the CLI's interleaved integer PCM."""
+    return quantize(wav, clip_scale(np.abs(wav).max(initial=np.float32(0))), bits)
 
 
-def encode_mp3(wav: np.ndarray, samplerate: int, bitrate: int) -> bytes:
-    """Encode a `[channels, samples]` float track as the Demucs CLI does."""
-    return mp3_from_pcm(to_pcm(wav), samplerate, bitrate)
-
-
-def mp3_from_pcm(pcm: np.ndarray, samplerate: int, bitrate: int) -> bytes:
-    """Encode interleaved int16 `[samples, channels]` PCM as the Demucs CLI does (LAME -q 2)."""
+@contextmanager
+def _mp3_writer(out: BinaryIO, samplerate: int, channels: int,
+                bitrate: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """`write(int16 pcm)` encoding into `out` as the Demucs CLI does (LAME -q 2)."""
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(bitrate)
     encoder.set_in_sample_rate(samplerate)
-    encoder.set_channels(pcm.shape[1])
+    encoder.set_channels(channels)
     encoder.set_quality(2)
     encoder.silence()
-    return bytes(encoder.encode(pcm.tobytes()) + encoder.flush())
+    # LAME's bitstream does not depend on how its input is cut into calls.
+    yield lambda pcm: out.write(encoder.encode(pcm.tobytes()))
+    out.write(encoder.flush())
 
 
-def render_track(sources: list[bytes], fmt: str, quality: int) -> bytes:
-    """The track that is the sum of the lossless stems `sources`, in `fmt` at `quality`.
+@contextmanager
+def _pcm_writer(out: BinaryIO, samplerate: int, channels: int, fmt: str,
+                bits: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """`write(pcm)` into a WAV or FLAC file (libsndfile writes its header on closing)."""
+    with soundfile.SoundFile(out, "w", samplerate, channels, BITS[bits][0],
+                             format=CONTAINERS[fmt]) as sound:
+        # libsndfile takes 24-bit samples from the top bits of an int32.
+        yield lambda pcm: sound.write(pcm << 8 if bits == 24 else pcm)
+
+
+def encode_mp3(wav: np.ndarray, samplerate: int, bitrate: int) -> bytes:
+    """Encode a whole `[channels, samples]` float track as the Demucs CLI does."""
+    out = io.BytesIO()
+    with _mp3_writer(out, samplerate, wav.shape[0], bitrate) as write:
+        write(to_pcm(wav))
+    return out.getvalue()
+
+
+def _summed(stems: list[soundfile.SoundFile], block: int) -> Iterator[np.ndarray]:
+    """`[channels, frames]` float32 blocks of the sum of the stems at their true level, from
+    the start; added in the stems' order, exactly as whole arrays would be."""
+    for stem in stems:
+        stem.seek(0)
+    while True:
+        total = None
+        for stem in stems:
+            wav = stem.read(block, dtype="float32", always_2d=True).T * np.float32(
+                LOSSLESS_HEADROOM)
+            total = wav if total is None else np.add(total, wav, out=total)
+        if not total.shape[1]:
+            return
+        yield total
+
+
+def render_to(sources: list[Source], fmt: str, quality: int, out: BinaryIO,
+              block: int = BLOCK) -> None:
+    """Write into `out` the track that is the sum of the lossless stems `sources`, in `fmt`
+    at `quality` (mp3: kbps; wav, flac: bits), `block` frames at a time.
 
     One source is a stem's own track; several make a `no_<stem>` track, summed before the
     clip rescaling exactly as the Demucs CLI's `--two-stems` does.
     """
-    total, samplerate = read_lossless(sources[0])
-    for data in sources[1:]:
-        wav, rate = read_lossless(data)
-        if rate != samplerate or wav.shape != total.shape:
+    with ExitStack() as files:
+        stems = [files.enter_context(soundfile.SoundFile(source)) for source in sources]
+        shapes = {(stem.samplerate, stem.frames, stem.channels) for stem in stems}
+        if len(shapes) != 1:
             raise ValueError("the stems of one song differ in rate or length")
-        total += wav
-    bits = 16 if fmt == "mp3" else quality
-    return encode_pcm(to_pcm(total, bits), samplerate, fmt, quality)
+        rate, _, channels = shapes.pop()
+        peak = max((np.abs(wav).max() for wav in _summed(stems, block)),
+                   default=np.float32(0))
+        scale, bits = clip_scale(peak), 16 if fmt == "mp3" else quality
+        writer = (_mp3_writer(out, rate, channels, quality) if fmt == "mp3"
+                  else _pcm_writer(out, rate, channels, fmt, bits))
+        with writer as write:
+            for wav in _summed(stems, block):
+                write(quantize(wav, scale, bits))
+
+
+def render_file(sources: list[str], fmt: str, quality: int, path: str) -> None:
+    """`render_to` from lossless stem files into the file `path`."""
+    with open(path, "wb") as out:
+        render_to(sources, fmt, quality, out)
+
+
+def render_track(sources: list[bytes], fmt: str, quality: int, block: int = BLOCK) -> bytes:
+    """`render_to` from lossless stems in memory, to bytes (short songs, tests)."""
+    out = io.BytesIO()
+    render_to([io.BytesIO(data) for data in sources], fmt, quality, out, block)
+    return out.getvalue()
