@@ -30,6 +30,21 @@ def stems() -> dict[str, bytes]:
             for name in STEMS}
 
 
+@pytest.fixture
+def stem_files(stems, tmp_path) -> dict[str, str]:
+    """The stems as the render worker fetches them: files, in the model's order."""
+    (tmp_path / "stems").mkdir()
+    for name, data in stems.items():
+        (tmp_path / "stems" / f"{name}.flac").write_bytes(data)
+    return {name: str(tmp_path / "stems" / f"{name}.flac") for name in stems}
+
+
+def rendered(renderer, stem_files, rendition: str, folder: Path) -> list[tuple[str, bytes]]:
+    """`(track, bytes)` in the order the pool gave them out, each from its file."""
+    return [(name, Path(path).read_bytes())
+            for name, path in renderer.render(stem_files, parse_rendition(rendition), folder)]
+
+
 @pytest.fixture(scope="module")
 def renderer():
     pool = Renderer(2)
@@ -45,9 +60,9 @@ def test_track_sources():
         track_sources(parse_rendition("flac-24+guitar"), STEMS)
 
 
-def test_pool_renders_every_track_deterministically(renderer, stems):
-    first = list(renderer.render(stems, parse_rendition("mp3-192")))
-    second = list(renderer.render(stems, parse_rendition("mp3-192")))
+def test_pool_renders_every_track_deterministically(renderer, stems, stem_files, tmp_path):
+    first = rendered(renderer, stem_files, "mp3-192", tmp_path)
+    second = rendered(renderer, stem_files, "mp3-192", tmp_path)
     # Every stem exactly once, whatever order they finish in.
     assert sorted(name for name, _ in first) == sorted(f"{s}.mp3" for s in STEMS)
     assert dict(first) == dict(second)
@@ -55,16 +70,17 @@ def test_pool_renders_every_track_deterministically(renderer, stems):
                            for name, data in stems.items()}
 
 
-def test_pool_renders_two_stems(renderer, stems):
-    tracks = dict(renderer.render(stems, parse_rendition("flac-16+drums")))
+def test_pool_renders_two_stems(renderer, stems, stem_files, tmp_path):
+    tracks = dict(rendered(renderer, stem_files, "flac-16+drums", tmp_path))
     assert tracks == {"drums.flac": render_track([stems["drums"]], "flac", 16),
                       "no_drums.flac": render_track([stems[s] for s in ("bass", "other",
                                                                         "vocals")], "flac", 16)}
 
 
-def test_a_broken_stem_fails_the_rendition(renderer, stems):
+def test_a_broken_stem_fails_the_rendition(renderer, stem_files, tmp_path):
+    Path(stem_files["bass"]).write_bytes(b"not a flac")
     with pytest.raises(EncodeFailed, match="rendering failed"):
-        list(renderer.render({**stems, "bass": b"not a flac"}, parse_rendition("wav-16")))
+        rendered(renderer, stem_files, "wav-16", tmp_path)
 
 
 def _running(pid: int) -> bool:

@@ -8,7 +8,9 @@ that separation owes is sent from here. Run with `python -m worker.render`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 import time
 from contextlib import closing
 
@@ -72,25 +74,30 @@ class RenderWorker(ClaimLoop):
             rendition = tracks.parse_rendition(job.rendition).check(model_stems)
         except tracks.TrackError as error:  # the gateway checks first; a record from elsewhere
             raise EncodeFailed(f"cannot render {job.rendition!r}: {error}") from None
-        started = time.monotonic()
-        stems = {stem: self._lossless(job.song, job.model, stem) for stem in model_stems}
-        timings["fetch"] = round(time.monotonic() - started, 3)
-        started = encoded = time.monotonic()
-        names = rendition.track_names(list(stems))
-        progress = self.progress_reporter(attempt)
-        # Each track is stored as soon as it is encoded, while the others still encode.
-        with closing(self.renderer.render(stems, rendition)) as rendered:
-            for track, data in rendered:
-                encoded = time.monotonic()
-                self._store(attempt, rendition_object(job.song, job.model, rendition.id, track),
-                            data, tracks.parse_track(track).mime, stored)
-                progress(len(stored) / len(names))
+        with tempfile.TemporaryDirectory(prefix="render-") as folder:
+            started = time.monotonic()
+            os.mkdir(stem_folder := os.path.join(folder, "stems"))
+            stems = {stem: self._lossless(job.song, job.model, stem, stem_folder)
+                     for stem in model_stems}
+            timings["fetch"] = round(time.monotonic() - started, 3)
+            started = encoded = time.monotonic()
+            names = rendition.track_names(list(stems))
+            progress = self.progress_reporter(attempt)
+            # Each track is stored as soon as it is encoded, while the others still encode.
+            with closing(self.renderer.render(stems, rendition, folder)) as rendered:
+                for track, path in rendered:
+                    encoded = time.monotonic()
+                    self._store(attempt, rendition_object(job.song, job.model, rendition.id,
+                                                          track),
+                                path, tracks.parse_track(track).mime, stored)
+                    os.remove(path)
+                    progress(len(stored) / len(names))
         # render: until the last track was encoded; store: the upload after that.
         timings["render"] = round(encoded - started, 3)
         timings["store"] = round(time.monotonic() - encoded, 3)
         return names
 
-    def _store(self, attempt: Attempt, name: str, data: bytes, mime: str,
+    def _store(self, attempt: Attempt, name: str, path: str, mime: str,
                stored: list[str]) -> None:
         # An attempt presumed dead must not write beside its successor, nor a deleted job
         # leave tracks behind: stop at once.
@@ -98,7 +105,7 @@ class RenderWorker(ClaimLoop):
             raise Superseded(attempt.id)
         stored.append(name)  # before the upload: an upload cut short may still have landed
         try:
-            retry(lambda: self.storage.put_output(name, data, mime), f"storing {name}")
+            retry(lambda: self.storage.put_output_file(name, path, mime), f"storing {name}")
         except StorageError as error:
             raise HandBack(f"object store unavailable: {error}") from None
 
@@ -110,15 +117,18 @@ class RenderWorker(ClaimLoop):
             raise InputMissing(f"no worker has registered the stems of model {model!r}")
         return stems
 
-    def _lossless(self, song: str, model: str, stem: str) -> bytes:
+    def _lossless(self, song: str, model: str, stem: str, folder: str) -> str:
+        """Fetch a lossless stem into a file of `folder`; its path."""
+        path = os.path.join(folder, tracks.lossless_track(stem))
         try:
-            return retry(lambda: self.storage.get_lossless(song, model, stem),
-                         f"fetching the {stem} stem", attempts=4)
+            retry(lambda: self.storage.download_lossless(song, model, stem, path),
+                  f"fetching the {stem} stem", attempts=4)
         except NotFound:
             raise InputMissing(f"the lossless {stem} stem of model {model} is no longer "
                                "stored; submit the song again") from None
         except StorageError as error:
             raise HandBack(f"object store unavailable: {error}") from None
+        return path
 
     def _remove(self, attempt: Attempt, stored: list[str]) -> None:
         """Remove the tracks this attempt stored, unless another attempt holds the job now

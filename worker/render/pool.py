@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from common.tracks import Rendition
 from worker.cores import usable_cores
 from worker.errors import EncodeFailed
-from worker.render.encode import render_track
+from worker.render.encode import render_file
 
 
 def _ready() -> None:
@@ -61,29 +61,31 @@ class Renderer:
         self.processes = processes or usable_cores()
         self.pool = spawn_pool(self.processes)
 
-    def render(self, stems: dict[str, bytes],
-               rendition: Rendition) -> Iterator[tuple[str, bytes]]:
-        """`(track name, encoded bytes)` for each track of `rendition` made from
-        `{stem: lossless FLAC bytes}` (in the model's order), given out as each finishes, so
-        that one can be stored while the others encode."""
+    def render(self, stems: dict[str, str], rendition: Rendition,
+               folder: str) -> Iterator[tuple[str, str]]:
+        """`(track name, file)` for each track of `rendition` made from `{stem: lossless FLAC
+        file}` (in the model's order), written into `folder` and given out as each finishes,
+        so that one can be stored while the others encode."""
         tracks = track_sources(rendition, list(stems))
         try:
-            futures = {self.pool.submit(render_track, [stems[s] for s in sources],
-                                        rendition.format, rendition.quality): name
+            futures = {self.pool.submit(render_file, [stems[s] for s in sources],
+                                        rendition.format, rendition.quality,
+                                        os.path.join(folder, name)): name
                        for name, sources in tracks.items()}
         except BrokenProcessPool as error:
             self.pool = spawn_pool(self.processes)
             raise EncodeFailed(f"a render process died: {error}") from error
         try:
             for future in as_completed(futures):
-                yield futures[future], self._result(future)
+                self._result(future)
+                yield futures[future], os.path.join(folder, futures[future])
         finally:  # closed early (the job was dropped): the tracks not begun are not made
             for future in futures:
                 future.cancel()
 
-    def _result(self, future: Future) -> bytes:
+    def _result(self, future: Future) -> None:
         try:
-            return future.result()
+            future.result()
         except BrokenProcessPool as error:
             self.pool = spawn_pool(self.processes)  # the next job gets a fresh pool
             raise EncodeFailed(f"a render process died: {error}") from error
