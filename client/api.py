@@ -80,6 +80,7 @@ class Api:
                               headers={"Content-Type": body.content_type})
 
     def status(self, song_hash: str, params: dict[str, str] | None = None) -> dict:
+        """The song's status body; an error answer raises ApiError."""
         return self._json("GET", f"/apiv1/status/{song_hash}", params=params)
 
     def stems(self, model: str | None) -> list[str]:
@@ -94,12 +95,15 @@ class Api:
         return self._json("GET", "/apiv1/queue", params=params)["queue"]
 
     def remove(self, song_hash: str, track: str, params: dict[str, str] | None = None) -> dict:
+        """Remove one track of a song from the server."""
         return self._json("DELETE", f"/apiv1/remove/{song_hash}/{track}", params=params)
 
     def cancel(self, song_hash: str, params: dict[str, str] | None = None) -> dict:
+        """Cancel a song's separation (it stops at its next segment when running)."""
         return self._json("POST", f"/apiv1/cancel/{song_hash}", params=params)
 
     def delete(self, song_hash: str) -> dict:
+        """Remove everything the server keeps of a song."""
         return self._json("DELETE", f"/apiv1/song/{song_hash}")
 
     def download(self, song_hash: str, track: str, target: Path,

@@ -42,6 +42,7 @@ class Song:
         return cls(song_hash[:12], output / song_hash, song_hash=song_hash)
 
     def result(self) -> dict:
+        """The song as `--json` prints it."""
         return {"song": self.name, "hash": self.song_hash or None, "status": self.status,
                 "error": self.error or None, "files": [str(path) for path in self.files]}
 

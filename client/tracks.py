@@ -19,10 +19,12 @@ def job_options(values: dict[str, object]) -> dict[str, str]:
 
 
 def status_params(options: dict[str, str]) -> dict[str, str]:
+    """The query of a status request: the model asked for, if any."""
     return {"model": options["model"]} if "model" in options else {}
 
 
 def download_params(options: dict[str, str]) -> dict[str, str]:
+    """The query of a track download: model, bits and bitrate, as asked."""
     return {name: options[name] for name in ("model", "bits", "bitrate") if name in options}
 
 

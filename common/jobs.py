@@ -54,6 +54,7 @@ class JobStore(Claims):
         return Job.from_redis(job_id, raw) if raw else None
 
     def separation_id(self, song_hash: str, model: str = "") -> str:
+        """The id of a song's separation with `model` (the default one unless named)."""
         return separation_id(song_hash, model or self.default_model, self.default_model)
 
     def separation(self, song_hash: str, model: str = "") -> Job | None:
@@ -166,6 +167,7 @@ class JobStore(Claims):
         return None if index is None else (index + 1, length)
 
     def queue_length(self, queue: str = keys.QUEUE) -> int:
+        """How many jobs wait in a queue."""
         return self.redis.llen(queue)
 
     def finished_counts(self) -> dict[str, int]:

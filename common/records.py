@@ -8,6 +8,7 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
+    """Where a job is; stored in its record and served as-is."""
     QUEUED = "queued"
     PROCESSING = "processing"
     DONE = "done"
@@ -16,11 +17,13 @@ class JobStatus(StrEnum):
 
 
 class Kind(StrEnum):
+    """A separation (model, lossless stems) or a render (stems to one rendition's tracks)."""
     SEPARATE = "separate"
     RENDER = "render"
 
 
 class EnqueueResult(StrEnum):
+    """What a submission did: queued it (anew or again), refused it, or found it there."""
     ENQUEUED = "enqueued"
     RETRIED = "retried"
     QUEUE_FULL = "full"
@@ -36,6 +39,7 @@ class EnqueueResult(StrEnum):
 
 
 class CancelResult(StrEnum):
+    """What a cancel did to a separation."""
     CANCELLED = "cancelled"  # it was waiting (or was cancelled already): it is cancelled now
     STOPPING = "stopping"  # it is being separated: it stops at the next segment
     FINISHED = "finished"  # it ended, or its separation did: too late to cancel
@@ -43,6 +47,7 @@ class CancelResult(StrEnum):
 
 
 class RenditionResult(StrEnum):
+    """Where a rendition asked for stands."""
     STORED = "stored"  # its tracks are in the store
     ENQUEUED = "enqueued"  # a render job was queued just now
     QUEUED = "queued"  # a render job was already waiting
@@ -68,6 +73,7 @@ def parse_render_id(job_id: str) -> tuple[str, str, str]:
 
 
 def song_of(job_id: str) -> str:
+    """The song hash a job id starts with (separation or render)."""
     return job_id.split(":", 1)[0]
 
 

@@ -11,6 +11,7 @@ from common.settings import Settings
 
 
 def main() -> int:
+    """Print the shipped log lines as they arrive, until interrupted."""
     settings = Settings.for_service("logs")
     if settings is None:
         return 2

@@ -41,6 +41,7 @@ class RenditionPending(Exception):
 
 @downloads.errorhandler(RenditionPending)
 def rendition_pending(pending: RenditionPending):
+    """202 with what is being made and when to ask again."""
     return pending.body, 202, {"Retry-After": str(RENDER_RETRY_S)}
 
 
@@ -98,6 +99,7 @@ def _attachment(filename: str, size: int | None = None) -> dict:
 
 @downloads.get("/apiv1/track/<songhash>/<track>")
 def track(songhash: str, track: str):
+    """One track, streamed from the store; 202 while its rendition is being made."""
     song_hash, name = song_hash_param(songhash), track_param(track)
     model = model_param(request.args.get("model"), ctx.settings())
     wanted = tracks.parse_track(name)
@@ -118,6 +120,7 @@ def track(songhash: str, track: str):
 
 @downloads.get("/apiv1/zip/<songhash>")
 def zip_of_tracks(songhash: str):
+    """Every stored track of a rendition as one zip, streamed as it is built."""
     song_hash = song_hash_param(songhash)
     model = model_param(request.args.get("model"), ctx.settings())
     rendition = rendition_of(request.args, ctx.settings(), stems_of(model, ctx.jobs()))

@@ -28,6 +28,7 @@ class ApiError(Exception):
 
 
 def unavailable(message: str) -> ApiError:
+    """A 503 with Retry-After: a dependency is down, the client may retry."""
     return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
@@ -46,6 +47,7 @@ _HTTP_MESSAGES = {
 
 
 def register_error_handlers(app: Flask) -> None:
+    """Every error answered as JSON `{"error": ...}`; outages of Redis or the store as 503."""
     @app.before_request
     def options_as_json():
         if request.method == "OPTIONS":

@@ -26,6 +26,7 @@ def list_models():
 
 @manage.post("/apiv1/cancel/<songhash>")
 def cancel(songhash: str):
+    """Cancel a song's separation; 404 when unknown, 409 when it has finished."""
     song_hash = song_hash_param(songhash)
     model = model_param(request.args.get("model"), ctx.settings())
     result = ctx.jobs().cancel(song_hash, model)
@@ -45,6 +46,7 @@ def cancel(songhash: str):
 
 @manage.delete("/apiv1/song/<songhash>")
 def delete(songhash: str):
+    """Remove every job record and stored object of a song; 404 when there was none."""
     song_hash = song_hash_param(songhash)
     # A store outage after the records went answers 503 and leaves the objects to the sweep.
     deleted = delete_song(ctx.jobs(), ctx.storage(), song_hash)

@@ -62,6 +62,7 @@ class Base64Hash:
 
 
 def upload_too_large(limit: int) -> ApiError:
+    """The 413 of an upload over MAX_UPLOAD_MB."""
     return ApiError(413, f"the file is larger than the limit of {limit // (1024 * 1024)} MB "
                          "(MAX_UPLOAD_MB)")
 

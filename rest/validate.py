@@ -25,6 +25,7 @@ _WHITESPACE = re.compile(rb"[ \t\n\r\x0b\x0c]")
 
 
 def song_hash_param(value: str) -> str:
+    """The song hash of a URL, or 400 saying what a hash looks like."""
     if not _HASH.fullmatch(value):
         raise ApiError(400, "songhash must be the 64 lowercase hex characters returned by "
                             "/apiv1/separate")
@@ -126,6 +127,7 @@ def _refuse_stray_bits(compact: bytes) -> None:
 
 
 def callback_field(value, allow_private: bool, max_data_kb: int = 64) -> dict | None:
+    """A submission's `callback` checked (safe URL, bounded data); else 400/413 saying why."""
     if value is None:
         return None
     if not isinstance(value, dict):

@@ -109,21 +109,22 @@ class LocalStack:
         stack.create_buckets(env)
         self.worker_log = logs / "worker.log"
         self.worker_log.write_text("")
-        started = time.perf_counter()
+        started, since = time.perf_counter(), time.time()
         self.processes.append(stack.start_worker(env, self.worker_log))
         self.processes.append(stack.start_render({**env, "WORKER_ID": "bench-render"},
                                                  logs / "render.log"))
         self.processes.append(stack.start_rest(rest_port, env, logs / "rest.log"))
         self.base_url = f"http://127.0.0.1:{rest_port}"
-        self._wait_for_worker()
+        self._wait_for_worker(env, since)
         self.worker_start_s = round(time.perf_counter() - started, 1)
 
-    def _wait_for_worker(self, timeout: float = 300) -> None:
+    def _wait_for_worker(self, env: dict, since: float, timeout: float = 300) -> None:
+        """Until the worker's first heartbeat after `since`; keeps its model's log line."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            text = self.worker_log.read_text()
-            if "ready, waiting for songs" in text:
-                self.worker_line = next(line for line in text.splitlines() if "loaded on" in line)
+            if stack.worker_ready(env["REDIS_URL"], env["WORKER_ID"], since):
+                lines = self.worker_log.read_text().splitlines()
+                self.worker_line = next(line for line in lines if "loaded on" in line)
                 return
             if self.processes[2].poll() is not None:
                 raise RuntimeError(f"the worker exited; see {self.worker_log}")

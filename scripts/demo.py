@@ -31,10 +31,12 @@ def why_worker_exited() -> str:
     return critical[-1] if critical else (lines[-1] if lines else "it exited without a word")
 
 
-def wait_until_worker_ready(timeout: float = 600) -> None:
+def wait_until_worker_ready(since: float, timeout: float = 600) -> None:
+    """Until the worker's first heartbeat after `since`: its model loaded, it claims."""
+    redis_url, worker_id = stack.saved_env()["REDIS_URL"], stack.local_worker_id("worker-1")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if "ready, waiting for songs" in WORKER_LOG.read_text():
+        if stack.worker_ready(redis_url, worker_id, since):
             return
         if worker_exited():
             raise SystemExit(f"demo stopped: the worker cannot run: {why_worker_exited()}")
@@ -42,8 +44,9 @@ def wait_until_worker_ready(timeout: float = 600) -> None:
     raise SystemExit(f"demo stopped: the worker was not ready after {timeout:.0f} s")
 
 
-def separate_sample() -> None:
-    wait_until_worker_ready()
+def separate_sample(since: float) -> None:
+    """Send the sample song once the worker started after `since` is ready; fetch its stems."""
+    wait_until_worker_ready(since)
     print(f"sending {SONG.relative_to(stack.ROOT)} to http://{sample_client.REST}")
     body = sample_client.mkReq(requests.post, "apiv1/separate",
                                {"mp3": base64.b64encode(SONG.read_bytes()).decode()},
@@ -63,10 +66,10 @@ def separate_sample() -> None:
 def main() -> int:
     os.chdir(stack.ROOT)
     sample_client.REST = f"127.0.0.1:{os.environ.get('REST_PORT', '5000')}"
-    started = time.monotonic()
+    started, since = time.monotonic(), time.time()
     stack.up()
     try:
-        separate_sample()
+        separate_sample(since)
     finally:
         stack.down()
     print(f"demo finished in {time.monotonic() - started:.1f} s")

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,11 +103,12 @@ def service_env(redis_port: int, s3_port: int, **extra: str) -> dict[str, str]:
 
 
 def start_rest(port: int, env: dict, log: Path) -> subprocess.Popen:
-    # The shipped configuration (gevent workers, JSON errors), on a loopback port.
+    """The gateway as shipped: gunicorn with rest/gunicorn.conf.py, on a loopback port, its
+    processes' metrics summed in a folder beside its log (as the Deployment's emptyDir)."""
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(log.with_name(f"{log.stem}-metrics")),
+           **(env or os.environ), "PORT": f"127.0.0.1:{port}"}
     process = _spawn([sys.executable, "-m", "gunicorn", "--config", "rest/gunicorn.conf.py",
-                      "rest.app:create_app()"],
-                     log, {"WEB_CONCURRENCY": "2", **(env or os.environ),
-                           "PORT": f"127.0.0.1:{port}"})
+                      "rest.app:create_app()"], log, env)
     wait_ready(f"http://127.0.0.1:{port}", process)
     return process
 
@@ -130,6 +132,29 @@ def _ready(base_url: str) -> bool:
 def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 60) -> None:
     _wait_until(lambda: _ready(base_url), process, timeout,
                 f"{base_url}/readyz did not answer 200")
+
+
+def worker_ready(redis_url: str, worker_id: str, since: float) -> bool:
+    """Whether the worker beat at or after `since` (a Unix time): its model is loaded and it
+    claims jobs (worker/heartbeat.py)."""
+    from worker.heartbeat import beat_since
+
+    try:
+        with redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2) as client:
+            return beat_since(client, worker_id, since)
+    except redis.RedisError:
+        return False
+
+
+def local_worker_id(name: str) -> str:
+    """WORKER_ID of the stack's worker `name` (worker-1, render-1, ...)."""
+    return f"{socket.gethostname()}-{name}"
+
+
+def saved_env() -> dict[str, str]:
+    """What `up` wrote to .run/stack.env: REDIS_URL, MINIO_HOST, REST."""
+    lines = (RUN / "stack.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 def create_buckets(env: dict) -> None:
@@ -209,7 +234,7 @@ def up() -> None:
     for kind, (start, variable) in counts.items():
         for number in range(1, int(os.environ.get(variable, "1")) + 1):
             name = f"{kind}-{number}"
-            process = start({**env, "WORKER_ID": f"{socket.gethostname()}-{name}"},
+            process = start({**env, "WORKER_ID": local_worker_id(name)},
                             RUN / f"{name}.log")
             (RUN / f"{name}.pid").write_text(str(process.pid))
     rest = start_rest(rest_port, env, RUN / "rest.log")

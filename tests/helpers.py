@@ -99,6 +99,16 @@ def wait_for_job(jobs: JobStore, song_hash: str, predicate, timeout: float = 90,
         raise AssertionError(f"{error}; last record {last[0]}") from None
 
 
+def reaper_passes(client: redis.Redis, count: int = 2, timeout: float = 30) -> None:
+    """Return once some worker's reaper made `count` more passes (each forgets a dead worker
+    that holds nothing, registered just before it): at least `count - 1` whole passes."""
+    for number in range(count):
+        ghost = f"ghost-{number}-{time.monotonic_ns()}"
+        client.sadd(keys.WORKERS, ghost)
+        wait_for(lambda name=ghost: not client.sismember(keys.WORKERS, name), timeout,
+                 "no reaper pass", interval=0.02)
+
+
 def holder(client: redis.Redis, song_hash: str, worker_ids) -> str | None:
     """The worker whose processing list holds the song, if any."""
     for worker_id in worker_ids:
@@ -121,16 +131,18 @@ class LiveWorker:
         self.number = len(live_stack.workers) + 1
         self.id = worker_id or f"test-worker-{self.number}"
         self.extra = extra
+        self.started = time.time()
         self.process = live_stack.start_worker(**{**extra, "WORKER_ID": self.id})
 
     def log(self) -> str:
         return self.stack.worker_log(self.number)
 
     def wait_ready(self, timeout: float = 120) -> LiveWorker:
+        """Until this process's first heartbeat: its model is loaded and it claims."""
         def ready():
             assert self.process.poll() is None, self.log()
-            path = self.stack.folder / f"worker-{self.number}.log"
-            return path.exists() and "waiting for songs" in path.read_text()
+            redis_url = self.extra.get("REDIS_URL", self.stack.env["REDIS_URL"])
+            return stack.worker_ready(redis_url, self.id, self.started)
 
         wait_for(ready, timeout, f"worker {self.id} never became ready", interval=0.1)
         return self

@@ -5,8 +5,11 @@ import logging
 from contextlib import redirect_stdout
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from common.logship import RedisListHandler, follow, setup_logging
+from common.logship import follow, setup_logging
+from scripts.stack import free_port
 
 
 def test_lines_are_pushed_in_the_agreed_format_and_the_list_is_bounded(make_settings,
@@ -24,15 +27,28 @@ def test_lines_are_pushed_in_the_agreed_format_and_the_list_is_bounded(make_sett
         assert printed.getvalue().splitlines() == lines
         assert redis_client.llen("logging") == 0
     finally:
-        for handler in list(logging.getLogger().handlers):
-            if handler.get_name() == "micro-demucs":
-                logging.getLogger().removeHandler(handler)
+        remove_our_handlers()
 
 
-def test_a_redis_outage_does_not_break_logging():
-    from scripts.stack import free_port
+def test_a_redis_outage_drops_the_shipped_line_but_not_the_printed_one(make_settings):
+    settings = make_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")  # nobody there
+    # No retries: the outage is what is tested, not redis-py's patience with it.
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=0.2,
+                                  retry=Retry(NoBackoff(), 0))
+    printed = io.StringIO()
+    try:
+        with redirect_stdout(printed):
+            log = setup_logging(settings, "worker", client)
+            log.error("lost %d", 1)
+            log.info("and the next line too")
+    finally:
+        remove_our_handlers()
+        client.close()
+    assert [line.split(" ", 2)[2] for line in printed.getvalue().splitlines()] == [
+        "worker ERROR lost 1", "worker INFO and the next line too"]
 
-    client = redis.Redis(port=free_port(), socket_connect_timeout=0.2)
-    handler = RedisListHandler(client, "host", "worker", 10)
-    record = logging.LogRecord("worker", logging.ERROR, __file__, 1, "lost", None, None)
-    handler.emit(record)  # must not raise
+
+def remove_our_handlers() -> None:
+    for handler in list(logging.getLogger().handlers):
+        if handler.get_name() == "micro-demucs":
+            logging.getLogger().removeHandler(handler)

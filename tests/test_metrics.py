@@ -29,9 +29,10 @@ def total(samples: dict, name: str, **labels: str) -> float:
                if sample == name and labels.items() <= dict(series).items())
 
 
-def test_gateway_and_worker_metrics_after_a_job(live_stack, redis_client, short_mp3, tmp_path):
-    (tmp_path / "prometheus").mkdir()  # gunicorn.conf.py's on_starting, in the images
-    base_url = live_stack.start_rest(PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
+def test_gateway_and_worker_metrics_after_a_job(live_stack, redis_client, short_mp3):
+    # Summed over gunicorn's processes in the folder that start_rest and gunicorn.conf.py's
+    # on_starting set up, as the Deployment's emptyDir in the images.
+    base_url = live_stack.start_rest()
     port, render_port = free_port(), free_port()
     live_stack.start_render(METRICS_PORT=str(render_port))  # the one render worker
     live_stack.start_worker(METRICS_PORT=str(port))

@@ -7,7 +7,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -17,10 +16,10 @@ import sphn
 from common import keys
 from common.jobs import JobStatus
 from common.storage import lossless_object
-from tests.helpers import STEMS, CallbackReceiver, b64, wait_for, wait_for_job
+from tests.helpers import STEMS, CallbackReceiver, b64, reaper_passes, wait_for, wait_for_job
 from worker.errors import ModelLoadError
 from worker.main import EXIT_MODEL_UNAVAILABLE
-from worker.separator import load_model
+from worker.model import load_model
 
 
 @pytest.fixture
@@ -131,8 +130,8 @@ def test_the_callback_receives_its_data_when_the_separation_ends_it(api, run_wor
         (request,) = receiver.requests
         assert (request["path"], json.loads(request["body"])) == ("/hook?x=1", {"mine": "back"})
         assert request["headers"]["X-Delivery-Id"].startswith(song_hash)
-        while api.get(f"/apiv1/status/{song_hash}").json["callback"] is None:
-            time.sleep(0.1)
+        wait_for(lambda: api.get(f"/apiv1/status/{song_hash}").json["callback"], 30,
+                 "the callback was not recorded")
         assert api.get(f"/apiv1/status/{song_hash}").json["callback"] == "delivered: HTTP 204"
 
 
@@ -180,10 +179,8 @@ def test_a_callback_owed_by_a_dead_worker_is_sent_by_a_live_one(run_worker, jobs
     run_worker(CALLBACK_ALLOW_PRIVATE="true", WORKER_ID=own_id, REAPER_INTERVAL_S="1")
     wait_for(lambda: receiver.count, 60, "the owed callback was never sent", interval=0.1)
     assert receiver.count == 1 and receiver.bodies() == [{"owed": True}]
-    deadline = time.monotonic() + 30
-    while jobs.get(song_hash).callback_status == "" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: jobs.get(song_hash).callback_status, 30, "the callback was not recorded")
     assert jobs.get(song_hash).callback_status == "delivered: HTTP 204"
     assert jobs.owed_callbacks(dead_worker) == [] and jobs.owed_callbacks(own_id) == []
-    time.sleep(2)  # two more reaper passes: the callback is not sent again
+    reaper_passes(redis_client, 3)  # two whole passes more: the callback is not sent again
     assert receiver.count == 1

@@ -15,22 +15,27 @@ class JobFailed(Exception):
 
 
 class InputMissing(JobFailed):
+    """The song's upload is not in the store (deleted, or never stored)."""
     reason = "input_missing"
 
 
 class DecodeFailed(JobFailed):
+    """The upload cannot be decoded as audio."""
     reason = "decode_failed"
 
 
 class TooLong(JobFailed):
+    """The audio is longer than MAX_DURATION_S."""
     reason = "too_long"
 
 
 class SeparationFailed(JobFailed):
+    """The model failed on this song (out of memory, a runtime error)."""
     reason = "separation_failed"
 
 
 class EncodeFailed(JobFailed):
+    """A track could not be encoded."""
     reason = "encode_failed"
 
 

@@ -21,6 +21,7 @@ ID_FILE = Path(tempfile.gettempdir()) / "micro-demucs-worker.id"
 
 
 def worker_id(environ_id: str) -> str | None:
+    """WORKER_ID when set, else the id the worker wrote at start; None before it started."""
     if environ_id:
         return environ_id
     try:
@@ -30,6 +31,7 @@ def worker_id(environ_id: str) -> str | None:
 
 
 def main() -> int:
+    """Print one line; 0 while the worker's heartbeat lives, 1 otherwise."""
     try:
         settings = Settings.from_env()
     except SettingsError as error:

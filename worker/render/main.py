@@ -145,6 +145,7 @@ class RenderWorker(ClaimLoop):
 
 
 def main() -> int:
+    """`python -m worker.render`: render tracks from lossless stems until SIGTERM."""
     settings = Settings.for_service("render")
     if settings is None:
         return 2
