@@ -28,8 +28,7 @@ $(CHROMIUM):
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
 
-test: $(STAMP) $(CHROMIUM)  ## lint, then the whole test suite against real Redis and S3 servers
-	$(PY) -m ruff check .
+test: lint $(CHROMIUM)  ## lint, then the whole test suite against real Redis and S3 servers
 	$(PY) -m pytest
 
 up: $(STAMP)  ## start the local stack in the background (REST_PORT, WORKERS, RENDERERS, DEMUCS_MODEL)
@@ -52,8 +51,9 @@ chaos: $(STAMP)  ## 50 songs, 3 workers and 2 render workers, one killed every f
 screenshot: $(STAMP) $(CHROMIUM)  ## docs/page.png: the page with a finished song, from its test
 	UPDATE_SCREENSHOT=1 $(PY) -m pytest -q tests/test_page.py -k uploaded
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, and mypy over the code that ships (its settings in pyproject.toml)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 clean:
 	rm -rf .run output bench-results

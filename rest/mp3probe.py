@@ -7,7 +7,11 @@ that merely start like an MP3, as well as tiny low-bitrate files that would play
 from __future__ import annotations
 
 import math
+import mmap
 from dataclasses import dataclass
+
+# The request body's bytes, or an mmap of an upload spooled to disk: both slice to bytes and find.
+Buffer = bytes | bytearray | mmap.mmap
 
 # bitrate tables in kbps, indexed [version_is_mpeg1][layer][index]
 _BITRATES = {
@@ -42,7 +46,7 @@ class Mp3Info:
     sample_rate: int
 
 
-def parse_header(data: bytes, pos: int) -> Frame | None:
+def parse_header(data: Buffer, pos: int) -> Frame | None:
     """The MPEG audio frame starting at `pos`, or None if there is no valid header there."""
     if pos + 4 > len(data) or data[pos] != 0xFF or data[pos + 1] & 0xE0 != 0xE0:
         return None
@@ -62,7 +66,7 @@ def parse_header(data: bytes, pos: int) -> Frame | None:
     return Frame(samples // 8 * bitrate // sample_rate + padding, samples, sample_rate)
 
 
-def _skip_id3v2(data: bytes, pos: int) -> int:
+def _skip_id3v2(data: Buffer, pos: int) -> int:
     """Position after any ID3v2 tags starting at `pos`."""
     while data[pos:pos + 3] == b"ID3" and len(data) >= pos + 10:
         size = 0
@@ -73,7 +77,7 @@ def _skip_id3v2(data: bytes, pos: int) -> int:
     return pos
 
 
-def _trailing_tags_start(data: bytes, start: int) -> int:
+def _trailing_tags_start(data: Buffer, start: int) -> int:
     """Where the tags at the end of the file (Lyrics3, APE, ID3v1) begin, within _TAG_LIMIT."""
     end = len(data)
     if data[end - 128:end - 125] == b"TAG":
@@ -87,7 +91,7 @@ def _trailing_tags_start(data: bytes, start: int) -> int:
     return max(end, start, len(data) - _TAG_LIMIT)
 
 
-def _confirmed(data: bytes, pos: int) -> Frame | None:
+def _confirmed(data: Buffer, pos: int) -> Frame | None:
     """A frame at `pos` whose successor also starts where it should (or that ends the data)."""
     frame = parse_header(data, pos)
     if frame is None:
@@ -100,7 +104,7 @@ def _confirmed(data: bytes, pos: int) -> Frame | None:
     return None
 
 
-def probe(data: bytes, stop_after_s: float = math.inf) -> Mp3Info:
+def probe(data: Buffer, stop_after_s: float = math.inf) -> Mp3Info:
     """Count every frame the decoder would play; raise NotAnMp3 unless the bytes are MPEG audio.
 
     Like the decoder, the walk resynchronises after anything that is not a frame (a tag in the

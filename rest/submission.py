@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import mmap
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from flask import Request
 
@@ -76,7 +76,7 @@ def _from_form(request: Request, settings: Settings, jobs: JobStore) -> Submissi
     part = request.files.get("file")
     if part is None:
         raise ApiError(400, f"send the audio ({FORMATS}) in a multipart part named file")
-    upload: HashingFile = part.stream  # UploadRequest makes every file part one
+    upload = cast(HashingFile, part.stream)  # UploadRequest makes every file part one
     if upload.size == 0:
         raise ApiError(400, "the file part is empty: send the song's bytes")
     callback = _callback_text(request.form.get("callback"), settings)

@@ -14,12 +14,14 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from demucs.apply import BagOfModels
 from demucs.htdemucs import HTDemucs
 from demucs.utils import center_trim
 
+from worker.model import DemucsModel, Member
 from worker.rolling import OverlapAdd, Window
 
 log = logging.getLogger("worker")
@@ -54,7 +56,7 @@ class Plan:
     input_lengths: list[int]
 
 
-def plan(model: torch.nn.Module, length: int, overlap: float) -> Plan:
+def plan(model: Member, length: int, overlap: float) -> Plan:
     """The chunks `apply_model(split=True)` makes of `length` samples for one (non-bag) model."""
     segment_length = int(model.samplerate * model.segment)
     stride = int((1 - overlap) * segment_length)
@@ -70,7 +72,7 @@ def plan(model: torch.nn.Module, length: int, overlap: float) -> Plan:
 class _Member:
     """One model of a bag (or the model) on its way through a streamed song."""
 
-    model: torch.nn.Module
+    model: Member
     weights: list[float]
     cut: Plan
     next: int = 0  # the first chunk not run yet
@@ -91,7 +93,7 @@ class _Member:
         return max(0, self.cut.offsets[self.next] - delta // 2)
 
 
-def full_segment_length(model: torch.nn.Module) -> int:
+def full_segment_length(model: Member) -> int:
     """Samples a full segment enters the model with (the first chunk of a long song)."""
     return plan(model, 10**9, 0.25).input_lengths[0]
 
@@ -103,19 +105,20 @@ def transition_weight(segment_length: int, transition_power: float = 1.0) -> tor
     return (weight / weight.max()) ** transition_power
 
 
-def members(model: torch.nn.Module) -> list[tuple[torch.nn.Module, list[float]]]:
+def members(model: DemucsModel) -> list[tuple[Member, list[float]]]:
     """(model, per-source weights) for each member of a bag, or the model alone with weight 1."""
     if isinstance(model, BagOfModels):
-        return list(zip(model.models, model.weights, strict=True))
+        bag = cast("list[Member]", list(model.models))  # a torch ModuleList of Demucs models
+        return list(zip(bag, model.weights, strict=True))
     return [(model, [1.0] * len(model.sources))]
 
 
-def count_segments(model: torch.nn.Module, length: int, overlap: float) -> int:
+def count_segments(model: DemucsModel, length: int, overlap: float) -> int:
     """Forward passes of single segments a separation of `length` samples makes."""
     return sum(len(plan(member, length, overlap).offsets) for member, _ in members(model))
 
 
-def fixed_shape(model: torch.nn.Module) -> bool:
+def fixed_shape(model: DemucsModel) -> bool:
     """Whether every chunk enters the model at one length (HTDemucs pads all to its segment)."""
     return all(isinstance(member, HTDemucs) and member.use_train_segment
                for member, _ in members(model))
@@ -159,7 +162,7 @@ def resolve_precision(setting: str, device: torch.device) -> str:
 class BatchedModel:
     """One model (or bag) on one device, separating songs segment batch by segment batch."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | str,
+    def __init__(self, model: DemucsModel, device: torch.device | str,
                  precision: str = "fp32", batch: int = 0, compile: bool = False,
                  pad: bool | None = None):
         """`batch` 0 picks from free memory; `pad` fills the last batch up with silent

@@ -14,7 +14,8 @@ from demucs.pretrained import get_model
 
 from worker.errors import ModelLoadError
 
-DemucsModel = BagOfModels | Demucs | HDemucs | HTDemucs
+Member = Demucs | HDemucs | HTDemucs  # one model (a bag holds several)
+DemucsModel = BagOfModels | Member
 
 
 def load_model(name: str, repo: str) -> DemucsModel:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import mmap
 from dataclasses import dataclass
 
-Buffer = bytes | bytearray | memoryview | mmap.mmap
+from rest.mp3probe import Buffer
 
 
 class NotAudio(ValueError):

@@ -9,7 +9,7 @@ functions run in the render pool's processes: this module never imports torch.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import BinaryIO
 
@@ -67,7 +67,7 @@ def to_pcm(wav: np.ndarray, bits: int = 16) -> np.ndarray:
 
 @contextmanager
 def _mp3_writer(out: BinaryIO, samplerate: int, channels: int,
-                bitrate: int) -> Iterator[Callable[[np.ndarray], None]]:
+                bitrate: int) -> Iterator[Callable[[np.ndarray], object]]:
     """`write(int16 pcm)` encoding into `out` as the Demucs CLI does (LAME -q 2)."""
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(bitrate)
@@ -82,7 +82,7 @@ def _mp3_writer(out: BinaryIO, samplerate: int, channels: int,
 
 @contextmanager
 def _pcm_writer(out: BinaryIO, samplerate: int, channels: int, fmt: str,
-                bits: int) -> Iterator[Callable[[np.ndarray], None]]:
+                bits: int) -> Iterator[Callable[[np.ndarray], object]]:
     """`write(pcm)` into a WAV or FLAC file (libsndfile writes its header on closing)."""
     with soundfile.SoundFile(out, "w", samplerate, channels, BITS[bits][0],
                              format=CONTAINERS[fmt]) as sound:
@@ -103,18 +103,19 @@ def _summed(stems: list[soundfile.SoundFile], block: int) -> Iterator[np.ndarray
     the start; added in the stems' order, exactly as whole arrays would be."""
     for stem in stems:
         stem.seek(0)
+    def level(stem: soundfile.SoundFile) -> np.ndarray:
+        return stem.read(block, dtype="float32", always_2d=True).T * np.float32(LOSSLESS_HEADROOM)
+
     while True:
-        total = None
-        for stem in stems:
-            wav = stem.read(block, dtype="float32", always_2d=True).T * np.float32(
-                LOSSLESS_HEADROOM)
-            total = wav if total is None else np.add(total, wav, out=total)
+        total = level(stems[0])
+        for stem in stems[1:]:
+            np.add(total, level(stem), out=total)
         if not total.shape[1]:
             return
         yield total
 
 
-def render_to(sources: list[Source], fmt: str, quality: int, out: BinaryIO,
+def render_to(sources: Sequence[Source], fmt: str, quality: int, out: BinaryIO,
               block: int = BLOCK) -> None:
     """Write into `out` the track that is the sum of the lossless stems `sources`, in `fmt`
     at `quality` (mp3: kbps; wav, flac: bits), `block` frames at a time.

@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
@@ -62,7 +62,7 @@ class Renderer:
         self.pool = spawn_pool(self.processes)
 
     def render(self, stems: dict[str, str], rendition: Rendition,
-               folder: str) -> Iterator[tuple[str, str]]:
+               folder: str) -> Generator[tuple[str, str], None, None]:
         """`(track name, file)` for each track of `rendition` made from `{stem: lossless FLAC
         file}` (in the model's order), written into `folder` and given out as each finishes,
         so that one can be stored while the others encode."""
