@@ -171,19 +171,12 @@ class Storage:
         self._call(self.client.remove_object, self.output_bucket,
                    lossless_object(song_hash, model, stem))
 
-    def get_lossless(self, song_hash: str, model: str, stem: str) -> bytes:
-        return self._get(self.output_bucket, lossless_object(song_hash, model, stem))
-
     def download_lossless(self, song_hash: str, model: str, stem: str, path: str) -> None:
         """Stream a lossless stem into the file `path`, without holding it."""
         self._call(self.client.fget_object, self.output_bucket,
                    lossless_object(song_hash, model, stem), path)
 
     # -- renditions and other objects of the output bucket -------------------------------
-    def put_output(self, name: str, data: bytes, content_type: str) -> None:
-        self._call(self.client.put_object, self.output_bucket, name, io.BytesIO(data),
-                   len(data), content_type=content_type)
-
     def put_output_file(self, name: str, path: str, content_type: str) -> None:
         """Store the file `path` as `name`, streamed (in parts when large), never whole."""
         self._call(self.client.fput_object, self.output_bucket, name, path,
