@@ -80,7 +80,7 @@ def test_keys_in_the_query_string_are_refused(make_client, redis_client, storage
     assert response.status_code == 400 and "query string" in response.json["error"]
     assert client.get(f"/apiv1/queue?{name}={RO}").status_code == 400
     assert nothing_stored(redis_client, storage)
-    assert client.get("/apiv1/queue?model=htdemucs&format=mp3").status_code == 200
+    assert client.get("/apiv1/queue?model=demucs_unittest&format=mp3").status_code == 200
 
 
 def test_without_keys_configured_everything_is_open(make_client, short_mp3):
