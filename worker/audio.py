@@ -47,7 +47,7 @@ def blocks(path: str, samplerate: int, channels: int,
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="fltp", layout=layout, rate=samplerate)
             decoded = 0
-            for frame in container.decode(stream):
+            for frame in _frames(container, stream):
                 decoded += frame.samples
                 if decoded > max_seconds * frame.sample_rate:
                     raise TooLong(f"the song plays for more than {max_seconds:.0f} s, the "
@@ -63,6 +63,17 @@ def blocks(path: str, samplerate: int, channels: int,
         raise DecodeFailed(f"the audio could not be decoded ({error.strerror or error})") from None
     if pending:
         yield torch.from_numpy(np.concatenate(pending, axis=1))
+
+
+def _frames(container, stream) -> Iterator[av.AudioFrame]:
+    """The stream's decoded frames; a packet the decoder refuses is skipped, as the ffmpeg
+    command does, so junk between frames neither fails the song nor hides what follows."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError:
+            continue
+        yield from frames
 
 
 def summarise(path: str, samplerate: int, channels: int, max_seconds: float) -> Summary:
