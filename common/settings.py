@@ -122,6 +122,20 @@ def _with_alias(env: Mapping[str, str], name: str, former: str) -> Mapping[str, 
     return env
 
 
+def _precision(env: Mapping[str, str]) -> str:
+    precision = _text(env, "DEMUCS_PRECISION").lower()
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise SettingsError(f"DEMUCS_PRECISION={precision!r} must be auto, fp32, bf16 or fp16")
+    return precision
+
+
+def _overlap(env: Mapping[str, str]) -> float:
+    overlap = _float(env, "DEMUCS_OVERLAP")
+    if not 0 <= overlap < 1:
+        raise SettingsError(f"DEMUCS_OVERLAP={overlap} must be in [0, 1)")
+    return overlap
+
+
 def _models(env: Mapping[str, str]) -> tuple[str, ...]:
     """DEMUCS_MODELS as a tuple, the default first; DEMUCS_MODEL alone when it is empty."""
     models = tuple(dict.fromkeys(filter(None, (m.strip() for m in
@@ -250,12 +264,6 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; raises SettingsError naming the bad variable."""
         env = os.environ if env is None else env
-        precision = _text(env, "DEMUCS_PRECISION").lower()
-        if precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise SettingsError(f"DEMUCS_PRECISION={precision!r} must be auto, fp32, bf16 or fp16")
-        overlap = _float(env, "DEMUCS_OVERLAP")
-        if not 0 <= overlap < 1:
-            raise SettingsError(f"DEMUCS_OVERLAP={overlap} must be in [0, 1)")
         return cls(
             redis_url=redis_url_from(env),
             minio_host=_text(env, "MINIO_HOST"),
@@ -283,10 +291,10 @@ class Settings:
             demucs_models=_models(env),
             demucs_repo=_text(env, "DEMUCS_REPO"),
             demucs_device=_text(env, "DEMUCS_DEVICE").lower(),
-            demucs_precision=precision,
+            demucs_precision=_precision(env),
             demucs_batch=_int(env, "DEMUCS_BATCH"),
             demucs_compile=_bool(env, "DEMUCS_COMPILE"),
-            demucs_overlap=overlap,
+            demucs_overlap=_overlap(env),
             demucs_shifts=_int(env, "DEMUCS_SHIFTS"),
             torch_threads=_int(env, "TORCH_THREADS"),
             render_processes=_int(env, "RENDER_PROCESSES"),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import soundfile
 
+from common import tracks
 from common.storage import LOSSLESS_HEADROOM
 from scripts import stack
 from scripts.bench import RESULTS
@@ -28,7 +29,7 @@ from scripts.make_samples import synthesize
 
 RATE = 44100
 MODEL = "demucs_unittest"
-STEMS = ["drums", "bass", "other", "vocals"]
+STEMS = list(tracks.FOUR_STEMS)
 
 
 def lossless_stem(seconds: int, seed: int) -> bytes:

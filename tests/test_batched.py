@@ -14,14 +14,11 @@ from scripts.bench_model import snr_db
 from worker.batched import (
     BatchedModel,
     batch_for_memory,
-    count_segments,
     cpu_has_native_bf16,
-    fixed_shape,
-    members,
     next_batch,
-    plan,
     resolve_precision,
 )
+from worker.segments import count_segments, fixed_shape, members, plan
 
 RATE = 44100
 

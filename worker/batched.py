@@ -3,8 +3,9 @@
 The song is cut exactly as `demucs.apply.apply_model` cuts it (segment length, overlap stride,
 centred padding of each chunk, the model's valid length, centre trim, triangular weights), so
 in fp32 the result equals stock Demucs; only the forward passes are grouped, and the song may
-come a window at a time (`stream`). This module needs torch, demucs and worker/rolling.py only,
-so that scripts/gpu-bench can use it on a machine without the service.
+come a window at a time (`stream`). Where the chunks fall is worker/segments.py. This module
+needs torch, demucs and worker/ (no service settings, no Redis), so that scripts/gpu-bench can
+use it on a machine without the service.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import cast
 
 import torch
-from demucs.apply import BagOfModels
-from demucs.htdemucs import HTDemucs
 from demucs.utils import center_trim
 
 from worker.model import DemucsModel, Member
 from worker.rolling import OverlapAdd, Window
+from worker.segments import (
+    Plan,
+    fixed_shape,
+    full_segment_length,
+    members,
+    plan,
+    transition_weight,
+)
 
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]
@@ -44,28 +50,6 @@ def attention_through_sdpa():
         yield
     finally:
         torch.backends.mha.set_fastpath_enabled(before)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Where one model cuts a song: chunk offsets, their lengths and the padded input length."""
-
-    segment_length: int
-    offsets: list[int]
-    lengths: list[int]
-    input_lengths: list[int]
-
-
-def plan(model: Member, length: int, overlap: float) -> Plan:
-    """The chunks `apply_model(split=True)` makes of `length` samples for one (non-bag) model."""
-    segment_length = int(model.samplerate * model.segment)
-    stride = int((1 - overlap) * segment_length)
-    offsets = list(range(0, length, stride))
-    lengths = [min(segment_length, length - offset) for offset in offsets]
-    # apply_model pads each chunk to model.valid_length(chunk), or leaves it as it is.
-    valid = getattr(model, "valid_length", None)
-    input_lengths = [valid(n) if valid else n for n in lengths]
-    return Plan(segment_length, offsets, lengths, input_lengths)
 
 
 @dataclass
@@ -91,37 +75,6 @@ class _Member:
             return length
         delta = self.cut.input_lengths[self.next] - self.cut.lengths[self.next]
         return max(0, self.cut.offsets[self.next] - delta // 2)
-
-
-def full_segment_length(model: Member) -> int:
-    """Samples a full segment enters the model with (the first chunk of a long song)."""
-    return plan(model, 10**9, 0.25).input_lengths[0]
-
-
-def transition_weight(segment_length: int, transition_power: float = 1.0) -> torch.Tensor:
-    """The triangle apply_model weighs each chunk with, largest in the middle."""
-    weight = torch.cat([torch.arange(1, segment_length // 2 + 1),
-                        torch.arange(segment_length - segment_length // 2, 0, -1)])
-    return (weight / weight.max()) ** transition_power
-
-
-def members(model: DemucsModel) -> list[tuple[Member, list[float]]]:
-    """(model, per-source weights) for each member of a bag, or the model alone with weight 1."""
-    if isinstance(model, BagOfModels):
-        bag = cast("list[Member]", list(model.models))  # a torch ModuleList of Demucs models
-        return list(zip(bag, model.weights, strict=True))
-    return [(model, [1.0] * len(model.sources))]
-
-
-def count_segments(model: DemucsModel, length: int, overlap: float) -> int:
-    """Forward passes of single segments a separation of `length` samples makes."""
-    return sum(len(plan(member, length, overlap).offsets) for member, _ in members(model))
-
-
-def fixed_shape(model: DemucsModel) -> bool:
-    """Whether every chunk enters the model at one length (HTDemucs pads all to its segment)."""
-    return all(isinstance(member, HTDemucs) and member.use_train_segment
-               for member, _ in members(model))
 
 
 def next_batch(batch: int) -> int | None:

@@ -11,10 +11,11 @@ from demucs.apply import apply_model
 
 from common.settings import Settings
 from worker.audio import Summary
-from worker.batched import BatchedModel, count_segments
+from worker.batched import BatchedModel
 from worker.cores import usable_cores
 from worker.errors import ModelLoadError, SeparationFailed
 from worker.model import load_model
+from worker.segments import count_segments
 
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]
