@@ -181,11 +181,7 @@ def separate_to_store(separator: Separator, storage: Storage, song_hash: str, in
             lap("separate")
             _complete(storage, song_hash, model, sinks)
         except BaseException:
-            for sink in sinks.values():
-                try:
-                    sink.abort()
-                except StorageError as error:  # the parts are invisible; a lifecycle rule ends them
-                    log.warning("could not abort an upload of %s (%s)", song_hash, error)
+            _abort(sinks, song_hash)
             raise
     lap("store")
     for name, sink in sinks.items():
@@ -194,6 +190,15 @@ def separate_to_store(separator: Separator, storage: Storage, song_hash: str, in
                         song_hash, sink.clipped, name, LOSSLESS_HEADROOM)
     timings["audio_seconds"] = round(summary.seconds, 3)
     return timings
+
+
+def _abort(sinks: dict[str, StemSink], song_hash: str) -> None:
+    """Abandon every stem's upload: a separation that failed leaves nothing in the store."""
+    for sink in sinks.values():
+        try:
+            sink.abort()
+        except StorageError as error:  # the parts are invisible; a lifecycle rule ends them
+            log.warning("could not abort an upload of %s (%s)", song_hash, error)
 
 
 def _complete(storage: Storage, song_hash: str, model: str, sinks: dict[str, StemSink]) -> None:
