@@ -140,19 +140,23 @@ class Storage:
 
     # -- songs ------------------------------------------------------------------------
     def song_exists(self, song_hash: str, ext: str = "mp3") -> bool:
+        """Whether the song's upload `<hash>.<ext>` is in the songs bucket."""
         return self._exists(self.songs_bucket, song_object(song_hash, ext))
 
     def put_song(self, song_hash: str, data: bytes) -> None:
+        """Store `data` whole as the song's upload `<hash>.mp3`."""
         self._put(self.songs_bucket, song_object(song_hash), data)
 
     def get_song(self, song_hash: str) -> bytes:
+        """The song's upload `<hash>.mp3`, whole."""
         return self._get(self.songs_bucket, song_object(song_hash))
 
     def remove_song(self, song_hash: str, ext: str = "mp3") -> None:
+        """Remove the song's upload `<hash>.<ext>` (an absent one is no error)."""
         self._call(self.client.remove_object, self.songs_bucket, song_object(song_hash, ext))
 
     def download_input(self, name: str, path: str) -> None:
-        """Upload `name` of the songs bucket into the file `path`, without holding it."""
+        """Download `name` of the songs bucket into the file `path`, without holding it."""
         self._call(self.client.fget_object, self.songs_bucket, name, path)
 
     # -- lossless stems ---------------------------------------------------------------
@@ -168,6 +172,7 @@ class Storage:
                    content_type="audio/flac")
 
     def remove_lossless(self, song_hash: str, model: str, stem: str) -> None:
+        """Remove one lossless stem (an absent one is no error)."""
         self._call(self.client.remove_object, self.output_bucket,
                    lossless_object(song_hash, model, stem))
 
@@ -183,6 +188,7 @@ class Storage:
                    content_type=content_type)
 
     def get_output(self, name: str) -> bytes:
+        """The object `name` of the output bucket, whole."""
         return self._get(self.output_bucket, name)
 
     # -- every object of a song -------------------------------------------------------------
@@ -250,6 +256,7 @@ class PartUpload:
         self.parts: dict[int, str] = {}  # part number -> etag
 
     def put_part(self, number: int, data: bytes) -> None:
+        """Send part `number` (from 1); the first one starts the multipart upload."""
         client = self.storage.client
         if self.upload_id is None:
             self.upload_id = self.storage._call(client._create_multipart_upload, self.bucket,

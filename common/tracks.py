@@ -124,6 +124,7 @@ class Rendition:
         return [Track(self.two_stems, self.ext), Track(self.two_stems, self.ext, without=True)]
 
     def track_names(self, stems: tuple[str, ...] | list[str]) -> list[str]:
+        """The file names of `tracks(stems)`."""
         return [track.name for track in self.tracks(stems)]
 
     def check(self, stems: tuple[str, ...] | list[str]) -> Rendition:

@@ -21,6 +21,7 @@ access.install(manage, open_endpoints=set(), writes_by_get=set())  # POST, DELET
 
 @manage.get("/apiv1/models")
 def list_models():
+    """The models this deployment serves, their stems, and which one is the default."""
     return {"models": models(ctx.settings(), ctx.jobs())}
 
 

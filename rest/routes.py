@@ -45,6 +45,7 @@ def _existing_answer(job) -> EnqueueResult | None:
 
 @api.post("/apiv1/separate")
 def separate():
+    """Accept a song (base64 JSON or multipart) and queue it; `{"hash", "reason"}`."""
     with upload_slot():
         song = read_submission(request, ctx.settings(), ctx.jobs())
         try:
@@ -115,6 +116,7 @@ def queue():
 
 @api.get("/apiv1/status/<songhash>")
 def status(songhash: str):
+    """A song's separation with a model: status, progress, options and the tracks ready."""
     song_hash = song_hash_param(songhash)
     model = model_param(request.args.get("model"), ctx.settings())
     job = separated(song_hash, model)
@@ -138,6 +140,7 @@ def status(songhash: str):
 
 @api.route("/apiv1/remove/<songhash>/<track>", methods=["GET", "DELETE"])
 def remove(songhash: str, track: str):
+    """Remove one stored track of a song's rendition; 404 naming the tracks there are."""
     # GET is kept for the original clients (REMOVE_REQUIRES_DELETE refuses it); HEAD is refused.
     song_hash, name = song_hash_param(songhash), track_param(track)
     model = model_param(request.args.get("model"), ctx.settings())

@@ -22,6 +22,7 @@ from rest.validate import callback_field, check_duration, json_object, parse_jso
 
 @dataclass(frozen=True)
 class Submission:
+    """A song the gateway accepted, read and probed, before it is stored and queued."""
     song_hash: str
     audio: BinaryIO  # positioned at its start
     size: int

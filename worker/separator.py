@@ -22,6 +22,7 @@ Progress = Callable[[float], None]
 
 
 def pick_device(setting: str) -> torch.device:
+    """DEMUCS_DEVICE as a device (`auto`: CUDA when present); ModelLoadError if CUDA is missing."""
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(setting)
