@@ -10,7 +10,8 @@ import json
 import pytest
 
 from common.settings import Settings
-from tests.helpers import CallbackReceiver, LiveWorker, submit, wait_for, wait_for_status
+from tests.helpers import LiveWorker, submit, wait_for, wait_for_status
+from tests.servers import CallbackReceiver
 from worker import callback
 
 SECRET = "s3cret"

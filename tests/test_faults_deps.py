@@ -17,7 +17,6 @@ from scripts import stack
 from tests.helpers import (
     STEMS,
     LiveWorker,
-    TcpProxy,
     b64,
     lossless_stems,
     mp3_stems,
@@ -26,6 +25,7 @@ from tests.helpers import (
     wait_for_job,
     wait_for_status,
 )
+from tests.servers import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

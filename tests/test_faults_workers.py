@@ -18,9 +18,7 @@ from common import keys, tracks
 from tests.helpers import (
     MODEL,
     STEMS,
-    CallbackReceiver,
     LiveWorker,
-    TcpProxy,
     b64,
     lossless_stems,
     mp3_stems,
@@ -33,6 +31,7 @@ from tests.helpers import (
     wait_for_job,
     wait_for_status,
 )
+from tests.servers import CallbackReceiver, TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -20,14 +20,13 @@ from common.settings import Settings
 from common.storage import rendition_object
 from tests import songflow
 from tests.helpers import (
-    CallbackReceiver,
     LiveWorker,
-    TcpProxy,
     b64,
     submit,
     wait_for,
     wait_for_status,
 )
+from tests.servers import CallbackReceiver, TcpProxy
 from tests.test_bad_input import assert_nothing_stored
 from worker import callback
 

@@ -16,7 +16,8 @@ import sphn
 from common import keys
 from common.jobs import JobStatus
 from common.storage import lossless_object
-from tests.helpers import STEMS, CallbackReceiver, b64, reaper_passes, wait_for, wait_for_job
+from tests.helpers import STEMS, b64, reaper_passes, wait_for, wait_for_job
+from tests.servers import CallbackReceiver
 from worker.errors import ModelLoadError
 from worker.main import EXIT_MODEL_UNAVAILABLE
 from worker.model import load_model
