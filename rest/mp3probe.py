@@ -34,6 +34,8 @@ class NotAnMp3(ValueError):
 
 @dataclass(frozen=True)
 class Frame:
+    """One MPEG audio frame's header: its length in bytes, its samples and their rate."""
+
     length: int
     samples: int
     sample_rate: int
@@ -41,6 +43,8 @@ class Frame:
 
 @dataclass(frozen=True)
 class Mp3Info:
+    """What the probe counted: frames, the playing time they make, and the sample rate."""
+
     frames: int
     duration_s: float
     sample_rate: int

@@ -180,6 +180,7 @@ def healthz():
 
 @api.get("/readyz")
 def readyz():
+    """200 once Redis answers and both buckets exist (made here on a fresh store); else 503."""
     # Anonymous callers learn only whether the gateway is ready; what failed goes to the log.
     problems = {}
     try:
