@@ -88,13 +88,13 @@ def test_bad_bodies_are_refused_and_leave_nothing(make_client, redis_client, sto
 
 
 @pytest.mark.parametrize("callback", [
-    "http://example.com/hook",  # not an object
+    "http://hook.invalid/hook",  # not an object
     {"data": 1},
     {"url": 5},
     {"url": ""},
     {"url": "file:///etc/passwd"},
-    {"url": "gopher://example.com:70/_x"},
-    {"url": "ftp://example.com/"},
+    {"url": "gopher://hook.invalid:70/_x"},
+    {"url": "ftp://hook.invalid/"},
     {"url": "javascript:alert(1)"},
     {"url": "http:///no-host"},
     {"url": "http://127.0.0.1/hook"},
@@ -112,10 +112,10 @@ def test_bad_bodies_are_refused_and_leave_nothing(make_client, redis_client, sto
     {"url": "http://[::ffff:127.0.0.1]/hook"},
     {"url": "http://[::ffff:7f00:1]/hook"},
     {"url": "http://a@127.0.0.1/hook"},
-    {"url": "http://a:b@example.com/hook"},
-    {"url": "http://example.com:99999/hook"},
+    {"url": "http://a:b@hook.invalid/hook"},
+    {"url": "http://hook.invalid:99999/hook"},
     {"url": "http://exa mple.com/hook"},
-    {"url": "https://example.com/" + "a" * 2048},
+    {"url": "https://hook.invalid/" + "a" * 2048},
 ], ids=str)
 def test_unsafe_callbacks_are_refused_and_leave_nothing(make_client, redis_client, storage,
                                                         short_mp3, callback):
@@ -127,7 +127,7 @@ def test_unsafe_callbacks_are_refused_and_leave_nothing(make_client, redis_clien
 
 
 def test_a_public_callback_is_accepted(make_client, jobs, short_mp3):
-    callback = {"url": "https://example.com/hook?x=1", "data": {"id": 7}}
+    callback = {"url": "https://hook.invalid/hook?x=1", "data": {"id": 7}}
     response = make_client().post("/apiv1/separate", json={"mp3": b64(short_mp3),
                                                            "callback": callback})
     assert response.status_code == 200

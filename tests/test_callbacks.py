@@ -106,7 +106,7 @@ def test_a_destination_resolving_to_loopback_is_refused_when_sending(host):
 
 @pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/",
                                  "http://[::ffff:169.254.169.254]/", "http://10.0.0.1/",
-                                 "ftp://example.com/", "http://user@example.com/"])
+                                 "ftp://hook.invalid/", "http://user@hook.invalid/"])
 def test_unsafe_urls_are_refused_without_a_connection(url):
     assert callback.send(url, {}, "id", sending(callback_allow_private=False)).startswith(
         "refused: ")

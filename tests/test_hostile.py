@@ -80,9 +80,9 @@ def test_a_song_shorter_than_the_minimum_is_refused(make_client, redis_client, s
 
 @pytest.mark.parametrize("body", [
     "[" * 100_000 + "]" * 100_000,
-    '{"mp3": "SUQz", "callback": {"url": "https://example.com/", "data": '
+    '{"mp3": "SUQz", "callback": {"url": "https://hook.invalid/", "data": '
     + "[" * 100_000 + "]" * 100_000 + "}}",
-    '{"mp3": "SUQz", "callback": {"url": "https://example.com/", "data": '
+    '{"mp3": "SUQz", "callback": {"url": "https://hook.invalid/", "data": '
     + '{"a": ' * 40 + "1" + "}" * 40 + "}}",
 ], ids=["body", "callback-data-beyond-recursion", "callback-data-40-levels"])
 def test_deeply_nested_json_is_refused(client, redis_client, storage, body):
@@ -94,7 +94,7 @@ def test_deeply_nested_json_is_refused(client, redis_client, storage, body):
 
 def test_callback_data_is_capped(make_client, redis_client, storage, short_mp3):
     client = make_client(MAX_CALLBACK_DATA_KB="1")
-    hook = "https://example.com/hook"
+    hook = "https://hook.invalid/hook"
     big = {"mp3": b64(short_mp3), "callback": {"url": hook, "data": "x" * 2000}}
     response = client.post("/apiv1/separate", json=big)
     assert response.status_code == 413 and "1 KiB" in response.json["error"]
@@ -124,7 +124,7 @@ def test_base64_with_stray_bits_after_the_last_byte_is_refused(client, redis_cli
     "http://[::127.0.0.1]/hook", "http://[::7f00:1]/hook", "http://[64:ff9b::7f00:1]/hook",
     "http://[64:ff9b::a00:1]/hook", "http://[2002:7f00:1::]/hook",
     "http://[2002:a9fe:a9fe::]/latest/meta-data/", "http://[64:ff9b:1::7f00:1]/hook",
-    "http://[::ffff:0:7f00:1]/hook", "http://example.com:0/hook", "http://10.0.0.1:0/hook",
+    "http://[::ffff:0:7f00:1]/hook", "http://hook.invalid:0/hook", "http://10.0.0.1:0/hook",
 ])
 def test_private_addresses_spelled_in_ipv6_and_port_0_are_refused(client, redis_client, storage,
                                                                    short_mp3, url):

@@ -22,11 +22,11 @@ def started(jobs: JobStore, worker: str, song_hash: str = H1) -> str:
 
 
 def test_enqueue_writes_the_record_and_the_queue_entry_together(jobs, redis_client):
-    assert jobs.enqueue(H1, {"url": "https://example.com/"}, 100) is EnqueueResult.ENQUEUED
+    assert jobs.enqueue(H1, {"url": "https://hook.invalid/"}, 100) is EnqueueResult.ENQUEUED
     assert redis_client.lrange(keys.QUEUE, 0, -1) == [H1]
     job = jobs.get(H1)
     assert (job.status, job.attempts, job.deaths) == (JobStatus.QUEUED, 0, 0)
-    assert job.callback == {"url": "https://example.com/"}
+    assert job.callback == {"url": "https://hook.invalid/"}
 
 
 def test_a_full_queue_writes_nothing(jobs, redis_client):

@@ -82,7 +82,7 @@ def test_stems_lost_from_the_store_are_separated_again(client, jobs, storage, sh
 
 
 def test_callback_is_kept_on_the_job(client, jobs, short_mp3):
-    callback = {"url": "https://example.com/hook", "data": {"mine": [1, 2]}}
+    callback = {"url": "https://hook.invalid/hook", "data": {"mine": [1, 2]}}
     song_hash = client.post("/apiv1/separate", json={"mp3": b64(short_mp3),
                                                      "callback": callback}).json["hash"]
     assert jobs.get(song_hash).callback == callback

@@ -73,7 +73,7 @@ def test_an_m4a_sent_as_json_is_stored_as_m4a(client, jobs, storage):
 
 
 def test_form_fields_carry_the_options_and_the_callback(client, jobs):
-    callback = {"url": "https://example.com/hook", "data": {"id": 7}}
+    callback = {"url": "https://hook.invalid/hook", "data": {"id": 7}}
     response = upload(client, audio_file("wav", 2), format="flac", bits="24",
                       two_stems="vocals", callback=json.dumps(callback))
     assert response.status_code == 200, response.json
