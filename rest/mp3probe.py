@@ -70,8 +70,8 @@ def parse_header(data: Buffer, pos: int) -> Frame | None:
     return Frame(samples // 8 * bitrate // sample_rate + padding, samples, sample_rate)
 
 
-def _skip_id3v2(data: Buffer, pos: int) -> int:
-    """Position after any ID3v2 tags starting at `pos`."""
+def skip_id3v2(data: Buffer, pos: int) -> int:
+    """Position after any ID3v2 tags starting at `pos` (they may precede MP3, AAC and FLAC)."""
     while data[pos:pos + 3] == b"ID3" and len(data) >= pos + 10:
         size = 0
         for byte in data[pos + 6:pos + 10]:
@@ -117,7 +117,7 @@ def probe(data: Buffer, stop_after_s: float = math.inf) -> Mp3Info:
     Bytes outside frames, other than the tags at either end, may not exceed _JUNK_LIMIT nor a
     tenth of the file. The walk stops once `stop_after_s` of audio is counted.
     """
-    start = _skip_id3v2(data, 0)
+    start = skip_id3v2(data, 0)
     if start >= len(data):
         raise NotAnMp3("the file holds an ID3 tag but no audio frames")
     tags_start = _trailing_tags_start(data, start)

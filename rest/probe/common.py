@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rest.mp3probe import Buffer
+from rest.mp3probe import Buffer, skip_id3v2  # noqa: F401 (ID3v2 may precede AAC, FLAC)
 
 
 class NotAudio(ValueError):
@@ -37,12 +37,3 @@ def u64be(data: Buffer, pos: int) -> int:
     return int.from_bytes(data[pos:pos + 8], "big")
 
 
-def skip_id3v2(data: Buffer, pos: int) -> int:
-    """Position after any ID3v2 tags starting at `pos` (they may precede MP3, AAC and FLAC)."""
-    while data[pos:pos + 3] == b"ID3" and len(data) >= pos + 10:
-        size = 0
-        for byte in data[pos + 6:pos + 10]:
-            size = (size << 7) | (byte & 0x7F)
-        footer = 10 if data[pos + 5] & 0x10 else 0
-        pos += 10 + size + footer
-    return pos
