@@ -4,7 +4,8 @@
     python -m scripts.bench --rounds 1 --songs 2 --seconds 12    # shorter
     python -m scripts.bench --cli-one-call      # also the CLI given all songs at once
 
-1. Model stage: stock `apply_model` (shifts=0) against worker/batched.py (scripts/bench_model.py).
+1. Model stage: stock `apply_model` (shifts=0) against worker/separation/batched.py
+   (scripts/bench_model.py).
 2. End to end, one 60 s mp3: the stock CLI (`python -m demucs.separate --mp3`, a fresh process
    that loads the model) against the local stack (REST in, worker with the model loaded, stems
    downloaded), with the job's own stage timings.

@@ -5,7 +5,7 @@
 Each config is precision:threads:batch[:silence]. Configs run interleaved, round after round,
 and the minimum per segment is reported beside the median: on a shared machine the minimum is
 the figure least disturbed by other processes. This is how the CPU defaults in
-worker/batched.py and worker/separator.py were chosen (see BENCHMARKS.md).
+worker/separation/batched.py and worker/separation/separator.py were chosen (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from scripts import bench_model
-from worker.batched import PRECISIONS
+from worker.separation.batched import PRECISIONS
 
 DEFAULT = "fp32:2:1,bf16:2:1,fp32:1:1,bf16:1:1,fp32:2:2,bf16:2:2,fp32:2:1:silence,bf16:2:1:silence"
 

@@ -1,4 +1,4 @@
-"""Peak resident memory of the worker's separation (worker/lossless.py) by song length.
+"""Peak resident memory of the worker's separation (worker/separation/lossless.py) by song length.
 
     python -m scripts.bench_memory                           # htdemucs, 60 / 600 / 1800 s
     python -m scripts.bench_memory --seconds 60 600 --model small --stop-after 0
@@ -55,8 +55,8 @@ def child(args: argparse.Namespace) -> None:
     """One separation in this process; prints a JSON line of figures."""
     from common.settings import Settings
     from common.storage import Storage
-    from worker.lossless import separate_to_store
-    from worker.separator import Separator
+    from worker.separation.lossless import separate_to_store
+    from worker.separation.separator import Separator
 
     settings = Settings.from_env({**os.environ, "DEMUCS_MODEL": args.model_name,
                                   "DEMUCS_REPO": str(MODELS)})

@@ -1,11 +1,12 @@
-"""Model stage side by side: stock `apply_model` against worker/batched.py, same input and model.
+"""Model stage side by side: stock `apply_model` against worker/separation/batched.py, same
+input and model.
 
     python -m scripts.bench_model --seconds 24                 # CPU
     python -m scripts.bench_model --seconds 240 --device cuda  # what scripts/gpu-bench runs
 
 The model has the released `htdemucs` configuration with random weights from a fixed seed:
 compute does not depend on the weight values, and no weights can be downloaded here. Needs only
-torch, demucs (with einops, julius, tqdm, numpy) and worker/batched.py.
+torch, demucs (with einops, julius, tqdm, numpy) and worker/separation/batched.py.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from demucs.apply import apply_model
 from demucs.htdemucs import HTDemucs
 
 from common.tracks import FOUR_STEMS
-from worker.batched import BatchedModel, resolve_precision
+from worker.separation.batched import BatchedModel, resolve_precision
 
 SOURCES = list(FOUR_STEMS)
 # The released htdemucs model's arguments (demucs/remote/htdemucs.yaml with its training config).

@@ -38,7 +38,7 @@ from demucs.htdemucs import HTDemucs
 
 from common.settings import Settings
 from scripts import bench_model, gpu_busy
-from worker.separator import Separator
+from worker.separation.separator import Separator
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_NAME = "htdemucs_random"
@@ -166,7 +166,7 @@ def oom_backoff(folder: Path, device: torch.device, seconds: float) -> dict:
 def compile_probe(device: torch.device, small: bool) -> dict:
     """In this process: the first compiled warm-up (child of `compile_warm_up`)."""
     torch.manual_seed(0)
-    from worker.batched import BatchedModel
+    from worker.separation.batched import BatchedModel
 
     model = HTDemucs(**model_kwargs(small)).eval().to(device)
     runner = BatchedModel(model, device, "bf16", 0, compile=True)

@@ -136,8 +136,8 @@ def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 60) ->
 
 def worker_ready(redis_url: str, worker_id: str, since: float) -> bool:
     """Whether the worker beat at or after `since` (a Unix time): its model is loaded and it
-    claims jobs (worker/heartbeat.py)."""
-    from worker.heartbeat import beat_since
+    claims jobs (worker/runtime/heartbeat.py)."""
+    from worker.runtime.heartbeat import beat_since
 
     try:
         with redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=2) as client:

@@ -97,8 +97,8 @@ def run_worker(make_settings, redis_client, storage):
     """Start in-process separation workers (a thread each): run_worker(**env overrides); all
     are stopped at the end of the test."""
     from common.redisconn import connect
-    from worker.main import Worker
-    from worker.separator import Separator
+    from worker.separation.main import Worker
+    from worker.separation.separator import Separator
 
     running = []
 

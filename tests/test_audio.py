@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from scripts.make_samples import song_mp3
-from worker.audio import BLOCK, blocks, decode, summarise
-from worker.errors import DecodeFailed, TooLong
+from worker.runtime.errors import DecodeFailed, TooLong
+from worker.separation.audio import BLOCK, blocks, decode, summarise
 
 RATE = 44100
 

@@ -11,14 +11,14 @@ from demucs.htdemucs import HTDemucs
 from demucs.pretrained import SOURCES, demucs_unittest
 
 from scripts.bench_model import snr_db
-from worker.batched import (
+from worker.separation.batched import (
     BatchedModel,
     batch_for_memory,
     cpu_has_native_bf16,
     next_batch,
     resolve_precision,
 )
-from worker.segments import count_segments, fixed_shape, members, plan
+from worker.separation.segments import count_segments, fixed_shape, members, plan
 
 RATE = 44100
 

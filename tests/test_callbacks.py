@@ -12,7 +12,7 @@ import pytest
 from common.settings import Settings
 from tests.helpers import LiveWorker, submit, wait_for, wait_for_status
 from tests.servers import CallbackReceiver
-from worker import callback
+from worker.runtime import callback
 
 SECRET = "s3cret"
 BACKOFF_S = 0.05  # the service waits 0.5 s, then 1 s: the same steps, shorter

@@ -129,7 +129,7 @@ def test_health_commands() -> None:
     assert "/readyz" in SERVICES["rest"]["healthcheck"]["test"][-1]
     for name in ("worker", "render", "worker-gpu"):
         test = SERVICES[name]["healthcheck"]["test"]
-        assert test == ["CMD", "python", "-m", "worker.healthcheck"]
+        assert test == ["CMD", "python", "-m", "worker.runtime.healthcheck"]
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))

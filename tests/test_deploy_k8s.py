@@ -199,7 +199,7 @@ def test_probes_hit_the_service_endpoints() -> None:
     for name in ("worker", "render"):
         (worker,) = pod_spec(one(objs, "Deployment", name))["containers"]
         assert worker["readinessProbe"]["exec"]["command"] == [
-            "python", "-m", "worker.healthcheck"]
+            "python", "-m", "worker.runtime.healthcheck"]
     (render_worker,) = pod_spec(one(objs, "Deployment", "render"))["containers"]
     assert render_worker["command"] == ["python", "-m", "worker.render"]
     (logs,) = pod_spec(one(objs, "Deployment", "logs"))["containers"]

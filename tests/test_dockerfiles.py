@@ -102,7 +102,7 @@ def test_worker_image() -> None:
     runs = " ".join(args_of("worker", "RUN"))
     assert "download.pytorch.org/whl/${TORCH_VARIANT}" in runs
     assert '"torch==${TORCH_VERSION}"' in runs
-    assert "python -m worker.fetch_model" in runs
+    assert "python -m worker.separation.fetch_model" in runs
     assert re.search(r"^demucs==\S+$", (ROOT / "worker" / "requirements.txt").read_text(), re.M)
 
 
@@ -110,14 +110,15 @@ def test_model_layer_runs_with_only_what_it_copies(tmp_path: Path) -> None:
     """Weights are fetched before the code is copied; that step must work with its own files."""
     steps = instructions("worker")
     fetch_at = next(i for i, (name, rest) in enumerate(steps)
-                    if name == "RUN" and "worker.fetch_model" in rest)
+                    if name == "RUN" and "worker.separation.fetch_model" in rest)
     for name, rest in steps[:fetch_at]:
         if name == "COPY" and not rest.endswith("requirements.txt"):
             source, target = rest.split()
             (tmp_path / target).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / source, tmp_path / target)
     env = {**os.environ, "DEMUCS_MODEL": "demucs_unittest", "PYTHONPATH": ""}
-    out = subprocess.run([sys.executable, "-m", "worker.fetch_model"], cwd=tmp_path, env=env,
+    out = subprocess.run([sys.executable, "-m", "worker.separation.fetch_model"], cwd=tmp_path,
+                         env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("fetch_model: loaded demucs_unittest")

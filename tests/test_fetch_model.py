@@ -1,4 +1,4 @@
-"""worker/fetch_model.py: one line out, exit 0 when the model loads, 1 when it cannot."""
+"""worker/separation/fetch_model.py: one line out, exit 0 when the model loads, 1 when it cannot."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def fetch(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m worker.fetch_model` with these settings and private, empty caches."""
+    """Run `python -m worker.separation.fetch_model` with these settings and empty caches."""
     caches = {"HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch"),
               "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "worker.fetch_model"], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "worker.separation.fetch_model"], cwd=ROOT,
                           env={**os.environ, **caches, **env}, capture_output=True,
                           text=True, timeout=120, check=False)
 

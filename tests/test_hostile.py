@@ -28,7 +28,7 @@ from tests.helpers import (
 )
 from tests.servers import CallbackReceiver, TcpProxy
 from tests.test_bad_input import assert_nothing_stored
-from worker import callback
+from worker.runtime import callback
 
 MODEL = "demucs_unittest"
 

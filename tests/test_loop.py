@@ -1,5 +1,5 @@
-"""Failures that must not hide in the claim loop (worker/loop.py): a bug inside one job fails
-that job at once with its traceback in the shipped log, and the loop goes on; a bug while
+"""Failures that must not hide in the claim loop (worker/runtime/loop.py): a bug inside one job
+fails that job at once with its traceback in the shipped log, and the loop goes on; a bug while
 sending a callback is logged and recorded; a hung loop or a dead reaper stops the heartbeat.
 A real ClaimLoop on the real Redis and S3 servers; only its `handle` is the test's own."""
 
@@ -14,8 +14,8 @@ from common import keys
 from common.jobs import JobStatus
 from common.logship import setup_logging
 from tests.helpers import wait_for
-from worker.heartbeat import is_alive
-from worker.loop import ClaimLoop
+from worker.runtime.heartbeat import is_alive
+from worker.runtime.loop import ClaimLoop
 
 BUGGY, FINE, HANGING = "b" * 64, "f" * 64, "h" * 64
 

@@ -12,11 +12,11 @@ import torch
 from common.settings import Settings
 from common.storage import LOSSLESS_HEADROOM, PartUpload, lossless_object
 from scripts.bench_model import snr_db
-from worker.audio import decode
-from worker.errors import InputMissing, TooLong
-from worker.lossless import StemSink, separate_to_store
 from worker.render.encode import read_lossless
-from worker.separator import Separator
+from worker.runtime.errors import InputMissing, TooLong
+from worker.separation.audio import decode
+from worker.separation.lossless import StemSink, separate_to_store
+from worker.separation.separator import Separator
 
 MODEL = "demucs_unittest"
 

@@ -15,9 +15,9 @@ from rest.probe import probe
 from tests import songflow
 from tests.audio_files import audio_file
 from tests.helpers import wait_for_job
-from worker.errors import TooLong
-from worker.lossless import separate_to_store
-from worker.separator import Separator
+from worker.runtime.errors import TooLong
+from worker.separation.lossless import separate_to_store
+from worker.separation.separator import Separator
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -10,7 +10,7 @@ from common import keys
 from common.jobs import JobStatus
 from scripts.stack import free_port
 from tests.helpers import submit, wait_for, wait_for_status
-from worker.metrics import WorkerMetrics
+from worker.runtime.metrics import WorkerMetrics
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:

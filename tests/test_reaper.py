@@ -12,8 +12,8 @@ import redis
 from common import keys
 from common.jobs import JobStatus, JobStore
 from tests.helpers import wait_for
-from worker.heartbeat import Heartbeat, beat, is_alive
-from worker.reaper import reap_once, requeue_jobs_of
+from worker.runtime.heartbeat import Heartbeat, beat, is_alive
+from worker.runtime.reaper import reap_once, requeue_jobs_of
 
 ORPHANS = 300
 

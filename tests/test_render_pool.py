@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from common.tracks import TrackError, parse_rendition
-from worker.errors import EncodeFailed
 from worker.render.encode import render_track, write_lossless
 from worker.render.pool import Renderer, track_sources
+from worker.runtime.errors import EncodeFailed
 
 RATE = 44100
 STEMS = ["drums", "bass", "other", "vocals"]

@@ -13,7 +13,7 @@ from demucs.pretrained import SOURCES
 
 from common.settings import Settings
 from scripts.bench_model import snr_db
-from worker.separator import Separator
+from worker.separation.separator import Separator
 
 KWARGS = dict(sources=SOURCES, segment=Fraction(1), channels=4, depth=4, nfft=1024, t_layers=1,
               bottom_channels=16, dconv_mode=0)

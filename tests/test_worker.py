@@ -18,9 +18,9 @@ from common.jobs import JobStatus
 from common.storage import lossless_object
 from tests.helpers import STEMS, b64, reaper_passes, wait_for, wait_for_job
 from tests.servers import CallbackReceiver
-from worker.errors import ModelLoadError
-from worker.main import EXIT_MODEL_UNAVAILABLE
-from worker.model import load_model
+from worker.runtime.errors import ModelLoadError
+from worker.separation.main import EXIT_MODEL_UNAVAILABLE
+from worker.separation.model import load_model
 
 
 @pytest.fixture

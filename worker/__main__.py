@@ -8,7 +8,7 @@ import sys
 
 def run() -> int:
     """Run the worker (the `micro-demucs-worker` command)."""
-    from worker.main import main
+    from worker.separation.main import main
 
     return main()
 

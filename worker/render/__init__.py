@@ -1,1 +1,5 @@
-"""Render jobs: lossless stems in, one rendition (mp3, wav or flac tracks) out; no model."""
+"""Render operations: lossless stems in, renditions (mp3, wav or flac tracks) out; no model.
+
+May import common/ and worker.runtime; never torch or worker.separation, so the render image
+carries neither.
+"""

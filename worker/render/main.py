@@ -22,11 +22,11 @@ from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
-from worker.errors import EncodeFailed, InputMissing, JobFailed, internal_error, log_cause
-from worker.loop import Attempt, Cancelled, ClaimLoop, HandBack, Superseded, serve
-from worker.metrics import WorkerMetrics
 from worker.render.pool import Renderer
-from worker.retry import retry
+from worker.runtime.errors import EncodeFailed, InputMissing, JobFailed, internal_error, log_cause
+from worker.runtime.loop import Attempt, Cancelled, ClaimLoop, HandBack, Superseded, serve
+from worker.runtime.metrics import WorkerMetrics
+from worker.runtime.retry import retry
 
 log = logging.getLogger("worker")
 

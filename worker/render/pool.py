@@ -16,9 +16,9 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from common.tracks import Rendition
-from worker.cores import usable_cores
-from worker.errors import EncodeFailed
 from worker.render.encode import render_file
+from worker.runtime.cores import usable_cores
+from worker.runtime.errors import EncodeFailed
 
 
 def _ready() -> None:

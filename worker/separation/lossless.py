@@ -20,9 +20,9 @@ import numpy as np
 import soundfile
 
 from common.storage import LOSSLESS_HEADROOM, NotFound, PartUpload, Storage, StorageError
-from worker.audio import blocks, summarise
-from worker.errors import InputMissing
-from worker.separator import Separator
+from worker.runtime.errors import InputMissing
+from worker.separation.audio import blocks, summarise
+from worker.separation.separator import Separator
 
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]

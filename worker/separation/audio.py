@@ -15,7 +15,7 @@ import av
 import numpy as np
 import torch
 
-from worker.errors import DecodeFailed, TooLong
+from worker.runtime.errors import DecodeFailed, TooLong
 
 BLOCK = 2**16  # samples per block handed on: about 1.5 s at 44.1 kHz
 

@@ -1,6 +1,6 @@
 """Loading a Demucs model by name: the one way both the worker and the image build
-(worker/fetch_model.py) do it. Imports nothing of this project but worker/errors.py, so that
-the image's model layer needs no more files than these."""
+(worker/separation/fetch_model.py) do it. Imports nothing of this project but
+worker/runtime/errors.py, so that the image's model layer needs no more files than these."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from demucs.hdemucs import HDemucs
 from demucs.htdemucs import HTDemucs
 from demucs.pretrained import get_model
 
-from worker.errors import ModelLoadError
+from worker.runtime.errors import ModelLoadError
 
 Member = Demucs | HDemucs | HTDemucs  # one model (a bag holds several)
 DemucsModel = BagOfModels | Member

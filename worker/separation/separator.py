@@ -10,12 +10,12 @@ import torch
 from demucs.apply import apply_model
 
 from common.settings import Settings
-from worker.audio import Summary
-from worker.batched import BatchedModel
-from worker.cores import usable_cores
-from worker.errors import ModelLoadError, SeparationFailed
-from worker.model import load_model
-from worker.segments import count_segments
+from worker.runtime.cores import usable_cores
+from worker.runtime.errors import ModelLoadError, SeparationFailed
+from worker.separation.audio import Summary
+from worker.separation.batched import BatchedModel
+from worker.separation.model import load_model
+from worker.separation.segments import count_segments
 
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]
@@ -34,7 +34,8 @@ def pick_device(setting: str) -> torch.device:
 class Separator:
     """One loaded model on one device; `separate` may be called for every job.
 
-    Without shifts the song's segments go through the model in batches (worker/batched.py),
+    Without shifts the song's segments go through the model in batches
+    (worker/separation/batched.py),
     equal to stock `apply_model` in fp32; DEMUCS_SHIFTS > 0 runs stock `apply_model` (fp32).
     """
 

@@ -3,9 +3,9 @@
 The song is cut exactly as `demucs.apply.apply_model` cuts it (segment length, overlap stride,
 centred padding of each chunk, the model's valid length, centre trim, triangular weights), so
 in fp32 the result equals stock Demucs; only the forward passes are grouped, and the song may
-come a window at a time (`stream`). Where the chunks fall is worker/segments.py. This module
-needs torch, demucs and worker/ (no service settings, no Redis), so that scripts/gpu-bench can
-use it on a machine without the service.
+come a window at a time (`stream`). Where the chunks fall is worker/separation/segments.py.
+This module needs torch, demucs and worker/ (no service settings, no Redis), so that
+scripts/gpu-bench can use it on a machine without the service.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import torch
 from demucs.utils import center_trim
 
-from worker.model import DemucsModel, Member
-from worker.rolling import OverlapAdd, Window
-from worker.segments import (
+from worker.separation.model import DemucsModel, Member
+from worker.separation.rolling import OverlapAdd, Window
+from worker.separation.segments import (
     Plan,
     fixed_shape,
     full_segment_length,

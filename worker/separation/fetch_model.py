@@ -1,8 +1,8 @@
 """Download the Demucs model named by DEMUCS_MODEL / DEMUCS_REPO into the caches, at image build.
 
-`python -m worker.fetch_model` loads the model once with the worker's own loader, so its files
-land in the Hugging Face cache under HF_HOME (or TORCH_HOME for legacy checkpoints). It prints
-one line and exits 0 when the model loads, or one line naming the problem and exits 1.
+`python -m worker.separation.fetch_model` loads the model once with the worker's own loader, so
+its files land in the Hugging Face cache under HF_HOME (or TORCH_HOME for legacy checkpoints).
+It prints one line and exits 0 when the model loads, or one line naming the problem and exits 1.
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 
 from common.settings import Settings
-from worker.errors import ModelLoadError
+from worker.runtime.errors import ModelLoadError
 
 
 def fetch(name: str, repo: str) -> str:
     """Load model `name` (from folder `repo` when given) and return a one-line summary."""
-    from worker.model import load_model  # imports torch: keep it out of module import
+    from worker.separation.model import load_model  # imports torch: keep it out of module import
 
     model = load_model(name, repo)
     return f"{name}: {', '.join(model.sources)} at {model.samplerate} Hz"

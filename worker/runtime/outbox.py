@@ -15,9 +15,9 @@ import redis
 
 from common.jobs import JobStore
 from common.settings import Settings
-from worker import callback
-from worker.errors import internal_error
-from worker.retry import retry
+from worker.runtime import callback
+from worker.runtime.errors import internal_error
+from worker.runtime.retry import retry
 
 log = logging.getLogger("worker")
 

@@ -1,4 +1,4 @@
-"""Exit 0 while this pod's worker has a live heartbeat: `python -m worker.healthcheck`.
+"""Exit 0 while this pod's worker has a live heartbeat: `python -m worker.runtime.healthcheck`.
 
 For a Kubernetes exec probe. The worker's id comes from WORKER_ID or from the file the
 worker writes at start (its default id holds its process id, which the probe cannot know).
@@ -15,7 +15,7 @@ import redis
 
 from common.redisconn import connect
 from common.settings import Settings, SettingsError
-from worker.heartbeat import is_alive
+from worker.runtime.heartbeat import is_alive
 
 ID_FILE = Path(tempfile.gettempdir()) / "micro-demucs-worker.id"
 

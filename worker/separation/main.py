@@ -20,12 +20,12 @@ from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import StorageError, song_object
-from worker.errors import JobFailed, ModelLoadError, log_cause
-from worker.loop import Attempt, Cancelled, ClaimLoop, Superseded, serve
-from worker.lossless import separate_to_store
-from worker.metrics import WorkerMetrics
-from worker.retry import retry
-from worker.separator import Separator
+from worker.runtime.errors import JobFailed, ModelLoadError, log_cause
+from worker.runtime.loop import Attempt, Cancelled, ClaimLoop, Superseded, serve
+from worker.runtime.metrics import WorkerMetrics
+from worker.runtime.retry import retry
+from worker.separation.lossless import separate_to_store
+from worker.separation.separator import Separator
 
 log = logging.getLogger("worker")
 EXIT_MODEL_UNAVAILABLE = 3

@@ -21,7 +21,7 @@ import redis
 from common import keys
 from common.jobs import JobStore
 from common.redisconn import TextReads
-from worker.heartbeat import forget, is_alive, members
+from worker.runtime.heartbeat import forget, is_alive, members
 
 log = logging.getLogger("worker")
 

@@ -1,7 +1,7 @@
 """The claim loop every worker runs, whatever its jobs: claim from one queue, start an attempt,
 hand it to `handle`, and around it the heartbeat, the reaper, the callbacks owed and shutdown.
 
-A separation worker (worker/main.py) claims from its model's queue, a render worker from
+A separation worker (worker/separation/main.py) claims from its model's queue, a render worker from
 `toRender`; each subclasses ClaimLoop with its `handle`.
 """
 
@@ -22,13 +22,13 @@ from common.jobs import Job, JobStatus, JobStore
 from common.settings import Settings
 from common.songs import sweep_expired
 from common.storage import Storage, StorageError
-from worker.errors import internal_error
-from worker.healthcheck import ID_FILE
-from worker.heartbeat import Heartbeat
-from worker.metrics import WorkerMetrics
-from worker.outbox import Outbox
-from worker.reaper import Reaper, requeue_jobs_of
-from worker.retry import retry
+from worker.runtime.errors import internal_error
+from worker.runtime.healthcheck import ID_FILE
+from worker.runtime.heartbeat import Heartbeat
+from worker.runtime.metrics import WorkerMetrics
+from worker.runtime.outbox import Outbox
+from worker.runtime.reaper import Reaper, requeue_jobs_of
+from worker.runtime.retry import retry
 
 log = logging.getLogger("worker")
 Progress = Callable[[float], None]
@@ -107,7 +107,8 @@ class ClaimLoop:
         self.reaper.start()
         # Callbacks an earlier run owed, including those of jobs it was the last chance of.
         self.outbox.send_owed()
-        ID_FILE.write_text(self.worker_id)  # for the exec probe, `python -m worker.healthcheck`
+        # For the exec probe, `python -m worker.runtime.healthcheck`.
+        ID_FILE.write_text(self.worker_id)
         log.info("worker %s ready, waiting for songs in %s", self.worker_id, self.queue)
         while not self.stopping.is_set():
             self.last_tick = time.monotonic()

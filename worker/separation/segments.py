@@ -1,6 +1,6 @@
 """Where Demucs's `apply_model` (shifts=0) cuts a song into chunks, for one model or each
 model of a bag: segment length, overlap stride, centred padding and triangular weights.
-Only torch and demucs: worker/batched.py runs the chunks."""
+Only torch and demucs: worker/separation/batched.py runs the chunks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from demucs.apply import BagOfModels
 from demucs.htdemucs import HTDemucs
 
-from worker.model import DemucsModel, Member
+from worker.separation.model import DemucsModel, Member
 
 
 @dataclass(frozen=True)
