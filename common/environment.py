@@ -34,8 +34,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "RATE_LIMIT_PER_MIN": ("60", "Writes allowed per client per minute; 0 turns the limit off"),
     "MAX_QUEUE_LENGTH": ("1000", "Submissions are refused with 503 while the queue is this long"),
     "PROXY_HOPS": ("0", "Trusted proxies in front of rest (1 behind an ingress)"),
-    "DEMUCS_MODELS": ("", "Models the deployment serves, comma-separated, the first the default; "
-                      "empty: just DEMUCS_MODEL"),
+    "DEMUCS_MODELS": ("", "Models the deployment serves, comma-separated; empty: just "
+                      "DEMUCS_MODEL"),
+    "DEFAULT_MODEL": ("", "Model a song gets when it names none, one of DEMUCS_MODELS (its jobs "
+                      "keep the bare hash on `toWorker`); empty: the only model served"),
     "DEMUCS_MODEL": ("htdemucs", "Model this separation worker loads (htdemucs, htdemucs_ft, "
                      "htdemucs_6s, demucs_unittest, ...)"),
     "DEMUCS_REPO": ("", "Local folder of model files; empty: the Hugging Face hub and its cache"),

@@ -1,6 +1,6 @@
 """Every Redis key the services use, one function each; nothing else builds a key."""
 
-QUEUE = "toWorker"  # list of job ids of the default model's separations, oldest at the head
+QUEUE = "toWorker"  # list of job ids of DEFAULT_MODEL's separations, oldest at the head
 RENDER_QUEUE = "toRender"  # list of render job ids waiting, oldest at the head
 MODELS = "models"  # hash: model -> JSON list of its stems, written by its workers at start
 EXPIRY = "expiry"  # sorted set: song hash scored by the time its newest job ended
@@ -22,7 +22,8 @@ def song(song_hash: str) -> str:
 
 
 def separation_queue(model: str, default_model: str) -> str:
-    """The queue of a model's separations: `toWorker` for the default model."""
+    """The queue of a model's separations: `toWorker` for DEFAULT_MODEL, `toWorker:<model>`
+    for any other."""
     return QUEUE if model == default_model else f"{QUEUE}:{model}"
 
 

@@ -57,7 +57,7 @@ class RenditionResult(StrEnum):
 
 
 def separation_id(song_hash: str, model: str, default_model: str) -> str:
-    """`H` for the default model (the original record), `H:<model>` for any other."""
+    """`H` for DEFAULT_MODEL (the original wire form), `H:<model>` for any other model."""
     return song_hash if model == default_model else f"{song_hash}:{model}"
 
 
@@ -106,6 +106,7 @@ class Job:
     tracks: list[str] = field(default_factory=list)
     complete: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # render: a parametrised operation's parameters
     created: float = 0.0
     updated: float = 0.0
     started: float = 0.0
@@ -146,6 +147,7 @@ class Job:
             tracks=json.loads(raw.get("tracks") or "[]"),
             complete=raw.get("complete") == "1",
             timings=json.loads(raw.get("timings") or "{}"),
+            params=json.loads(raw.get("params") or "{}"),
             created=_number(raw, "created"),
             updated=_number(raw, "updated"),
             started=_number(raw, "started"),

@@ -80,13 +80,29 @@ def _overlap(env: Mapping[str, str]) -> float:
 
 
 def _models(env: Mapping[str, str]) -> tuple[str, ...]:
-    """DEMUCS_MODELS as a tuple, the default first; DEMUCS_MODEL alone when it is empty."""
+    """DEMUCS_MODELS as a tuple, duplicates dropped; DEMUCS_MODEL alone when it is empty."""
     models = tuple(dict.fromkeys(filter(None, (m.strip() for m in
                                                _text(env, "DEMUCS_MODELS").split(",")))))
     for model in models:
         if not model.replace("_", "").isalnum():
             raise SettingsError(f"DEMUCS_MODELS entry {model!r} is not a model name")
     return models or (_text(env, "DEMUCS_MODEL"),)
+
+
+def _served_models(env: Mapping[str, str]) -> tuple[str, tuple[str, ...]]:
+    """(DEFAULT_MODEL, the models served with it first). The default is named, never taken
+    from the order of DEMUCS_MODELS: it decides every job id and queue name (docs/jobs.md)."""
+    models = _models(env)
+    default = _text(env, "DEFAULT_MODEL")
+    if not default and len(models) > 1:
+        raise SettingsError(f"DEFAULT_MODEL is empty while DEMUCS_MODELS names {len(models)} "
+                            f"models: set it to the one of {', '.join(models)} a song gets "
+                            "when it names none")
+    default = default or models[0]
+    if default not in models:
+        raise SettingsError(f"DEFAULT_MODEL={default!r} is not one of the models served "
+                            f"({', '.join(models)}): add it to DEMUCS_MODELS")
+    return default, (default, *(model for model in models if model != default))
 
 
 def redis_url_from(env: Mapping[str, str]) -> str:
@@ -147,7 +163,8 @@ class Settings:
     max_queue_length: int = 1000
     proxy_hops: int = 0
     demucs_model: str = "htdemucs"
-    demucs_models: tuple[str, ...] = ("htdemucs",)
+    default_model: str = "htdemucs"
+    demucs_models: tuple[str, ...] = ("htdemucs",)  # the default first
     demucs_repo: str = ""
     demucs_device: str = "auto"
     demucs_precision: str = "auto"
@@ -189,11 +206,6 @@ class Settings:
                                     "(docs/deploying.md, 'Create the secret')")
         return self
 
-    @property
-    def default_model(self) -> str:
-        """The model a song is separated with when none is asked for."""
-        return self.demucs_models[0]
-
     @classmethod
     def for_service(cls, service: str) -> Settings | None:
         """Settings for a service's start-up, or None after printing which variable is wrong."""
@@ -207,6 +219,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every setting; raises SettingsError naming the bad variable."""
         env = os.environ if env is None else env
+        default_model, demucs_models = _served_models(env)
         return cls(
             redis_url=redis_url_from(env),
             minio_host=_text(env, "MINIO_HOST"),
@@ -231,7 +244,8 @@ class Settings:
             max_queue_length=_int(env, "MAX_QUEUE_LENGTH", 1),
             proxy_hops=_int(env, "PROXY_HOPS"),
             demucs_model=_text(env, "DEMUCS_MODEL"),
-            demucs_models=_models(env),
+            default_model=default_model,
+            demucs_models=demucs_models,
             demucs_repo=_text(env, "DEMUCS_REPO"),
             demucs_device=_text(env, "DEMUCS_DEVICE").lower(),
             demucs_precision=_precision(env),

@@ -226,7 +226,8 @@ def test_ctrl_c_leaves_the_job_running_and_wait_takes_it_up(live_stack, songs, t
 
 @pytest.mark.slow
 def test_a_song_of_another_model_shows_its_place_in_that_models_queue(live_stack, songs):
-    base_url = live_stack.start_rest(DEMUCS_MODELS=f"demucs_unittest,{SIX}")
+    base_url = live_stack.start_rest(DEMUCS_MODELS=f"demucs_unittest,{SIX}",
+                                     DEFAULT_MODEL="demucs_unittest")
     api = Api(base_url)
     api.submit(songs / "second.mp3", {}, lambda sent, total: None)  # the default model's queue
     ahead = api.submit(songs / "third.mp3", {"model": SIX}, lambda sent, total: None)["hash"]

@@ -277,7 +277,8 @@ def test_each_refusal_says_what_to_do_next(live_stack, storage, open_page, make_
 
 def test_a_waiting_song_is_cancelled_then_deleted_and_nothing_of_it_remains(
         live_stack, storage, redis_client, open_page, short_mp3):
-    base_url = live_stack.start_rest(DEMUCS_MODELS="demucs_unittest,htdemucs_6s")
+    base_url = live_stack.start_rest(DEMUCS_MODELS="demucs_unittest,htdemucs_6s",
+                                     DEFAULT_MODEL="demucs_unittest")
     page, _ = open_page(base_url + "/")
     page.get_by_label("Model").select_option("htdemucs_6s")
     page.get_by_label("Stems").select_option("guitar")  # a stem of that model only

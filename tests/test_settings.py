@@ -113,8 +113,30 @@ def test_worker_deaths_are_read_under_their_former_name_too():
 def test_the_models_served_default_to_the_one_loaded():
     assert Settings.from_env({"DEMUCS_MODEL": "demucs_unittest"}).demucs_models == (
         "demucs_unittest",)
-    settings = Settings.from_env({"DEMUCS_MODELS": "htdemucs, htdemucs_6s,htdemucs"})
+    settings = Settings.from_env({"DEMUCS_MODELS": "htdemucs, htdemucs_6s,htdemucs",
+                                  "DEFAULT_MODEL": "htdemucs"})
     assert (settings.demucs_models, settings.default_model) == (
         ("htdemucs", "htdemucs_6s"), "htdemucs")
     with pytest.raises(SettingsError, match="DEMUCS_MODELS"):
         Settings.from_env({"DEMUCS_MODELS": "htdemucs,../x"})
+
+
+def test_the_default_model_is_named_not_taken_from_the_order_of_the_models():
+    one = Settings.from_env({"DEMUCS_MODELS": "htdemucs,htdemucs_6s", "DEFAULT_MODEL": "htdemucs"})
+    other = Settings.from_env({"DEMUCS_MODELS": "htdemucs_6s,htdemucs",
+                               "DEFAULT_MODEL": "htdemucs"})
+    assert one.default_model == other.default_model == "htdemucs"
+    assert one.demucs_models == other.demucs_models == ("htdemucs", "htdemucs_6s")
+    assert Settings.from_env({"DEMUCS_MODELS": "htdemucs_6s"}).default_model == "htdemucs_6s"
+    assert Settings.from_env({"DEMUCS_MODEL": "demucs_unittest"}).default_model == (
+        "demucs_unittest")
+
+
+@pytest.mark.parametrize("env", [
+    {"DEMUCS_MODELS": "htdemucs,htdemucs_6s"},
+    {"DEMUCS_MODELS": "htdemucs,htdemucs_6s", "DEFAULT_MODEL": "htdemucs_ft"},
+    {"DEMUCS_MODEL": "htdemucs", "DEFAULT_MODEL": "htdemucs_6s"},
+])
+def test_several_models_without_a_default_or_a_default_not_served_refuse_to_start(env):
+    with pytest.raises(SettingsError, match="DEFAULT_MODEL"):
+        Settings.from_env(env)

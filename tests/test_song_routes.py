@@ -23,7 +23,7 @@ SIX = "htdemucs_6s"
 
 @pytest.fixture
 def client(make_client):
-    return make_client(DEMUCS_MODELS=f"{MODEL},{SIX}")
+    return make_client(DEMUCS_MODELS=f"{MODEL},{SIX}", DEFAULT_MODEL=MODEL)
 
 
 def submit(client, seconds: float = 2, **options) -> str:

@@ -59,9 +59,9 @@ def running(jobs, job_id: str):
 def test_two_models_are_served_by_two_workers_at_once(run_worker, jobs, storage, tiny_repo,
                                                       make_mp3):
     folder, tiny_stems = tiny_repo
-    models = f"demucs_unittest,{TINY}"
-    default = run_worker(DEMUCS_MODELS=models, WORKER_ID="default-worker")
-    other = run_worker(DEMUCS_MODELS=models, DEMUCS_MODEL=TINY, DEMUCS_REPO=str(folder),
+    served = {"DEMUCS_MODELS": f"demucs_unittest,{TINY}", "DEFAULT_MODEL": "demucs_unittest"}
+    default = run_worker(**served, WORKER_ID="default-worker")
+    other = run_worker(**served, DEMUCS_MODEL=TINY, DEMUCS_REPO=str(folder),
                        WORKER_ID="tiny-worker")
     wait_for(lambda: len(jobs.models()) == 2, 120, "the workers never registered their models")
     assert jobs.models() == {"demucs_unittest": ["drums", "bass", "other", "vocals"],
@@ -145,3 +145,22 @@ def test_songs_expire_as_deleted_once_their_last_job_ended_long_enough_ago(
     assert api.get(f"/apiv1/status/{cancelled}").status_code == 404
     job = wait_for_job(jobs, kept, lambda j: bool(j.awaiting), 120)
     assert job.status is JobStatus.PROCESSING and objects_of(storage, kept)
+
+
+def test_a_worker_handed_another_models_job_hands_it_back_for_that_models_worker(
+        run_worker, tiny_jobs, storage, tiny_repo, make_mp3, caplog):
+    # The gateway's default model is the tiny one; this worker's deployment says otherwise.
+    wrong = run_worker(WORKER_ID="wrong-worker")
+    song_hash = upload(storage, tiny_jobs, make_mp3(2, seed=28))
+    wait_for(lambda: any(r.levelname == "ERROR" and song_hash in r.getMessage()
+                         for r in caplog.records), 60, "the wrong worker never refused the job")
+    refusal = next(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert f"model {TINY}" in refusal and "model demucs_unittest" in refusal
+    job = tiny_jobs.get(song_hash)
+    assert job.status in (JobStatus.QUEUED, JobStatus.PROCESSING) and not job.error
+    assert not storage.names_under(f"{song_hash}/demucs_unittest/")
+    # Back on its queue, not failed nor lost: its own model's worker separates it.
+    tiny_worker(run_worker, tiny_repo[0], WORKER_ID="tiny-worker")
+    job = wait_for_job(tiny_jobs, song_hash, lambda j: bool(j.awaiting), 120)
+    assert (job.worker, job.model) == ("tiny-worker", TINY)
+    assert wrong.jobs.claimed_by(wrong.worker_id) == []

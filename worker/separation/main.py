@@ -52,6 +52,13 @@ class Worker(ClaimLoop):
 
     def handle(self, attempt: Attempt) -> None:
         job = attempt.job
+        if job.model and job.model != self.model:
+            # The services disagree on DEFAULT_MODEL: its own model's worker takes it back.
+            log.error("song %s: a job of model %s claimed from %s by a worker of model %s; "
+                      "handed back (check DEFAULT_MODEL)", job.id, job.model, self.queue,
+                      self.model)
+            self.hand_back(attempt, f"a job of model {job.model}")
+            return
         log.info("song %s: separating (attempt %d)", job.id, job.attempts)
         try:
             timings = separate_to_store(
