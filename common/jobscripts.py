@@ -43,11 +43,14 @@ local function settle(sep, sep_id, render, status, err, meta, outbox, now)
   conclude(sep, meta, outbox, sep_id, status, err, now)
 end
 
-local function create_render(job, queue, song_set, id, song, model, rendition, parent, now)
+-- `params`: a parametrised operation's canonical JSON (common/operations.py), else nil or ''.
+local function create_render(job, queue, song_set, id, song, model, rendition, parent, now,
+                             params)
   redis.call('DEL', job)
   redis.call('HSET', job, 'kind', 'render', 'status', 'queued', 'song', song, 'model', model,
              'rendition', rendition, 'parent', parent, 'created', now, 'updated', now,
              'attempts', 0, 'deaths', 0, 'progress', 0, 'error', '', 'cancel', '0')
+  if params and params ~= '' then redis.call('HSET', job, 'params', params) end
   redis.call('RPUSH', queue, id)
   redis.call('SADD', song_set, id)
 end
@@ -78,7 +81,7 @@ return 'enqueued'
 
 # KEYS: render job, render queue, song's job set, separation job.
 REQUEST_RENDITION = _HELPERS + """
-local id, song, model, rendition, sep_id, now = unpack(ARGV)
+local id, song, model, rendition, sep_id, now, params = unpack(ARGV)
 -- The lossless stems exist once the separation is done or waits for a render job.
 local sep_status = redis.call('HGET', KEYS[4], 'status')
 local awaiting = redis.call('HGET', KEYS[4], 'awaiting')
@@ -94,7 +97,7 @@ if status == 'failed' and string.sub(redis.call('HGET', KEYS[1], 'error') or '',
     ~= 'worker_lost' then
   return 'failed'
 end
-create_render(KEYS[1], KEYS[2], KEYS[3], id, song, model, rendition, sep_id, now)
+create_render(KEYS[1], KEYS[2], KEYS[3], id, song, model, rendition, sep_id, now, params)
 return 'enqueued'
 """
 

@@ -16,12 +16,13 @@ from contextlib import closing
 
 import redis
 
-from common import keys, tracks
+from common import keys, operations, tracks
 from common.jobs import JobStatus
 from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
+from worker.render import operations as render_operations
 from worker.render.pool import Renderer
 from worker.runtime.errors import EncodeFailed, InputMissing, JobFailed, internal_error, log_cause
 from worker.runtime.loop import Attempt, Cancelled, ClaimLoop, HandBack, Superseded, serve
@@ -67,35 +68,50 @@ class RenderWorker(ClaimLoop):
             self._remove(attempt, stored)
 
     def _render(self, attempt: Attempt, stored: list[str]) -> list[str]:
-        """Fetch the lossless stems, render and store every track; the tracks' names."""
+        """Fetch the lossless stems, make the job's operation and store every file it writes;
+        the files' names."""
         job, timings = attempt.job, attempt.timings
         model_stems = self._stems(job.model)
-        try:
-            rendition = tracks.parse_rendition(job.rendition).check(model_stems)
-        except tracks.TrackError as error:  # the gateway checks first; a record from elsewhere
-            raise EncodeFailed(f"cannot render {job.rendition!r}: {error}") from None
+        op = self._operation(job.rendition, model_stems)
+        handler = render_operations.handler_of(op.kind)
+        if handler is None:
+            raise EncodeFailed(f"this render worker makes no {op.kind} operation")
         with tempfile.TemporaryDirectory(prefix="render-") as folder:
             started = time.monotonic()
             os.mkdir(stem_folder := os.path.join(folder, "stems"))
             stems = {stem: self._lossless(job.song, job.model, stem, stem_folder)
                      for stem in model_stems}
             timings["fetch"] = round(time.monotonic() - started, 3)
-            started = encoded = time.monotonic()
-            names = rendition.track_names(list(stems))
-            progress = self.progress_reporter(attempt)
-            # Each track is stored as soon as it is encoded, while the others still encode.
-            with closing(self.renderer.render(stems, rendition, folder)) as rendered:
-                for track, path in rendered:
-                    encoded = time.monotonic()
-                    self._store(attempt, rendition_object(job.song, job.model, rendition.id,
-                                                          track),
-                                path, tracks.parse_track(track).mime, stored)
+            started = made = time.monotonic()
+            work = render_operations.OperationInput(
+                job.song, job.model, op, stems, folder, self.renderer,
+                self.progress_reporter(attempt), job.params)
+            names = []
+            # Each file is stored as soon as it is written, while the others are still made.
+            with closing(handler(work)) as outputs:
+                for name, path, mime in outputs:
+                    made = time.monotonic()
+                    self._store(attempt, rendition_object(job.song, job.model, op.id, name),
+                                path, mime, stored)
                     os.remove(path)
-                    progress(len(stored) / len(names))
-        # render: until the last track was encoded; store: the upload after that.
-        timings["render"] = round(encoded - started, 3)
-        timings["store"] = round(time.monotonic() - encoded, 3)
-        return names
+                    names.append(name)
+        # render: until the last file was written; store: the upload after that.
+        timings["render"] = round(made - started, 3)
+        timings["store"] = round(time.monotonic() - made, 3)
+        # A rendition's tracks are listed in the model's order, whichever finished first.
+        return op.rendition.track_names(model_stems) if op.rendition else names
+
+    @staticmethod
+    def _operation(op_id: str, model_stems: list[str]) -> operations.Operation:
+        """The job's operation, checked against the model; EncodeFailed if it cannot be made
+        (the gateway checks first: a record from elsewhere)."""
+        try:
+            op = operations.parse_operation(op_id)
+            if op.rendition:
+                op.rendition.check(model_stems)
+        except (operations.OperationError, tracks.TrackError) as error:
+            raise EncodeFailed(f"cannot render {op_id!r}: {error}") from None
+        return op
 
     def _store(self, attempt: Attempt, name: str, path: str, mime: str,
                stored: list[str]) -> None:
