@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from client.upload import Upload
 
@@ -16,6 +18,11 @@ DEFAULT_URL = "http://localhost:5000"
 CONNECT_TIMEOUT_S = 5
 READ_TIMEOUT_S = 60  # a large upload is checked (probed) before the server answers
 CHUNK = 1 << 16
+DEFAULT_TIMEOUT_S = 6 * 3600  # a whole command: a 3-hour song separated on a CPU, queued
+MIN_WAIT_S = 0.5  # between two polls, whatever Retry-After says
+MAX_WAIT_S = 30  # the longest Retry-After heeded
+DEFAULT_MAX_TRACK_MB = 4096  # a 3-hour 24-bit 48 kHz stereo WAV is 3.1 GB
+MAX_ANSWER_BYTES = 4 << 20  # a JSON answer: the longest queue listing is far below
 
 Progress = Callable[[int, int], None]  # (bytes so far, bytes in all)
 
@@ -32,6 +39,10 @@ class Unreachable(Exception):
     """No answer from the server at all (down, wrong address, timeout)."""
 
 
+class GaveUp(Unreachable):
+    """The command's deadline (--timeout) passed, or the server sent more than it may."""
+
+
 def transient(error: ApiError) -> bool:
     """An answer worth waiting out: rate limited, or the server's stores briefly away."""
     return error.status in (429, 502, 503, 504)
@@ -45,33 +56,86 @@ def error_line(error: ApiError | Unreachable) -> str:
 
 
 class Api:
-    """A client of one server's /apiv1/ routes."""
+    """A client of one server's /apiv1/ routes, which gives up on a server that misbehaves:
+    every call ends by `timeout_s` after the start (0: never), answers are read within it and
+    within a byte limit, and polls are at least MIN_WAIT_S apart."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, api_key: str = ""):
+    def __init__(self, base_url: str = DEFAULT_URL, api_key: str = "",
+                 timeout_s: float = DEFAULT_TIMEOUT_S,
+                 max_track_bytes: int = DEFAULT_MAX_TRACK_MB << 20):
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "micro-demucs-cli"
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
+        self.max_track_bytes = max_track_bytes
 
     def close(self) -> None:
         self.session.close()
 
+    def remaining(self) -> float:
+        """Seconds left before the deadline; GaveUp once it has passed."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise GaveUp(f"gave up after {self.timeout_s:g} s (--timeout); the server at "
+                         f"{self.base_url} keeps the songs")
+        return left
+
+    def wait(self, retry_after: float | None) -> None:
+        """Sleep before asking again: Retry-After, kept within MIN_WAIT_S..MAX_WAIT_S and the
+        deadline."""
+        pause = min(max(retry_after or 0, MIN_WAIT_S), MAX_WAIT_S)
+        time.sleep(min(pause, self.remaining()))
+        self.remaining()
+
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", (CONNECT_TIMEOUT_S, READ_TIMEOUT_S))
+        """The response, its body not read yet (stream): read it with `_body`."""
+        kwargs.setdefault("timeout", (CONNECT_TIMEOUT_S, min(READ_TIMEOUT_S, self.remaining())))
         try:
-            response = self.session.request(method, f"{self.base_url}{path}", **kwargs)
+            response = self.session.request(method, f"{self.base_url}{path}", stream=True,
+                                            **kwargs)
         except requests.ConnectionError as error:
             raise Unreachable(f"cannot reach the server at {self.base_url} ({_cause(error)}); "
                               "is it running? Set --server or MICRO_DEMUCS_URL") from None
         except requests.Timeout:
             raise Unreachable(f"the server at {self.base_url} did not answer in time") from None
         if response.status_code >= 400:
-            raise _error(response)
+            with response:
+                raise _error(response, self._body(response, MAX_ANSWER_BYTES, "answer"))
         return response
 
+    def _chunks(self, response: requests.Response, limit: int, what: str) -> Iterator[bytes]:
+        """The body as it arrives (a trickle too), within the deadline and `limit` bytes."""
+        received = 0
+        try:
+            while chunk := response.raw.read1(CHUNK, decode_content=True):
+                received += len(chunk)
+                if received > limit:
+                    raise GaveUp(f"the server sent more than {limit} bytes of {what}; "
+                                 "nothing of it was kept")
+                self.remaining()
+                yield chunk
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+            raise Unreachable(f"the {what} from {self.base_url} broke off "
+                              f"({type(error).__name__})") from None
+
+    def _body(self, response: requests.Response, limit: int, what: str) -> bytes:
+        return b"".join(self._chunks(response, limit, what))
+
     def _json(self, method: str, path: str, **kwargs: Any) -> dict:
-        return self._request(method, path, **kwargs).json()
+        with self._request(method, path, **kwargs) as response:
+            body = self._body(response, MAX_ANSWER_BYTES, "answer")
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise ApiError(response.status_code, f"the server's answer to {path} is not "
+                                                 "JSON") from None
+        if not isinstance(answer, dict):
+            raise ApiError(response.status_code, f"the server's answer to {path} is not "
+                                                 "a JSON object")
+        return answer
 
     def submit(self, song: Path, options: dict[str, str], progress: Progress) -> dict:
         """Upload one song with its job options; the answer {"hash", "reason"}."""
@@ -85,9 +149,9 @@ class Api:
 
     def stems(self, model: str | None) -> list[str]:
         """The stems of a model the server offers (its default model when None)."""
-        for offered in self._json("GET", "/apiv1/models")["models"]:
-            if offered["name"] == model or (model is None and offered["default"]):
-                return list(offered["stems"])
+        for offered in self._json("GET", "/apiv1/models").get("models") or []:
+            if offered.get("name") == model or (model is None and offered.get("default")):
+                return [str(stem) for stem in offered.get("stems") or []]
         raise ApiError(404, f"the server offers no model {model}")
 
     def queue(self, params: dict[str, str] | None = None) -> list[str]:
@@ -110,17 +174,18 @@ class Api:
                  params: dict[str, str] | None, progress: Progress) -> Path:
         """Save one track; waits while the server prepares it (202 with Retry-After)."""
         while True:
-            with self._request("GET", f"/apiv1/track/{song_hash}/{track}", params=params,
-                               stream=True) as response:
+            with self._request("GET", f"/apiv1/track/{song_hash}/{track}",
+                               params=params) as response:
                 if response.status_code == 202:
-                    time.sleep(min(float(response.headers.get("Retry-After") or 1), 5))
+                    self._body(response, MAX_ANSWER_BYTES, "answer")
+                    self.wait(_seconds(response.headers.get("Retry-After", "")))
                     continue
                 total = int(response.headers.get("Content-Length") or 0)
-                try:
-                    _save(response.iter_content(CHUNK), target, total, progress)
-                except requests.RequestException as error:
-                    raise Unreachable(f"the download of {track} from {self.base_url} broke "
-                                      f"off ({type(error).__name__})") from None
+                if total > self.max_track_bytes:
+                    raise GaveUp(f"the server offers {total} bytes for {track}, more than "
+                                 f"--max-track-mb allows; nothing was saved")
+                _save(self._chunks(response, self.max_track_bytes, f"download of {track}"),
+                      target, total, progress)
                 return target
 
 
@@ -140,18 +205,22 @@ def _save(chunks: Iterator[bytes], target: Path, total: int, progress: Progress)
         partial.unlink(missing_ok=True)
 
 
-def _error(response: requests.Response) -> ApiError:
+def _seconds(retry_after: str) -> float | None:
+    """Retry-After in seconds (its date form is not used by the server): None if absent."""
+    return float(retry_after) if retry_after.isdigit() else None
+
+
+def _error(response: requests.Response, raw: bytes) -> ApiError:
     try:
-        body = response.json()
+        body = json.loads(raw)
     except ValueError:
         body = None
     if isinstance(body, dict) and body.get("error"):
-        message = str(body["error"])
+        message = str(body["error"])[:1000]
     else:
-        message = response.text.strip()[:200] or response.reason
-    retry_after = response.headers.get("Retry-After", "")
+        message = raw.decode(errors="replace").strip()[:200] or response.reason
     return ApiError(response.status_code, message,
-                    float(retry_after) if retry_after.isdigit() else None)
+                    _seconds(response.headers.get("Retry-After", "")))
 
 
 def _cause(error: requests.ConnectionError) -> str:

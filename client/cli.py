@@ -13,8 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from client import results, songs
-from client.api import DEFAULT_URL, Api, ApiError, Unreachable, error_line
-from client.tracks import job_options
+from client.api import (
+    DEFAULT_MAX_TRACK_MB,
+    DEFAULT_TIMEOUT_S,
+    DEFAULT_URL,
+    Api,
+    ApiError,
+    Unreachable,
+    error_line,
+)
+from client.tracks import UnsafeName, job_options, song_hash
 
 Command = Callable[[Api, argparse.Namespace], int]
 
@@ -26,6 +34,13 @@ def _connection(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help=f"the server (env MICRO_DEMUCS_URL; default {DEFAULT_URL})")
     parser.add_argument("--api-key", default=default, metavar="KEY",
                         help="API key sent as a Bearer token (env MICRO_DEMUCS_API_KEY)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        default=argparse.SUPPRESS if suppress else DEFAULT_TIMEOUT_S,
+                        help="give up after this long, whatever the server says; the server "
+                             f"keeps the songs (default {DEFAULT_TIMEOUT_S} s; 0: never)")
+    parser.add_argument("--max-track-mb", type=int, metavar="MB",
+                        default=argparse.SUPPRESS if suppress else DEFAULT_MAX_TRACK_MB,
+                        help=f"refuse a track larger than this (default {DEFAULT_MAX_TRACK_MB})")
 
 
 def _job_options(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     for song in getattr(args, "songs", None) or []:
         if not Path(song).is_file():
             arguments.error(f"{song}: no such file")
-    api = Api(args.server, args.api_key)
+    try:
+        for value in getattr(args, "hashes", None) or [getattr(args, "hash", None)]:
+            if value is not None:
+                song_hash(value)
+    except UnsafeName as error:
+        arguments.error(str(error))
+    if args.timeout < 0 or args.max_track_mb < 1:
+        arguments.error("--timeout must be 0 or more, --max-track-mb 1 or more")
+    api = Api(args.server, args.api_key, args.timeout, args.max_track_mb << 20)
     try:
         return args.run(api, args)
     except (ApiError, Unreachable) as error:

@@ -6,20 +6,17 @@ import argparse
 import json
 import shlex
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from client.api import DEFAULT_URL, Api, ApiError, Unreachable, error_line, transient
 from client.progress import Display, display
-from client.tracks import download_params, status_params, wanted_tracks
+from client.tracks import UnsafeName, download_params, song_hash, status_params, wanted_tracks
 
-POLL_S = 0.5
 DEFAULT_OUTPUT = "separated"  # as the Demucs command line
 # Answers that concern the song itself (bad file, too large, too long): the others still go.
 SONG_FAULTS = (400, 413, 415, 422)
 RETRIES = 5  # uploads answered 429 or 503 (rate limit, full queue, a store away)
-MAX_RETRY_WAIT_S = 30
 FINAL = ("done", "failed", "cancelled")
 
 
@@ -109,11 +106,15 @@ def _upload(api: Api, song: Song, options: dict[str, str], shown: Display) -> No
             if not transient(error):
                 raise  # refused whatever the song (an API key, ...): the command stops
             shown.update(song.row, "waiting", 0, 1, error.message)
-            time.sleep(min(error.retry_after or POLL_S, MAX_RETRY_WAIT_S))
+            api.wait(error.retry_after)
     else:
         _fail(song, "failed", "the server stayed busy; try again later", shown)
         return
-    song.song_hash, song.status = answer["hash"], "queued"
+    try:
+        song.song_hash, song.status = song_hash(answer.get("hash")), "queued"
+    except UnsafeName as error:
+        _fail(song, "failed", str(error), shown)
+        return
     shown.say(song.row, f"{answer['reason'].lower()} ({song.song_hash})")
 
 
@@ -129,7 +130,7 @@ def _follow(api: Api, songs: list[Song], options: dict[str, str], shown: Display
                     continue
                 shown.update(song.row, "waiting", 0, 1, error.message)
         if any(song.status not in FINAL for song in songs):
-            time.sleep(POLL_S)
+            api.wait(None)
 
 
 def place(state: dict) -> str:
@@ -156,24 +157,38 @@ def _poll(api: Api, song: Song, options: dict[str, str], shown: Display) -> None
 
 def save_tracks(api: Api, song: Song, state: dict, options: dict[str, str],
                 shown: Display) -> None:
-    """Download the song's tracks into its folder, each shown as it arrives."""
-    tracks = wanted_tracks(state, options, lambda: api.stems(options.get("model")))
+    """Download the song's tracks into its folder, each shown as it arrives; only plain track
+    names are accepted from the server, and only files inside the folder are written."""
+    try:
+        tracks = wanted_tracks(state, options, lambda: api.stems(options.get("model")))
+        targets = [inside(song.folder, track) for track in tracks]
+    except UnsafeName as error:
+        _fail(song, "failed", f"{error}; nothing was saved", shown)
+        return
     if not tracks:
         _fail(song, "failed", f"the server lists no track to download (it has "
                               f"{', '.join(map(str, state.get('tracks') or [])) or 'none'})",
               shown)
         return
     song.status, song.files = "downloading", []
-    for number, track in enumerate(tracks, 1):
+    for number, (track, target) in enumerate(zip(tracks, targets, strict=True), 1):
         def progress(done: int, total: int) -> None:
             shown.update(song.row, "downloading", done, total,
                          f"{track} ({number}/{len(tracks)})")  # noqa: B023 (used at once)
 
-        song.files.append(api.download(song.song_hash, track, song.folder / track,
+        song.files.append(api.download(song.song_hash, track, target,
                                        download_params(options), progress))
     song.status = "done"
     shown.update(song.row, "done", 1, 1)
     shown.say(song.row, f"done, {len(song.files)} tracks in {song.folder}/")
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder/name`, once it is certain to lie directly in `folder` (links resolved)."""
+    target = folder / name
+    if target.resolve().parent != folder.resolve():
+        raise UnsafeName(f"the track name {name!r} leads out of {folder}")
+    return target
 
 
 def _fail(song: Song, status: str, reason: str, shown: Display) -> None:

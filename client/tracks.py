@@ -7,10 +7,34 @@ with `?bits=`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 # The job options as the API names them; the command line spells them with dashes.
 OPTIONS = ("model", "two_stems", "format", "bits", "bitrate")
+# What the server may name: a stem as Demucs names its sources, a song by its SHA-256. Names
+# become file names, so anything else (a path, `..`) is refused, never cleaned up.
+_STEM = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_HASH = re.compile(r"[0-9a-f]{64}")
+
+
+class UnsafeName(ValueError):
+    """A name from the server (or the command line) that cannot be a file name of ours."""
+
+
+def stem_name(value: object) -> str:
+    """A plain stem name (`vocals`, `no_vocals`), else UnsafeName."""
+    if not isinstance(value, str) or not _STEM.fullmatch(value):
+        raise UnsafeName(f"the server named a track {str(value)[:80]!r}, which is not a "
+                         "plain stem name")
+    return value
+
+
+def song_hash(value: object) -> str:
+    """A song hash (64 lowercase hex characters), else UnsafeName."""
+    if not isinstance(value, str) or not _HASH.fullmatch(value):
+        raise UnsafeName(f"{str(value)[:80]!r} is not a song hash (64 hex characters)")
+    return value
 
 
 def job_options(values: dict[str, object]) -> dict[str, str]:
@@ -38,9 +62,10 @@ def wanted_tracks(status: dict, options: dict[str, str],
     """
     ext = options.get("format", "mp3")
     if "two_stems" in options:
-        return [f"{options['two_stems']}.{ext}", f"no_{options['two_stems']}.{ext}"]
-    stems = [name.rpartition(".")[0] for name in status.get("tracks") or []]
+        stem = stem_name(options["two_stems"])
+        return [f"{stem}.{ext}", f"no_{stem}.{ext}"]
+    stems = [stem_name(str(name).rpartition(".")[0]) for name in status.get("tracks") or []]
     if any(stem.startswith("no_") for stem in stems):
-        stems = model_stems()
+        stems = [stem_name(stem) for stem in model_stems()]
     # base.mp3 is bass.mp3 under its original name.
-    return [f"{stem}.{ext}" for stem in dict.fromkeys(stems) if stem and stem != "base"]
+    return [f"{stem}.{ext}" for stem in dict.fromkeys(stems) if stem != "base"]
