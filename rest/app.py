@@ -21,6 +21,7 @@ from rest.manage import manage
 from rest.metrics import init_metrics
 from rest.page import page
 from rest.routes import api
+from rest.studio import studio
 from rest.upload import UploadRequest
 
 # JSON overhead and line breaks of wrapped base64 on top of the 4/3 growth of base64 itself.
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     setup_logging(settings, "rest", client)
     register_error_handlers(app)
     init_metrics(app)
-    for blueprint in (api, page, downloads, manage):
+    for blueprint in (api, page, downloads, manage, studio):
         app.register_blueprint(blueprint)
     return app
 
