@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import BinaryIO
 
 import lameenc
@@ -132,11 +132,18 @@ def render_to(sources: Sequence[Source], fmt: str, quality: int, out: BinaryIO,
         peak = max((np.abs(wav).max() for wav in _summed(stems, block)),
                    default=np.float32(0))
         scale, bits = clip_scale(peak), 16 if fmt == "mp3" else quality
-        writer = (_mp3_writer(out, rate, channels, quality) if fmt == "mp3"
-                  else _pcm_writer(out, rate, channels, fmt, bits))
-        with writer as write:
+        with open_writer(out, rate, channels, fmt, quality) as write:
             for wav in _summed(stems, block):
                 write(quantize(wav, scale, bits))
+
+
+def open_writer(out: BinaryIO, samplerate: int, channels: int, fmt: str,
+                quality: int) -> AbstractContextManager[Callable[[np.ndarray], object]]:
+    """`write(pcm)` into `out` in `fmt` at `quality` (mp3: kbps of int16 pcm; wav, flac: bits,
+    pcm as `quantize` makes it)."""
+    if fmt == "mp3":
+        return _mp3_writer(out, samplerate, channels, quality)
+    return _pcm_writer(out, samplerate, channels, fmt, quality)
 
 
 def render_file(sources: list[str], fmt: str, quality: int, path: str) -> None:

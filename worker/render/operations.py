@@ -51,7 +51,8 @@ def rendition(job: OperationInput) -> Generator[Output, None, None]:
 def handlers() -> dict[str, Handler]:
     """kind -> handler, for every operation this worker makes."""
     # Imported here: each operation module imports OperationInput from this one.
-    return {operations.RENDITION: rendition}
+    from worker.render import mix
+    return {operations.RENDITION: rendition, operations.MIX: mix.mix}
 
 
 def handler_of(kind: str) -> Handler | None:

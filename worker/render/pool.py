@@ -11,14 +11,17 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
 
 from common.tracks import Rendition
 from worker.render.encode import render_file
 from worker.runtime.cores import usable_cores
 from worker.runtime.errors import EncodeFailed
+
+T = TypeVar("T")
 
 
 def _ready() -> None:
@@ -80,6 +83,22 @@ class Renderer:
                 self._result(future)
                 yield futures[future], os.path.join(folder, futures[future])
         finally:  # closed early (the job was dropped): the tracks not begun are not made
+            for future in futures:
+                future.cancel()
+
+    def map(self, function: Callable[..., T], calls: list[tuple]) -> list[T]:
+        """`function(*args)` for each of `calls`, run in parallel in the pool; the results in
+        the order of `calls`."""
+        try:
+            futures = [self.pool.submit(function, *args) for args in calls]
+        except BrokenProcessPool as error:
+            self.pool = spawn_pool(self.processes)
+            raise EncodeFailed(f"a render process died: {error}") from error
+        try:
+            for future in futures:
+                self._result(future)
+            return [future.result() for future in futures]
+        finally:
             for future in futures:
                 future.cancel()
 
