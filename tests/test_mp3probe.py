@@ -2,7 +2,7 @@
 
 import pytest
 
-from rest.mp3probe import NotAnMp3, parse_header, probe
+from rest.probe.mp3 import NotAnMp3, parse_header, probe
 
 
 def id3v2_tag(payload: bytes = b"TIT2\x00\x00\x00\x05\x00\x00\x00song") -> bytes:

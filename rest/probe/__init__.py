@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 
-from rest import mp3probe
-from rest.probe import adts, flac, mp4, ogg, wav
-from rest.probe.common import AudioInfo, Buffer, NotAudio, skip_id3v2
+from rest.probe import adts, flac, mp3, mp4, ogg, wav
+from rest.probe.reader import AudioInfo, Buffer, NotAudio, skip_id3v2
 
 __all__ = ["AudioInfo", "NotAudio", "probe", "FORMATS", "DECODED"]
 
@@ -41,7 +40,7 @@ def probe(data: Buffer, stop_after_s: float = math.inf) -> AudioInfo:
     if adts.starts_here(data, start):
         return adts.probe(data, start, stop_after_s)
     try:
-        info = mp3probe.probe(data, stop_after_s)
-    except mp3probe.NotAnMp3 as error:
+        info = mp3.probe(data, stop_after_s)
+    except mp3.NotAnMp3 as error:
         raise NotAudio(f"it is not {FORMATS} ({error})") from None
     return AudioInfo("mp3", info.duration_s, info.sample_rate)

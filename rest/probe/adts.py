@@ -4,12 +4,14 @@ the whole stream is walked, as for MP3, to count the audio the decoder would pla
 from __future__ import annotations
 
 import math
+import re
 
-from rest.probe.common import AudioInfo, Buffer, NotAudio
+from rest.probe.reader import MAX_PIECES, AudioInfo, Buffer, NotAudio
 
 _RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000,
           7350)
 _TAGS = (b"TAG", b"APE", b"ID3", b"LYR")
+_SYNC = re.compile(rb"\xff[\xf0\xf1\xf8\xf9]")  # the sync word and layer 0 of a frame header
 
 
 def _frame(data: Buffer, pos: int) -> tuple[int, int, int, int] | None:
@@ -34,9 +36,11 @@ def starts_here(data: Buffer, pos: int) -> bool:
 
 
 def _frames_after(data: Buffer, pos: int) -> bool:
-    """Whether ADTS frames resume after a tag: a decoder would play them, so they count."""
-    while (pos := data.find(b"\xff", pos + 1)) >= 0:
-        if starts_here(data, pos):
+    """Whether ADTS frames resume after a tag: a decoder would play them, so they count.
+    Past MAX_PIECES places that start like a frame the answer is yes: the stream is then
+    refused as broken (cover art holds a few such byte pairs at most)."""
+    for number, found in enumerate(_SYNC.finditer(data, pos + 1)):
+        if number == MAX_PIECES or starts_here(data, found.start()):
             return True
     return False
 

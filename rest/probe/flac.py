@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest.probe.common import AudioInfo, Buffer, NotAudio, u64be
+from rest.probe.reader import MAX_PIECES, AudioInfo, Buffer, NotAudio, too_many, u64be
 
 _STREAMINFO, _LAST = 0, 0x80
 
@@ -19,13 +19,15 @@ def probe(data: Buffer, start: int = 0) -> AudioInfo:
     if total == 0:
         raise NotAudio("the FLAC stream does not state its length (0 samples in STREAMINFO); "
                        "re-encode it with a FLAC encoder that writes it")
-    while True:
+    for _ in range(MAX_PIECES):
         header = data[pos]
         pos += 4 + int.from_bytes(data[pos + 1:pos + 4], "big")
         if header & _LAST:
             break
         if pos + 4 > len(data):
             raise NotAudio("the FLAC metadata runs past the end of the file")
+    else:
+        raise too_many("FLAC metadata blocks")
     if data[pos:pos + 2] not in (b"\xff\xf8", b"\xff\xf9"):
         raise NotAudio("no FLAC audio frame follows the metadata: the file is truncated "
                        "or not FLAC")

@@ -7,11 +7,9 @@ that merely start like an MP3, as well as tiny low-bitrate files that would play
 from __future__ import annotations
 
 import math
-import mmap
 from dataclasses import dataclass
 
-# The request body's bytes, or an mmap of an upload spooled to disk: both slice to bytes and find.
-Buffer = bytes | bytearray | mmap.mmap
+from rest.probe.reader import Buffer, skip_id3v2
 
 # bitrate tables in kbps, indexed [version_is_mpeg1][layer][index]
 _BITRATES = {
@@ -68,17 +66,6 @@ def parse_header(data: Buffer, pos: int) -> Frame | None:
         return Frame((12 * bitrate // sample_rate + padding) * 4, 384, sample_rate)
     samples = 1152 if layer == 2 or mpeg1 else 576
     return Frame(samples // 8 * bitrate // sample_rate + padding, samples, sample_rate)
-
-
-def skip_id3v2(data: Buffer, pos: int) -> int:
-    """Position after any ID3v2 tags starting at `pos` (they may precede MP3, AAC and FLAC)."""
-    while data[pos:pos + 3] == b"ID3" and len(data) >= pos + 10:
-        size = 0
-        for byte in data[pos + 6:pos + 10]:
-            size = (size << 7) | (byte & 0x7F)
-        footer = 10 if data[pos + 5] & 0x10 else 0
-        pos += 10 + size + footer
-    return pos
 
 
 def _trailing_tags_start(data: Buffer, start: int) -> int:

@@ -4,7 +4,7 @@ number of samples."""
 
 from __future__ import annotations
 
-from rest.probe.common import AudioInfo, Buffer, NotAudio, u16le, u32le
+from rest.probe.reader import AudioInfo, Buffer, NotAudio, u16le, u32le
 
 _TAIL = 128 * 1024  # a page is at most 65,307 bytes: the last complete one lies in here
 _NO_GRANULE = 2**64 - 1

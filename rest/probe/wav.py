@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rest.probe.common import AudioInfo, Buffer, NotAudio, u16le, u32le
+from rest.probe.reader import MAX_PIECES, AudioInfo, Buffer, NotAudio, too_many, u16le, u32le
 
 # Format tags the decoder reads: integer PCM, IEEE float, A-law, mu-law, and the extensible
 # header, whose sub-format is one of these.
@@ -33,7 +33,9 @@ def probe(data: Buffer) -> AudioInfo:
     """Walk the RIFF chunks up to `data`; the length is what the decoder would read of it."""
     pos = 12
     layout = None
-    while pos + 8 <= len(data):
+    for _ in range(MAX_PIECES):
+        if pos + 8 > len(data):
+            break
         name, size = data[pos:pos + 4], u32le(data, pos + 4)
         if name == b"fmt ":
             layout = _fmt(data, pos + 8, size)
@@ -46,4 +48,6 @@ def probe(data: Buffer) -> AudioInfo:
             frames = stated // frame_bytes
             return AudioInfo("wav", frames / rate, rate, channels)
         pos += 8 + size + (size & 1)  # chunks are padded to even sizes
+    else:
+        raise too_many("RIFF chunks before its audio")
     raise NotAudio("the WAV has no data chunk" if layout else "the WAV has no fmt chunk")
