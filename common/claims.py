@@ -30,7 +30,7 @@ class Claims:
         self._start = script(jobscripts.START)
         self._progress = script(jobscripts.PROGRESS)
         self._finish = script(jobscripts.FINISH)
-        self._handoff = script(jobscripts.HANDOFF)
+        self._hand_off = script(jobscripts.HAND_OFF)
         self._hand_back = script(jobscripts.HAND_BACK)
         self._requeue_orphan = script(jobscripts.REQUEUE_ORPHAN)
         self._callback_sent = script(jobscripts.CALLBACK_SENT)
@@ -75,7 +75,7 @@ class Claims:
                   json.dumps(tracks or []), json.dumps(timings or {})],
         ))
 
-    def handoff(self, job_id: str, worker_id: str, token: str, song_hash: str, render: str,
+    def hand_off(self, job_id: str, worker_id: str, token: str, song_hash: str, render: str,
                 timings: dict[str, float]) -> str:
         """End a separation's claim once its stems are stored, queueing its render job.
 
@@ -84,7 +84,7 @@ class Claims:
         attempt holds the job) or 'missing' (the song was deleted: remove the stems).
         """
         in_flight = keys.inflight(keys.queue_of(job_id))
-        return self._handoff(
+        return self._hand_off(
             keys=[keys.job(job_id), keys.processing(worker_id), in_flight, keys.job(render),
                   keys.RENDER_QUEUE, keys.song(song_hash), keys.EXPIRY, keys.FINISHED,
                   keys.outbox(worker_id)],

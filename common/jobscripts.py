@@ -157,7 +157,7 @@ return 1
 # song's job set, expiry, finished counts, outbox.
 # The separation's stems are stored: its claim ends and the render job it waits for is queued
 # (or, stored already, ends it at once). A cancel asked meanwhile ends it as cancelled instead.
-HANDOFF = _HELPERS + """
+HAND_OFF = _HELPERS + """
 local id, token, now, render_id, song, model, rendition, timings = unpack(ARGV)
 local meta = {KEYS[7], KEYS[8]}
 redis.call('LREM', KEYS[2], 0, id)

@@ -54,7 +54,7 @@ def inflight(queue: str) -> str:
     """List with one entry per job of `queue` being worked on, for the autoscaler to count.
 
     A job's entry is pushed by the same script that makes its record `processing` and removed
-    by the script that ends that attempt (finish, hand-back, requeue or failure of an orphan),
+    by the script that ends that attempt (finish, hand back, requeue or failure of an orphan),
     so LLEN(queue) + LLEN(inflight(queue)) is the work a queue's workers hold or owe.
     """
     return f"inflight:{queue}"

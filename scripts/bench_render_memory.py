@@ -75,7 +75,7 @@ def measure(env: dict, scratch: Path, seconds: int, rendition: str) -> dict:
     job_id = jobs.claim("bench", 1, queue=jobs.queue_for(MODEL))
     token = jobs.start(job_id, "bench")
     render = render_id(song, MODEL, rendition)
-    jobs.handoff(job_id, "bench", token, song, render, {})
+    jobs.hand_off(job_id, "bench", token, song, render, {})
     worker = stack.start_render({**env, "RENDER_PROCESSES": "2", "WORKER_ID": "bench-render"},
                                 scratch / f"render-{seconds}.log")
     peak, done = [0], threading.Event()

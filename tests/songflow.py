@@ -32,7 +32,7 @@ def separate(jobs: JobStore, storage: Storage, song_hash: str, model: str = "",
         put_output(storage, lossless_object(song_hash, model, stem), write_lossless(wav, RATE))
     job = jobs.get(job_id)
     rendition = job.rendition or "mp3-320"
-    assert jobs.handoff(job_id, "gpu", token, song_hash,
+    assert jobs.hand_off(job_id, "gpu", token, song_hash,
                         f"{song_hash}:{model}:{rendition}", {"separate": 0.1}) == "rendering"
     return job_id
 

@@ -243,7 +243,7 @@ class Pool:
     def end(self, pod: Pod) -> None:
         job = self.store.get(pod.job)
         if self.name == "worker":
-            assert self.store.handoff(pod.job, pod.name, pod.token, job.song,
+            assert self.store.hand_off(pod.job, pod.name, pod.token, job.song,
                                       render_id(job.song, MODEL, MP3), {}) == "rendering"
         else:
             assert self.store.finish(pod.job, pod.name, pod.token, JobStatus.DONE,

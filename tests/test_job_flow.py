@@ -66,7 +66,7 @@ def test_each_model_has_its_own_queue_first_in_first_out(store, redis_client):
 def test_a_separation_is_done_when_its_render_job_is(store, redis_client):
     job_id, token = separate(store, "gpu")
     assert store.get(job_id).started > 0
-    assert store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3),
+    assert store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3),
                          {"separate": 1.0}) == "rendering"
     job = store.get(job_id)
     assert (job.status, job.awaiting, job.token) == (
@@ -88,7 +88,7 @@ def test_the_render_job_makes_the_rendition_its_id_names(store):
     store.enqueue(H1, None, 100)  # no rendition asked: the worker names the default one
     job_id = store.claim("gpu", 1)
     token = store.start(job_id, "gpu")
-    store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", "mp3-192"), {})
+    store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", "mp3-192"), {})
     render_job = store.get(render_id(H1, "htdemucs", "mp3-192"))
     assert (render_job.song, render_job.model, render_job.rendition, render_job.parent) == (
         H1, "htdemucs", "mp3-192", H1)
@@ -96,7 +96,7 @@ def test_the_render_job_makes_the_rendition_its_id_names(store):
 
 def test_a_failed_render_fails_its_separation_with_the_reason(store):
     job_id, token = separate(store, "gpu")
-    store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
+    store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
     render(store, "cpu", JobStatus.FAILED, "encode_failed: no")
     job = store.get(job_id)
     assert (job.status, job.error) == (JobStatus.FAILED, "encode_failed: no")
@@ -105,7 +105,7 @@ def test_a_failed_render_fails_its_separation_with_the_reason(store):
 
 def test_a_render_job_that_kills_its_workers_fails_its_separation(store):
     job_id, token = separate(store, "gpu")
-    store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
+    store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
     render_job = store.claim("cpu", 1, keys.RENDER_QUEUE)
     store.start(render_job, "cpu")
     assert store.requeue_orphan(render_job, "cpu", 1) == "failed"
@@ -119,7 +119,7 @@ def test_renditions_are_rendered_once_and_only_from_separated_songs(store):
     assert store.request_rendition(H1, "", "wav-16") is RenditionResult.NOT_SEPARATED
     job_id, token = separate(store, "gpu")
     assert store.request_rendition(H1, "", "wav-16") is RenditionResult.NOT_SEPARATED
-    store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
+    store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
     assert store.request_rendition(H1, "", "wav-16") is RenditionResult.ENQUEUED
     assert store.request_rendition(H1, "", "wav-16") is RenditionResult.QUEUED
     assert store.request_rendition(H1, "htdemucs", MP3) is RenditionResult.QUEUED
@@ -133,11 +133,11 @@ def test_renditions_are_rendered_once_and_only_from_separated_songs(store):
 
 def test_a_rendition_stored_already_ends_a_new_separation_at_once(store):
     job_id, token = separate(store, "gpu")
-    store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
+    store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
     render(store, "cpu")
     store.remove_track(job_id, "bass.mp3")  # incomplete: submitting separates again
     job_id, token = separate(store, "gpu")
-    assert store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {}) == "done"
+    assert store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {}) == "done"
     assert store.get(job_id).status is JobStatus.DONE and store.queued(keys.RENDER_QUEUE) == []
 
 
@@ -192,7 +192,7 @@ def test_a_cancel_racing_the_end_of_a_separation_has_one_outcome(store):
         job_id, token = separate(store, "gpu", song)
         outcomes = together(
             cancel=lambda song=song: store.cancel(song),
-            end=lambda job_id=job_id, token=token, song=song: store.handoff(
+            end=lambda job_id=job_id, token=token, song=song: store.hand_off(
                 job_id, "gpu", token, song, render_id(song, "htdemucs", MP3), {}))
         job = store.get(job_id)
         if outcomes["end"] == "cancelled":  # the cancel came first: the stems are removed
@@ -212,7 +212,7 @@ def test_delete_leaves_no_key_of_the_song(store, redis_client):
     store.enqueue(H2, {"url": "https://x.invalid/"}, 100, model="htdemucs_ft")  # it stays
     before = all_keys(redis_client)
     job_id, token = separate(store, "gpu")
-    store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
+    store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
     render(store, "cpu")
     store.request_rendition(H1, "", "wav-24")
     other, other_token = separate(store, "gpu2", model="htdemucs_6s")
@@ -223,7 +223,7 @@ def test_delete_leaves_no_key_of_the_song(store, redis_client):
     assert store.song_jobs(H1) == [] and store.get(H1) is None
     # The running attempt learns it lost its job; its end writes nothing back.
     assert store.set_progress(other, other_token, 0.5) == "stale"
-    assert store.handoff(other, "gpu2", other_token, H1, render_id(H1, "htdemucs_6s", MP3),
+    assert store.hand_off(other, "gpu2", other_token, H1, render_id(H1, "htdemucs_6s", MP3),
                          {}) == "missing"
     assert all_keys(redis_client) - {keys.FINISHED} == before  # counts of jobs, not songs
     assert store.queued("toWorker:htdemucs_ft") == [f"{H2}:htdemucs_ft"]
@@ -231,7 +231,7 @@ def test_delete_leaves_no_key_of_the_song(store, redis_client):
 
 def test_songs_expire_by_the_time_their_newest_job_ended(store):
     job_id, token = separate(store, "gpu")
-    store.handoff(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
+    store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {})
     render(store, "cpu")
     ended = store.get(job_id).finished
     store.enqueue(H2, None, 100)

@@ -1,7 +1,8 @@
-"""Failures that must not hide in the claim loop (worker/runtime/loop.py): a bug inside one job
-fails that job at once with its traceback in the shipped log, and the loop goes on; a bug while
-sending a callback is logged and recorded; a hung loop or a dead reaper stops the heartbeat.
-A real ClaimLoop on the real Redis and S3 servers; only its `handle` is the test's own."""
+"""The claim loop (worker/runtime/loop.py): the one mapping from what a worker's `work` raised
+to how its job ends; failures that must not hide: a bug inside one job fails that job at once
+with its traceback in the shipped log, and the loop goes on; a bug while sending a callback is
+logged and recorded; a hung loop or a dead reaper stops the heartbeat. A real ClaimLoop on the
+real Redis and S3 servers; only its `work` and `discard` are the test's own."""
 
 from __future__ import annotations
 
@@ -13,25 +14,52 @@ import pytest
 from common import keys
 from common.jobs import JobStatus
 from common.logship import setup_logging
+from common.storage import StorageError
 from tests.helpers import wait_for
+from worker.runtime.errors import Cancelled, DecodeFailed, HandBack, Superseded
 from worker.runtime.heartbeat import is_alive
 from worker.runtime.loop import ClaimLoop
 
-BUGGY, FINE, HANGING = "b" * 64, "f" * 64, "h" * 64
+BUGGY, FINE, HANGING, SELF_ENDED = "b" * 64, "f" * 64, "h" * 64, "e" * 64
+# Songs whose first attempt raises this; a second attempt (after a hand back) is fine.
+RAISES: dict[str, Exception] = {
+    "1" * 64: Cancelled("cancel asked"),
+    "2" * 64: Superseded("not current"),
+    "3" * 64: DecodeFailed("not audio"),
+    "4" * 64: HandBack("a dependency is down"),
+    "5" * 64: StorageError("the store is down"),
+    "6" * 64: RuntimeError("a bug"),
+}
 
 
 class TestLoop(ClaimLoop):
-    """Separation jobs whose handling is a bug, fine, or a hang, by song."""
+    """Separation jobs whose work is a bug, fine, a hang, ends the claim itself, or raises what
+    RAISES names, by song; it records which attempts it was asked to discard."""
 
     __test__ = False
     release = threading.Event()
 
-    def handle(self, attempt):
-        if attempt.job.song == BUGGY:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.raises = dict(RAISES)
+        self.discarded: list[tuple[str, list[str]]] = []
+
+    def work(self, attempt):
+        song = attempt.job.song
+        attempt.stored.append(f"{song}/vocals.mp3")
+        if song == BUGGY:
             return {}["no such key"]  # a bug, not a failure of the song
-        if attempt.job.song == HANGING:
+        if song == HANGING:
             self.release.wait(30)
-        self.finish(attempt, JobStatus.DONE, tracks=[])
+        if song == SELF_ENDED:
+            self.finish(attempt, JobStatus.DONE, tracks=["own.mp3"])
+            return None
+        if song in self.raises:
+            raise self.raises.pop(song)
+        return ["vocals.mp3"]
+
+    def discard(self, attempt):
+        self.discarded.append((attempt.id, attempt.stored))
 
 
 @pytest.fixture
@@ -63,7 +91,36 @@ def running(make_settings, redis_client, storage):
 def final(jobs, song_hash: str):
     job_id = jobs.separation_id(song_hash)
     return wait_for(lambda: (job := jobs.get(job_id)) and job.status in (
-        JobStatus.DONE, JobStatus.FAILED) and job, 30, f"{song_hash} never ended")
+        JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED) and job, 30,
+        f"{song_hash} never ended")
+
+
+def test_what_work_raises_decides_how_its_job_ends(running, jobs):
+    loop = running()
+    songs = [*RAISES, FINE, SELF_ENDED]
+    for song_hash in songs:
+        jobs.enqueue(song_hash, None, 10)
+    ended = {song_hash: final(jobs, song_hash) for song_hash in songs}
+    outcomes = {song_hash: (job.status, job.error, job.attempts, job.tracks)
+                for song_hash, job in ended.items()}
+    cancelled, superseded, failed, handed_back, store_down, bug = RAISES
+    assert outcomes == {
+        cancelled: (JobStatus.CANCELLED, "", 1, []),
+        superseded: (JobStatus.FAILED, "superseded", 1, []),
+        failed: (JobStatus.FAILED, "decode_failed: not audio", 1, []),
+        # Back at the head of its queue, no death counted: the next attempt is done.
+        handed_back: (JobStatus.DONE, "", 2, ["vocals.mp3"]),
+        store_down: (JobStatus.DONE, "", 2, ["vocals.mp3"]),
+        bug: (JobStatus.FAILED, "internal_error: RuntimeError", 1, []),
+        FINE: (JobStatus.DONE, "", 1, ["vocals.mp3"]),
+        SELF_ENDED: (JobStatus.DONE, "", 1, ["own.mp3"]),
+    }
+    assert all(job.deaths == 0 for job in ended.values())
+    # What an attempt stored goes when it ended other than done, and stays when it was
+    # handed back (the next attempt writes the same objects).
+    assert sorted(loop.discarded) == sorted(
+        (song_hash, [f"{song_hash}/vocals.mp3"]) for song_hash in (cancelled, superseded,
+                                                                   failed, bug))
 
 
 def test_a_bug_in_one_job_fails_that_job_at_once_and_the_loop_goes_on(running, jobs,

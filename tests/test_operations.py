@@ -46,7 +46,7 @@ def test_a_render_job_keeps_its_parameters(jobs):
     job_id = jobs.claim("test-separator", 1, queue=jobs.queue_for(MODEL))
     token = jobs.start(job_id, "test-separator")
     render = render_id(song_hash, MODEL, "mp3-320")
-    jobs.handoff(job_id, "test-separator", token, song_hash, render, {})
+    jobs.hand_off(job_id, "test-separator", token, song_hash, render, {})
     params = {"format": "wav", "mute": ["vocals"]}
     op = operations.operation_id("mix", params)
     assert jobs.request_rendition(song_hash, MODEL, op, canonical_params(params)) == "enqueued"

@@ -67,7 +67,7 @@ def separated(jobs, storage, song_hash: str, seconds: float, rendition: str) -> 
     for stem, data in stems.items():
         storage.put_lossless(song_hash, MODEL, stem, data)
     render = render_id(song_hash, MODEL, rendition)
-    assert jobs.handoff(job_id, "test-separator", token, song_hash, render, {}) == "rendering"
+    assert jobs.hand_off(job_id, "test-separator", token, song_hash, render, {}) == "rendering"
     return stems
 
 

@@ -17,17 +17,17 @@ from contextlib import closing
 import redis
 
 from common import keys, operations, tracks
-from common.jobs import JobStatus
 from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
 from worker.render import operations as render_operations
 from worker.render.pool import Renderer
-from worker.runtime.errors import EncodeFailed, InputMissing, JobFailed, internal_error, log_cause
-from worker.runtime.loop import Attempt, Cancelled, ClaimLoop, HandBack, Superseded, serve
+from worker.runtime.errors import EncodeFailed, InputMissing, Superseded
+from worker.runtime.loop import Attempt, ClaimLoop
 from worker.runtime.metrics import WorkerMetrics
 from worker.runtime.retry import retry
+from worker.runtime.serve import serve
 
 log = logging.getLogger("worker")
 
@@ -44,28 +44,10 @@ class RenderWorker(ClaimLoop):
         self.renderer.close()
         super().close()
 
-    def handle(self, attempt: Attempt) -> None:
+    def work(self, attempt: Attempt) -> list[str]:
+        """Make the job's operation from the song's lossless stems; the names of its files."""
         log.info("job %s: rendering (attempt %d)", attempt.id, attempt.job.attempts)
-        stored: list[str] = []  # objects this attempt wrote
-        status, error, names = JobStatus.FAILED, "", []
-        try:
-            names = self._render(attempt, stored)
-            status = JobStatus.DONE
-        except JobFailed as failure:
-            log_cause(attempt.id, failure)
-            error = str(failure)
-        except Superseded:
-            error = "superseded"
-        except Cancelled:
-            status = JobStatus.CANCELLED
-        except HandBack as why:  # what it stored stays, for the next attempt to overwrite
-            self.hand_back(attempt, str(why))
-            return
-        except Exception as bug:  # its own job fails at once, and what it stored goes
-            error = internal_error(attempt.id, bug)
-        ended = self.finish(attempt, status, error, names)
-        if status is not JobStatus.DONE or not ended:
-            self._remove(attempt, stored)
+        return self._render(attempt, attempt.stored)
 
     def _render(self, attempt: Attempt, stored: list[str]) -> list[str]:
         """Fetch the lossless stems, make the job's operation and store every file it writes;
@@ -120,10 +102,7 @@ class RenderWorker(ClaimLoop):
         if not retry(lambda: self.jobs.is_current(attempt.id, attempt.token), "checking the job"):
             raise Superseded(attempt.id)
         stored.append(name)  # before the upload: an upload cut short may still have landed
-        try:
-            retry(lambda: self.storage.put_output_file(name, path, mime), f"storing {name}")
-        except StorageError as error:
-            raise HandBack(f"object store unavailable: {error}") from None
+        retry(lambda: self.storage.put_output_file(name, path, mime), f"storing {name}")
 
     def _stems(self, model: str) -> list[str]:
         """The model's stems in its own order: as its workers registered them, else known."""
@@ -142,13 +121,12 @@ class RenderWorker(ClaimLoop):
         except NotFound:
             raise InputMissing(f"the lossless {stem} stem of model {model} is no longer "
                                "stored; submit the song again") from None
-        except StorageError as error:
-            raise HandBack(f"object store unavailable: {error}") from None
         return path
 
-    def _remove(self, attempt: Attempt, stored: list[str]) -> None:
+    def discard(self, attempt: Attempt) -> None:
         """Remove the tracks this attempt stored, unless another attempt holds the job now
         (it writes the same tracks, and may have written them already)."""
+        stored = attempt.stored
         try:
             current = retry(lambda: self.jobs.get(attempt.id), "reading the job")
             if stored and (current is None or not current.token):

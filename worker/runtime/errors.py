@@ -1,4 +1,6 @@
-"""One exception per stage that can fail; each becomes a reason a user can read on the job."""
+"""One exception per stage that can fail, each a reason a user can read on the job; and the
+ones that stop a job without failing it (cancelled, superseded, handed back). The claim loop
+(worker/runtime/loop.py) maps each to how the job ends."""
 
 import logging
 
@@ -37,6 +39,18 @@ class SeparationFailed(JobFailed):
 class EncodeFailed(JobFailed):
     """A track could not be encoded."""
     reason = "encode_failed"
+
+
+class HandBack(Exception):
+    """The job must go back to its queue (a dependency is down); it is not the song's fault."""
+
+
+class Superseded(Exception):
+    """The attempt is no longer current (presumed dead and replaced, or the song deleted)."""
+
+
+class Cancelled(Exception):
+    """A cancel was asked for the job while it ran."""
 
 
 class ModelLoadError(RuntimeError):

@@ -1,19 +1,19 @@
 """The claim loop every worker runs, whatever its jobs: claim from one queue, start an attempt,
-hand it to `handle`, and around it the heartbeat, the reaper, the callbacks owed and shutdown.
+run the worker's `work` on it and end it as the outcome says, and around it the heartbeat, the
+reaper, the callbacks owed and shutdown.
 
 A separation worker (worker/separation/main.py) claims from its model's queue, a render worker from
-`toRender`; each subclasses ClaimLoop with its `handle`.
+`toRender`; each subclasses ClaimLoop with what to do with a job (`work`) and, optionally, how
+to remove what an unfinished attempt stored (`discard`). How an exception ends a job is decided
+here only (`_handle`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
@@ -22,32 +22,27 @@ from common.jobs import Job, JobStatus, JobStore
 from common.settings import Settings
 from common.songs import sweep_expired
 from common.storage import Storage, StorageError
-from worker.runtime.errors import internal_error
+from worker.runtime.errors import (
+    Cancelled,
+    HandBack,
+    JobFailed,
+    Superseded,
+    internal_error,
+    log_cause,
+)
 from worker.runtime.healthcheck import ID_FILE
 from worker.runtime.heartbeat import Heartbeat
 from worker.runtime.metrics import WorkerMetrics
 from worker.runtime.outbox import Outbox
+from worker.runtime.progress import Progress
 from worker.runtime.reaper import Reaper, requeue_jobs_of
 from worker.runtime.retry import retry
 
 log = logging.getLogger("worker")
-Progress = Callable[[float], None]
 # The loop claims at least every second and reports progress several times a minute while it
 # works; this long without either, it is taken for hung (fetching, decoding and storing one
 # song of MAX_DURATION_S take well under it).
 STALL_S = 300
-
-
-class HandBack(Exception):
-    """The job must go back to its queue (a dependency is down); it is not the song's fault."""
-
-
-class Superseded(Exception):
-    """The attempt is no longer current (presumed dead and replaced, or the song deleted)."""
-
-
-class Cancelled(Exception):
-    """A cancel was asked for the job while it ran."""
 
 
 @dataclass
@@ -57,6 +52,8 @@ class Attempt:
     job: Job
     token: str
     timings: dict[str, float] = field(default_factory=dict)
+    # Objects this attempt wrote, each named before its upload (one cut short may have landed).
+    stored: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -64,7 +61,7 @@ class Attempt:
 
 
 class ClaimLoop:
-    """Claims the jobs of `queue` one at a time and runs each through `handle`."""
+    """Claims the jobs of `queue` one at a time and runs each through `work`."""
 
     def __init__(self, settings: Settings, client: redis.Redis, queue: str,
                  metrics: WorkerMetrics | None = None):
@@ -91,9 +88,14 @@ class ClaimLoop:
     def prepare(self) -> None:
         """Called once before the first claim (a separation worker registers its model)."""
 
-    def handle(self, attempt: Attempt) -> None:
-        """Work on one started attempt and end it (finish, hand back or hand off)."""
+    def work(self, attempt: Attempt) -> list[str] | None:
+        """Do one started job: the names of the tracks it made (the loop ends it done with
+        them), or None when it ended its claim itself (a separation hands off)."""
         raise NotImplementedError
+
+    def discard(self, attempt: Attempt) -> None:
+        """Remove what an attempt stored (`attempt.stored`) once it ended other than done, or
+        its result was dropped; by default nothing is removed."""
 
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> None:
@@ -197,7 +199,8 @@ class ClaimLoop:
 
     def _process(self, job_id: str) -> None:
         token = uuid.uuid4().hex  # one token for every retry of the start below
-        # Under the lock, so that a shutdown hand-back never sees a started job it cannot name.
+        # Under the lock, so that hand_back_held at shutdown never sees a started job it
+        # cannot name.
         with self.current_lock:
             if not retry(lambda: self.jobs.start(job_id, self.worker_id, token),
                          "starting a job", attempts=12):
@@ -209,14 +212,37 @@ class ClaimLoop:
                                                 "queue_wait": round(time.time() - job.created, 3)})
         try:
             with self.metrics.working():
-                self.handle(self.current)
-        except Exception as error:  # a bug: its song fails now, the loop goes on
-            self.finish(self.current, JobStatus.FAILED, internal_error(self.current.id, error))
+                self._handle(self.current)
         finally:
             with self.current_lock:
                 self.current = None
 
-    # -- what `handle` calls ----------------------------------------------------------------
+    def _handle(self, attempt: Attempt) -> None:
+        """Run `work` and end the attempt as its outcome says: the one mapping from what it
+        raised to how the job ends."""
+        status, error, names = JobStatus.FAILED, "", []
+        try:
+            made = self.work(attempt)
+            if made is None:
+                return  # the worker ended the claim itself
+            status, names = JobStatus.DONE, made
+        except Cancelled:
+            status = JobStatus.CANCELLED
+        except Superseded:
+            error = "superseded"  # `finish` drops it: the attempt is no longer current
+        except JobFailed as failure:
+            log_cause(attempt.id, failure)
+            error = str(failure)
+        except (HandBack, StorageError) as why:  # what it stored stays, for the next attempt
+            self.hand_back(attempt, str(why) if isinstance(why, HandBack)
+                           else f"object store unavailable: {why}")
+            return
+        except Exception as bug:  # a bug: its job fails now with the traceback, the loop goes on
+            error = internal_error(attempt.id, bug)
+        if not self.finish(attempt, status, error, names) or status is not JobStatus.DONE:
+            self.discard(attempt)
+
+    # -- what `work` calls ------------------------------------------------------------------
     def progress_reporter(self, attempt: Attempt, scale: float = 1.0) -> Progress:
         """A progress callback that records `scale * fraction` (at most 4 times a second) and
         raises Cancelled or Superseded when the job should stop."""
@@ -261,28 +287,3 @@ class ClaimLoop:
         retry(lambda: self.jobs.hand_back(attempt.id, self.worker_id, attempt.token),
               "handing back")
         self.stopping.wait(2)  # give the dependency a moment before the next claim
-
-
-def serve(worker: ClaimLoop, grace_s: float) -> None:
-    """Run `worker` until SIGTERM or SIGINT: the first stops claiming and lets the job in hand
-    finish within `grace_s`, after which it is handed back and the process exits; a second
-    signal hands it back at once (a cold stop)."""
-
-    def cold_stop() -> None:
-        worker.hand_back_held()
-        logging.shutdown()
-        os._exit(0)
-
-    def on_signal(signum: int, _frame=None) -> None:
-        if worker.stopping.is_set():
-            log.warning("signal %d again: handing back now", signum)
-            cold_stop()
-        log.info("signal %d: finishing the current job within %d s", signum, grace_s)
-        worker.stop()
-        timer = threading.Timer(grace_s, cold_stop)
-        timer.daemon = True
-        timer.start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    worker.run()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from demucs.utils import center_trim
 
+from worker.runtime.progress import Progress
 from worker.separation.model import DemucsModel, Member
 from worker.separation.rolling import OverlapAdd, Window
 from worker.separation.segments import (
@@ -31,7 +32,6 @@ from worker.separation.segments import (
 )
 
 log = logging.getLogger("worker")
-Progress = Callable[[float], None]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 MAX_BATCH = 48  # the largest batch measured (H200, 240 s song: 42 segments in one batch)
 

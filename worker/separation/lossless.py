@@ -12,7 +12,6 @@ import logging
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,11 +20,11 @@ import soundfile
 
 from common.storage import LOSSLESS_HEADROOM, NotFound, PartUpload, Storage, StorageError
 from worker.runtime.errors import InputMissing
+from worker.runtime.progress import Progress
 from worker.separation.audio import blocks, summarise
 from worker.separation.separator import Separator
 
 log = logging.getLogger("worker")
-Progress = Callable[[float], None]
 QUEUED = 4  # stretches waiting per stem before the separation waits for its encoder
 
 

@@ -15,15 +15,16 @@ from functools import partial
 import redis
 
 from common import keys, tracks
-from common.jobs import JobStatus, render_id
+from common.jobs import render_id
 from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import StorageError, song_object
-from worker.runtime.errors import JobFailed, ModelLoadError, log_cause
-from worker.runtime.loop import Attempt, Cancelled, ClaimLoop, Superseded, serve
+from worker.runtime.errors import HandBack, ModelLoadError
+from worker.runtime.loop import Attempt, ClaimLoop
 from worker.runtime.metrics import WorkerMetrics
 from worker.runtime.retry import retry
+from worker.runtime.serve import serve
 from worker.separation.lossless import separate_to_store
 from worker.separation.separator import Separator
 
@@ -50,34 +51,20 @@ class Worker(ClaimLoop):
                         "for it", self.model, ",".join(self.settings.demucs_models))
         self.jobs.register_model(self.model, self.separator.sources)
 
-    def handle(self, attempt: Attempt) -> None:
+    def work(self, attempt: Attempt) -> None:
+        """Separate the song into lossless stems in the store, then hand off to its render job."""
         job = attempt.job
         if job.model and job.model != self.model:
             # The services disagree on DEFAULT_MODEL: its own model's worker takes it back.
             log.error("song %s: a job of model %s claimed from %s by a worker of model %s; "
                       "handed back (check DEFAULT_MODEL)", job.id, job.model, self.queue,
                       self.model)
-            self.hand_back(attempt, f"a job of model {job.model}")
-            return
+            raise HandBack(f"a job of model {job.model}")
         log.info("song %s: separating (attempt %d)", job.id, job.attempts)
-        try:
-            timings = separate_to_store(
-                self.separator, self.storage, job.song, job.input or song_object(job.song),
-                self.model, max_seconds=self.settings.max_duration_s,
-                progress=self.progress_reporter(attempt, SEPARATION_SHARE))
-        except Cancelled:
-            self.finish(attempt, JobStatus.CANCELLED)
-            return
-        except Superseded:
-            self.finish(attempt, JobStatus.FAILED, "superseded")  # dropped: not current
-            return
-        except JobFailed as error:
-            log_cause(job.id, error)
-            self.finish(attempt, JobStatus.FAILED, str(error))
-            return
-        except StorageError as error:
-            self.hand_back(attempt, f"object store unavailable: {error}")
-            return
+        timings = separate_to_store(
+            self.separator, self.storage, job.song, job.input or song_object(job.song),
+            self.model, max_seconds=self.settings.max_duration_s,
+            progress=self.progress_reporter(attempt, SEPARATION_SHARE))
         attempt.timings.update(timings)
         self.metrics.separated(self.model, timings["separate"], timings["audio_seconds"])
         self._hand_off(attempt)
@@ -86,8 +73,8 @@ class Worker(ClaimLoop):
         """End the claim by queueing the render job; remove the stems if nobody wants them."""
         job = attempt.job
         render = render_id(job.song, self.model, job.rendition or self.default_rendition)
-        outcome = retry(lambda: self.jobs.handoff(job.id, self.worker_id, attempt.token,
-                                                  job.song, render, attempt.timings),
+        outcome = retry(lambda: self.jobs.hand_off(job.id, self.worker_id, attempt.token,
+                                                   job.song, render, attempt.timings),
                         "handing the stems to the render job", attempts=12)
         log.info("song %s: separated, %s %s", job.id, outcome, attempt.timings)
         self.metrics.jobs.labels("separated").inc()

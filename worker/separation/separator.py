@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from demucs.apply import apply_model
@@ -12,13 +12,13 @@ from demucs.apply import apply_model
 from common.settings import Settings
 from worker.runtime.cores import usable_cores
 from worker.runtime.errors import ModelLoadError, SeparationFailed
+from worker.runtime.progress import Progress
 from worker.separation.audio import Summary
 from worker.separation.batched import BatchedModel
 from worker.separation.model import load_model
 from worker.separation.segments import count_segments
 
 log = logging.getLogger("worker")
-Progress = Callable[[float], None]
 
 
 def pick_device(setting: str) -> torch.device:
