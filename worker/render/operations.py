@@ -51,8 +51,9 @@ def rendition(job: OperationInput) -> Generator[Output, None, None]:
 def handlers() -> dict[str, Handler]:
     """kind -> handler, for every operation this worker makes."""
     # Imported here: each operation module imports OperationInput from this one.
-    from worker.render import mix
-    return {operations.RENDITION: rendition, operations.MIX: mix.mix}
+    from worker.render import analysis, mix, peaks
+    return {operations.RENDITION: rendition, operations.PEAKS: peaks.peaks,
+            operations.ANALYSIS: analysis.analysis, operations.MIX: mix.mix}
 
 
 def handler_of(kind: str) -> Handler | None:

@@ -1,0 +1,142 @@
+"""Render operations made by a render worker process from stored stems: a mix (equal to the
+two-stem track it amounts to, and to numpy's sum at the gains and region asked), waveform peaks
+of each stem and of the mix, and the song's analysis; then the same through the gateway."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyloudnorm
+import pytest
+import requests
+import soundfile
+
+from common import mixes, operations
+from common.jobs import JobStatus, render_id
+from common.storage import rendition_object
+from tests.helpers import wait_for, wait_for_job
+from tests.test_render_worker import MODEL, STEMS, pcm, renderers, separated  # noqa: F401
+from worker.render.encode import clip_scale, quantize, read_lossless, render_track
+from worker.render.peaks import LEVELS, read_peaks
+
+pytestmark = pytest.mark.slow
+RATE = 44100
+
+
+def made(jobs, storage, song_hash: str, params: dict | None, kind: str) -> dict[str, bytes]:
+    """Ask for an operation of the song; its files once the render worker made them."""
+    op = mixes.mix_id(params) if params else operations.operation_id(kind)
+    canonical = operations.canonical_params(params) if params else ""
+    assert jobs.request_rendition(song_hash, MODEL, op, canonical) == "enqueued"
+    job = wait_for_job(jobs, render_id(song_hash, MODEL, op),
+                       lambda j: j.status in (JobStatus.DONE, JobStatus.FAILED))
+    assert (job.status, job.error) == (JobStatus.DONE, "")
+    return {name: storage.get_output(rendition_object(song_hash, MODEL, op, name))
+            for name in job.tracks}
+
+
+@pytest.fixture
+def song(jobs, storage, renderers):  # noqa: F811
+    """A separated song of 2 s (stems in the store, its wav-16 rendition made) and a worker."""
+    song_hash = "d" * 63 + "4"
+    stems = separated(jobs, storage, song_hash, 2, "wav-16")
+    renderers(1, RENDER_PROCESSES="2")
+    wait_for_job(jobs, song_hash, lambda j: j.status is JobStatus.DONE)
+    return song_hash, stems
+
+
+def test_a_mix_without_vocals_is_the_no_vocals_track(jobs, storage, song):
+    song_hash, stems = song
+    params = mixes.mix_params({"mute": ["vocals"], "format": "wav"}, STEMS)
+    files = made(jobs, storage, song_hash, params, "mix")
+    others = [stems[s] for s in STEMS if s != "vocals"]
+    assert list(files) == ["mix.wav"]
+    assert files["mix.wav"] == render_track(others, "wav", 16)
+
+
+def test_a_mix_at_gains_over_a_region_is_their_sum_there(jobs, storage, song):
+    song_hash, stems = song
+    params = mixes.mix_params({"gains": {"drums": -6, "bass": 3}, "solo": ["drums", "bass"],
+                               "start": 0.5, "end": 1.25, "format": "flac", "bits": 24}, STEMS)
+    data = made(jobs, storage, song_hash, params, "mix")["mix.flac"]
+    whole = {s: read_lossless(stems[s])[0] for s in STEMS}
+    region = slice(int(0.5 * RATE), int(1.25 * RATE))
+    expected = (whole["drums"][:, region] * np.float32(10 ** (-6 / 20))
+                + whole["bass"][:, region] * np.float32(10 ** (3 / 20)))
+    wanted = quantize(expected, clip_scale(np.abs(expected).max()), 24)
+    got = pcm(data) >> 8  # libsndfile gives 24-bit samples in the top bits of int32
+    assert got.shape == wanted.shape
+    assert np.abs(got - wanted).max() <= 1  # float summation order: one step of 24 bits
+
+
+def test_peaks_of_each_stem_and_the_mix_at_every_level(jobs, storage, song):
+    song_hash, stems = song
+    files = made(jobs, storage, song_hash, None, "peaks")
+    assert sorted(files) == sorted(f"{name}.{spp}.dat" for name in [*STEMS, "mix"]
+                                   for spp in LEVELS)
+    vocals = read_lossless(stems["vocals"])[0]
+    for spp in LEVELS:
+        rate, level, pairs = read_peaks(files[f"vocals.{spp}.dat"])
+        assert (rate, level, len(pairs)) == (RATE, spp, -(-vocals.shape[1] // spp))
+        first = vocals[:, :spp]
+        assert tuple(pairs[0]) == (round(first.min() * 127), round(first.max() * 127))
+
+
+def test_the_analysis_names_tempo_key_and_loudness_of_the_mix_and_each_stem(
+        jobs, storage, song):
+    song_hash, stems = song
+    report = json.loads(made(jobs, storage, song_hash, None, "analysis")["analysis.json"])
+    assert list(report["stems"]) == STEMS
+    mix = sum(read_lossless(stems[s])[0].astype(np.float64) for s in STEMS)
+    reference = pyloudnorm.Meter(RATE).integrated_loudness(mix.T)
+    assert abs(report["mix"]["loudness_lufs"] - reference) < 0.1
+    for figures in [report["mix"], *report["stems"].values()]:
+        assert set(figures) == {"tempo_bpm", "key", "loudness_lufs", "duration_s"}
+        assert figures["duration_s"] == 2.0
+
+
+def test_the_gateway_queues_a_mix_then_serves_it(jobs, storage, song, live_stack):
+    song_hash, stems = song
+    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
+    asked = {"model": MODEL, "mute": ["vocals"], "format": "wav"}
+    answer = requests.post(f"{base}/apiv1/mix/{song_hash}", json=asked, timeout=10)
+    assert answer.status_code == 202 and answer.headers["Retry-After"]
+    location = answer.headers["Location"]
+    assert answer.json()["operation"] == location.split("/")[-1].split("?")[0]
+
+    def fetched():
+        got = requests.get(base + location, timeout=10)
+        return got if got.status_code == 200 else None
+
+    got = wait_for(fetched, 60, "the mix to be made")
+    assert got.headers["Content-Type"] == "audio/wav"
+    assert got.content == render_track([stems[s] for s in STEMS if s != "vocals"], "wav", 16)
+    again = requests.post(f"{base}/apiv1/mix/{song_hash}", json=dict(reversed(asked.items())),
+                          timeout=10)
+    assert again.status_code == 200 and again.headers["Location"] == location
+    assert soundfile.info(io.BytesIO(got.content)).frames == 2 * RATE
+
+
+BAD_MIXES = [
+    ({"mute": ["kazoo"]}, "no stem kazoo"),
+    ({"mute": STEMS}, "every stem is muted"),
+    ({"gains": {"drums": "loud"}}, "number of dB"),
+    ({"start": 5, "end": 2}, "end must come after start"),
+    ({"format": "ogg"}, "unknown format"),
+    ({"format": "wav", "bits": 12}, "bits 12 is not offered"),
+]
+
+
+def test_a_bad_mix_request_says_what_to_fix(jobs, storage, song, live_stack):
+    song_hash, _ = song
+    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
+    for body, words in BAD_MIXES:
+        answer = requests.post(f"{base}/apiv1/mix/{song_hash}", json=body, timeout=10)
+        assert answer.status_code == 400 and words in answer.json()["error"], (body, answer.text)
+    not_json = requests.post(f"{base}/apiv1/mix/{song_hash}", data="mute", timeout=10)
+    assert not_json.status_code == 400 and "JSON object" in not_json.json()["error"]
+    missing = requests.get(f"{base}/apiv1/mix/{song_hash}/mix-0123456789abcdef", timeout=10)
+    assert missing.status_code == 404 and "POST" in missing.json()["error"]
+    assert jobs.queue_length("toRender") == 0  # nothing was queued for any of them
