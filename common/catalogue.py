@@ -6,6 +6,7 @@ Read with the standard library only: both images use it, and neither needs a par
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,3 +102,9 @@ def load(path: Path | str | None = None) -> dict[str, Entry]:
     except tomllib.TOMLDecodeError as error:
         raise CatalogueError(f"the catalogue {path} is not valid TOML: {error}") from None
     return {name: _entry(name, entry) for name, entry in raw.get("models", {}).items()}
+
+
+@functools.cache
+def shipped() -> dict[str, Entry]:
+    """The catalogue in this package, read once per process."""
+    return load()

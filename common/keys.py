@@ -68,3 +68,23 @@ def rate(client: str) -> str:
 def rate_refused(client: str) -> str:
     """Sorted set of a client's refused writes in the last minute, scored by time in ms."""
     return f"rate-refused:{client}"
+
+
+# Hash: model -> JSON of what its workers found on loading it (family, sample rate, chunk,
+# parameters, stems); written by each separation worker at start, beside MODELS.
+MODEL_INFO = "model-info"
+
+
+def model_workers(model: str) -> str:
+    """Set of the ids of the workers that registered a model (ready while one beats)."""
+    return f"model-workers:{model}"
+
+
+def speed(model: str) -> str:
+    """Hash of a model's measured speed: `<device>|jobs`, `|audio_s`, `|seconds`, `|rtf`."""
+    return f"speed:{model}"
+
+
+def ensemble(name: str) -> str:
+    """String: the JSON spec of ensemble pseudo-model `name`, written once, never changed."""
+    return f"ensemble:{name}"

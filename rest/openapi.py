@@ -110,7 +110,7 @@ _PATHS = {
                       "202": _RENDERING, **_errors(400, 401, 404, 500, 503)},
     }},
     "/apiv1/models": {"get": {
-        "summary": "The models this service offers, with their stems",
+        "summary": "The models this service offers: stems, family, quality, speed",
         "responses": {"200": _json("Models", "The models, the default first"),
                       **_errors(401, 503)},
     }},
@@ -199,7 +199,27 @@ _SCHEMAS = {
     "Models": {"type": "object", "required": ["models"], "properties": {
         "models": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}, "default": {"type": "boolean"},
-            "stems": {"type": "array", "items": {"type": "string"}}}}},
+            "stems": {"type": "array", "items": {"type": "string"}},
+            "family": {"type": ["string", "null"],
+                       "enum": ["demucs", "bs_roformer", "mel_band_roformer", None]},
+            "title": {"type": ["string", "null"]},
+            "sample_rate": {"type": ["integer", "null"]},
+            "chunk_s": {"type": ["number", "null"], "description": "Seconds per model chunk"},
+            "parameters": {"type": ["integer", "null"], "description": "Weights, as loaded"},
+            "ready": {"type": "boolean", "description": "A worker of it is alive"},
+            "workers": {"type": "integer"},
+            "catalogued": {"type": "boolean"},
+            "quality": {"type": "array", "description": "Published SDR (dB) per stem",
+                        "items": {"type": "object", "properties": {
+                            "dataset": {"type": "string"}, "source": {"type": "string"},
+                            "sdr": {"type": "object",
+                                    "additionalProperties": {"type": "number"}}}}},
+            "speed": {"type": "object", "description": "Measured here, by device: real-time "
+                      "factor = seconds of work per second of audio",
+                      "additionalProperties": {"type": "object", "properties": {
+                          "jobs": {"type": "integer"}, "audio_s": {"type": "number"},
+                          "rtf": {"type": ["number", "null"]},
+                          "rtf_recent": {"type": ["number", "null"]}}}}}}},
     }},
     "Cancelled": {"type": "object", "required": ["hash", "reason", "status"], "properties": {
         "hash": {"type": "string"}, "model": {"type": "string"}, "reason": {"type": "string"},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from common import tracks
+from common import catalogue, modelinfo, tracks
 from common.jobs import JobStore
 from common.settings import Settings
 from common.tracks import Rendition, TrackError
@@ -16,10 +16,10 @@ from rest.errors import ApiError
 
 
 def models(settings: Settings, jobs: JobStore) -> list[dict]:
-    """The models this deployment serves, the default first, each with its stems."""
-    registered = jobs.models()
-    return [{"name": name, "stems": _stems(name, registered), "default": index == 0}
-            for index, name in enumerate(settings.demucs_models)]
+    """The models this deployment serves, the default first: stems, family, readiness,
+    published quality and measured speed (common/modelinfo.py)."""
+    return modelinfo.describe(jobs.redis, settings.demucs_models, settings.default_model,
+                              catalogue.shipped())
 
 
 def _stems(model: str, registered: Mapping[str, list[str]]) -> list[str]:

@@ -45,10 +45,12 @@ def decoded(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def test_models_lists_the_served_models_with_their_stems(client, jobs):
-    assert client.get("/apiv1/models").json == {"models": [
+    # The fields of the original answer (the catalogue's are tested in test_models_catalogue).
+    assert [{k: m[k] for k in ("name", "stems", "default")}
+            for m in client.get("/apiv1/models").json["models"]] == [
         {"name": MODEL, "stems": ["drums", "bass", "other", "vocals"], "default": True},
         {"name": SIX, "stems": ["drums", "bass", "other", "vocals", "guitar", "piano"],
-         "default": False}]}
+         "default": False}]
     jobs.register_model(MODEL, ["vocals", "accompaniment"])
     assert client.get("/apiv1/models").json["models"][0]["stems"] == ["vocals", "accompaniment"]
 

@@ -14,7 +14,7 @@ from functools import partial
 
 import redis
 
-from common import keys, tracks
+from common import keys, modelinfo, tracks
 from common.jobs import render_id
 from common.logship import setup_logging
 from common.redisconn import connect
@@ -26,6 +26,7 @@ from worker.runtime.metrics import WorkerMetrics
 from worker.runtime.retry import retry
 from worker.runtime.serve import serve
 from worker.separation.lossless import separate_to_store
+from worker.separation.registration import count_speed, model_facts
 from worker.separation.separator import Separator
 
 log = logging.getLogger("worker")
@@ -49,7 +50,8 @@ class Worker(ClaimLoop):
         if self.model not in self.settings.demucs_models:
             log.warning("DEMUCS_MODEL=%s is not in DEMUCS_MODELS (%s): no song will be queued "
                         "for it", self.model, ",".join(self.settings.demucs_models))
-        self.jobs.register_model(self.model, self.separator.sources)
+        # Stems, family, sample rate, chunk and size, and that this worker serves the model.
+        modelinfo.register(self.redis, self.model, self.worker_id, model_facts(self.separator))
 
     def work(self, attempt: Attempt) -> None:
         """Separate the song into lossless stems in the store, then hand off to its render job."""
@@ -67,6 +69,7 @@ class Worker(ClaimLoop):
             progress=self.progress_reporter(attempt, SEPARATION_SHARE))
         attempt.timings.update(timings)
         self.metrics.separated(self.model, timings["separate"], timings["audio_seconds"])
+        count_speed(self.redis, self.model, self.separator.device, timings)
         self._hand_off(attempt)
 
     def _hand_off(self, attempt: Attempt) -> None:
