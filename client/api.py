@@ -154,6 +154,14 @@ class Api:
                 return [str(stem) for stem in offered.get("stems") or []]
         raise ApiError(404, f"the server offers no model {model}")
 
+    def models(self) -> list[dict]:
+        """The models the server offers (GET /apiv1/models), the default first."""
+        return [dict(model) for model in self._json("GET", "/apiv1/models").get("models") or []]
+
+    def ensemble(self, song_hash: str, spec: dict) -> dict:
+        """Ask for an ensemble of a song's stems by several models (POST /apiv1/ensemble)."""
+        return self._json("POST", f"/apiv1/ensemble/{song_hash}", json=spec)
+
     def queue(self, params: dict[str, str] | None = None) -> list[str]:
         """Hashes waiting in a model's queue (the default model's unless params name one)."""
         return self._json("GET", "/apiv1/queue", params=params)["queue"]
