@@ -53,6 +53,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "WORKER_ID": ("", "Unique worker name; empty means <host>-<pid>"),
     "HEARTBEAT_TTL_S": ("10", "A worker silent this long is presumed dead and its jobs requeued"),
     "REAPER_INTERVAL_S": ("2", "How often each worker looks for dead workers' jobs"),
+    "STALL_TIMEOUT_S": ("300", "A worker whose claim loop and job report no progress this long is "
+                        "hung: its heartbeat stops and its /healthz fails (liveness)"),
     "MAX_DEATHS": ("3", "Worker deaths a job may cause before it fails as worker_lost "
                    "(MAX_ATTEMPTS, its former name, is read when MAX_DEATHS is not set)"),
     "RESULT_TTL_HOURS": ("0", "Songs whose newest result is older are deleted by the workers' "

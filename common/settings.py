@@ -178,6 +178,7 @@ class Settings:
     worker_id: str = ""
     heartbeat_ttl_s: int = 10
     reaper_interval_s: int = 2
+    stall_timeout_s: int = 300
     max_deaths: int = 3
     result_ttl_hours: float = 0.0
     shutdown_grace_s: int = 60
@@ -259,6 +260,7 @@ class Settings:
             worker_id=_text(env, "WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}",
             heartbeat_ttl_s=_int(env, "HEARTBEAT_TTL_S", 2),
             reaper_interval_s=_int(env, "REAPER_INTERVAL_S", 1),
+            stall_timeout_s=_int(env, "STALL_TIMEOUT_S", 2),
             max_deaths=_int(_with_alias(env, "MAX_DEATHS", "MAX_ATTEMPTS"), "MAX_DEATHS", 1),
             result_ttl_hours=max(0.0, _float(env, "RESULT_TTL_HOURS")),
             shutdown_grace_s=_int(env, "SHUTDOWN_GRACE_S"),

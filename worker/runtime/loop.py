@@ -39,10 +39,6 @@ from worker.runtime.reaper import Reaper, requeue_jobs_of
 from worker.runtime.retry import retry
 
 log = logging.getLogger("worker")
-# The loop claims at least every second and reports progress several times a minute while it
-# works; this long without either, it is taken for hung (fetching, decoding and storing one
-# song of MAX_DURATION_S take well under it).
-STALL_S = 300
 
 
 @dataclass
@@ -76,7 +72,9 @@ class ClaimLoop:
         self.current_lock = threading.RLock()  # a signal may hand back from this thread
         self.stopping = threading.Event()
         self.outbox = Outbox(self.jobs, self.worker_id, settings)
-        self.stall_s = STALL_S
+        # The loop ticks at each claim poll (every second or two, Redis or not) and at each
+        # progress report; this long without a tick (STALL_TIMEOUT_S), it is taken for hung.
+        self.stall_s = settings.stall_timeout_s
         self.last_tick = time.monotonic()
         self.heartbeat = Heartbeat(client, self.worker_id, settings.heartbeat_ttl_s,
                                    check=self.unhealthy)
@@ -112,6 +110,7 @@ class ClaimLoop:
         # For the exec probe, `python -m worker.runtime.healthcheck`.
         ID_FILE.write_text(self.worker_id)
         log.info("worker %s ready, waiting for songs in %s", self.worker_id, self.queue)
+        self.metrics.watch(self.unhealthy)  # /healthz, the liveness probe, fails when stalled
         while not self.stopping.is_set():
             self.last_tick = time.monotonic()
             job_id = self._claim()

@@ -1,7 +1,9 @@
 """A worker's own Prometheus metrics, served with /healthz on METRICS_PORT.
 
-/healthz answers while the process runs, whatever Redis does: the liveness probe of a worker
-must not restart it (and lose its song) during a Redis failover.
+/healthz is the liveness probe: 200 while the process works, 503 once the check it watches
+(the claim loop's, `ClaimLoop.unhealthy`) finds it stalled, so that Kubernetes restarts a
+worker that hangs. Redis is not part of it: a loop that cannot reach Redis keeps ticking while
+it retries, and a Redis failover must not restart workers (and lose their songs).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -61,6 +63,13 @@ class WorkerMetrics:
                             ["outcome"], registry=self.registry)
         self.registry.register(_GpuMemory())
         self._server: WSGIServer | None = None
+        # Until the claim loop starts (model loading, start-up retries) the startup probe
+        # governs and /healthz answers 200.
+        self._liveness: Callable[[], str | None] = lambda: None
+
+    def watch(self, check: Callable[[], str | None]) -> None:
+        """From now on /healthz fails while `check` names a problem."""
+        self._liveness = check
 
     def loaded(self, model: str, seconds: float, batch: int) -> None:
         """Record the model's load time and the batch size it runs with."""
@@ -90,8 +99,10 @@ class WorkerMetrics:
 
         def app(environ, start_response):
             if environ.get("PATH_INFO") == "/healthz":
-                start_response("200 OK", [("Content-Type", "text/plain")])
-                return [b"alive\n"]
+                problem = self._liveness()
+                status = "503 Service Unavailable" if problem else "200 OK"
+                start_response(status, [("Content-Type", "text/plain")])
+                return [f"stalled: {problem}\n".encode() if problem else b"alive\n"]
             return metrics(environ, start_response)
 
         try:
