@@ -61,7 +61,7 @@ def stored_files(song_hash: str, model: str, op: str, location: str, params: str
     if result is not RenditionResult.STORED:
         log.info("song %s: %s of %s %s", song_hash, op, model, result.value)
         raise Pending({"hash": song_hash, "model": model, "operation": op,
-                       "status": result.value,
+                       "status": result.value, "url": location,
                        "reason": f"Being made; ask again in {RETRY_S} s"}, location)
     render = ctx.jobs().get(render_id(song_hash, model, op))
     return render.tracks if render is not None else []

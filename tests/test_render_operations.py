@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pyloudnorm
@@ -13,6 +14,7 @@ import pytest
 import requests
 import soundfile
 
+from client import cli
 from common import mixes, operations
 from common.jobs import JobStatus, render_id
 from common.storage import rendition_object
@@ -140,3 +142,19 @@ def test_a_bad_mix_request_says_what_to_fix(jobs, storage, song, live_stack):
     missing = requests.get(f"{base}/apiv1/mix/{song_hash}/mix-0123456789abcdef", timeout=10)
     assert missing.status_code == 404 and "POST" in missing.json()["error"]
     assert jobs.queue_length("toRender") == 0  # nothing was queued for any of them
+
+
+def test_the_cli_saves_a_karaoke_loop_in_one_step(jobs, storage, song, live_stack, tmp_path,
+                                                  capsys):
+    song_hash, stems = song
+    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
+    status = cli.main(["--server", base, "mix", song_hash, "--mute", "vocals", "--gain",
+                       "drums=-3", "--from", "0.5", "--to", "1.5", "--format", "flac",
+                       "-o", str(tmp_path)])
+    assert status == 0
+    saved = Path(capsys.readouterr().out.splitlines()[-1])  # after the progress lines
+    assert saved.parent == tmp_path and saved.name.startswith(f"{song_hash}-mix-")
+    info = soundfile.info(str(saved))
+    assert (info.frames, info.format) == (RATE, "FLAC")
+    with pytest.raises(SystemExit, match="must be STEM=DB"):
+        cli.main(["--server", base, "mix", song_hash, "--gain", "drums"])
