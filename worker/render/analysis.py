@@ -30,6 +30,7 @@ NOTES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 ABSOLUTE_GATE, RELATIVE_GATE = -70.0, -10.0
+MIN_FLUX = 0.01  # onsets under this share of the spectrum's level are no beat
 
 
 class Loudness:
@@ -89,6 +90,7 @@ class Spectrum:
         self.carry = np.zeros(0, np.float32)
         self.previous: np.ndarray | None = None
         self.onsets: list[np.ndarray] = []
+        self.level = 0.0  # the compressed spectra summed: what onsets are measured against
         self.chroma = np.zeros(12)
 
     def add(self, mono: np.ndarray) -> None:
@@ -106,6 +108,7 @@ class Spectrum:
         previous = compressed[:1] if self.previous is None else self.previous
         flux = np.diff(np.concatenate([previous, compressed]), axis=0)
         self.onsets.append(np.maximum(flux, 0).sum(axis=1))
+        self.level += float(compressed.sum())
         self.previous = compressed[-1:]
         self.carry = signal[count * HOP:]
 
@@ -114,7 +117,8 @@ class Spectrum:
         envelope = np.concatenate(self.onsets) if self.onsets else np.zeros(0)
         fps = self.rate / HOP
         longest = int(fps * 60 / MIN_BPM) + 2
-        if len(envelope) < 2 * longest or not envelope.any():
+        # A steady sound (a held tone) changes by a fraction of a percent a frame: no beat.
+        if len(envelope) < 2 * longest or envelope.sum() < MIN_FLUX * self.level:
             return None
         envelope = envelope - envelope.mean()
         size = 1 << int(2 * len(envelope) - 1).bit_length()
