@@ -88,3 +88,8 @@ def speed(model: str) -> str:
 def ensemble(name: str) -> str:
     """String: the JSON spec of ensemble pseudo-model `name`, written once, never changed."""
     return f"ensemble:{name}"
+
+
+def ensemble_waiting(song_hash: str) -> str:
+    """Set of a song's ensemble stems jobs waiting for their members' separations to end."""
+    return f"ensemble-waiting:{song_hash}"
