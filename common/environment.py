@@ -18,6 +18,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "MINIO_SECRET_KEY": ("", "Object store secret key; required (secret)"),
     "MINIO_SECURE": ("false", "Use HTTPS to reach the object store"),
     "MINIO_REGION": ("us-east-1", "Object store region"),
+    "STORE_TIMEOUT_S": ("5", "The gateway's limit on connecting to and each read from the object "
+                        "store (then 503); workers wait 60 s"),
     "SONGS_BUCKET": ("songs", "Bucket holding uploads, as <hash>.<ext>"),
     "OUTPUT_BUCKET": ("output", "Bucket holding stems and renditions, under <hash>/"),
     "MAX_UPLOAD_MB": ("100", "Largest accepted mp3, in megabytes (decoded size)"),
@@ -28,11 +30,16 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "MAX_CONCURRENT_UPLOADS": ("4", "Uploads a gateway process receives at once (then 503)"),
     "LOG_LIST_MAX": ("1000", "Length at which the Redis list `logging` is trimmed"),
     "LOG_LEVEL": ("INFO", "Lowest level logged to stdout and to `logging`"),
-    "API_KEYS": ("", "Comma-separated; `key` may submit and remove, `key:ro` read (secret)"),
+    "API_KEYS": ("", "Comma-separated; `key` (or `key:rw`) may submit and change its own songs, "
+                 "`key:ro` only read, `key:admin` change any song (secret)"),
     "PROTECT_READS": ("false", "Require an API key for reads as well"),
     "REMOVE_REQUIRES_DELETE": ("false", "Refuse removal by GET (CSRF-safe); only DELETE removes"),
-    "RATE_LIMIT_PER_MIN": ("60", "Writes allowed per client per minute; 0 turns the limit off"),
-    "MAX_QUEUE_LENGTH": ("1000", "Submissions are refused with 503 while the queue is this long"),
+    "RATE_LIMIT_PER_MIN": ("60", "Writes, and downloads that start a rendition, allowed per "
+                           "client per minute; 0 turns the limit off"),
+    "MAX_QUEUE_LENGTH": ("1000", "Submissions (and new renditions) are refused with 503 while "
+                         "their queue is this long"),
+    "MAX_RENDITIONS_PER_SONG": ("12", "Renditions (format, quality, two-stem pair) made of one "
+                                "song at most; asking for more answers 409"),
     "PROXY_HOPS": ("0", "Trusted proxies in front of rest (1 behind an ingress)"),
     "DEMUCS_MODELS": ("", "Models the deployment serves, comma-separated; empty: just "
                       "DEMUCS_MODEL"),

@@ -35,12 +35,18 @@ __all__ = ["CancelResult", "EnqueueResult", "Job", "JobStatus", "JobStore", "Kin
 class JobStore(Claims):
     """All reads and writes of job records, queues, processing lists and the models served."""
 
-    def __init__(self, client: redis.Redis, default_model: str):
+    def __init__(self, client: redis.Redis, default_model: str, *, max_render_queue: int = 0,
+                 max_renditions: int = 0):
+        """`max_render_queue`, `max_renditions`: limits on the render jobs `request_rendition`
+        makes (the gateway's; 0: none, as for the workers)."""
         self.redis = client
+        self.max_render_queue, self.max_renditions = max_render_queue, max_renditions
         self.text = TextReads(client)
         self.default_model = default_model
         script = client.register_script
         self._enqueue = script(jobscripts.ENQUEUE_SEPARATION)
+        self._add_owner = script(jobscripts.ADD_OWNER)
+        self._finish_deletion = script(jobscripts.FINISH_DELETION)
         self._request_rendition = script(jobscripts.REQUEST_RENDITION)
         self._cancel = script(jobscripts.CANCEL)
         self._delete_song = script(jobscripts.DELETE_SONG)
@@ -77,10 +83,12 @@ class JobStore(Claims):
 
     def enqueue(self, song_hash: str, callback: dict | None, max_queue: int,
                 store_seconds: float = 0.0, *, model: str = "", rendition: str = "",
-                input_object: str = "") -> EnqueueResult:
+                input_object: str = "", deletions: str = "0", owner: str = "") -> EnqueueResult:
         """Create the record and append to the model's queue in one step, unless the song is
         there already (Job.may_resubmit decides). Empty `rendition`/`input_object`: the
-        worker's defaults (every stem as mp3 at MP3_BITRATE; `<hash>.mp3`)."""
+        worker's defaults (every stem as mp3 at MP3_BITRATE; `<hash>.mp3`). `deletions`: the
+        song's deletion counter as read before its upload was looked for (DELETING if it
+        changed); `owner`: the id of the submitting key, recorded with the job."""
         model = model or self.default_model
         job_id = self.separation_id(song_hash, model)
         while True:
@@ -88,12 +96,30 @@ class JobStore(Claims):
             if raw and not (job := Job.from_redis(job_id, raw)).may_resubmit():
                 return EnqueueResult.already(job.status)
             result = self._enqueue(
-                keys=[keys.job(job_id), self.queue_for(model), keys.song(song_hash), keys.EXPIRY],
+                keys=[keys.job(job_id), self.queue_for(model), keys.song(song_hash), keys.EXPIRY,
+                      keys.deletions(song_hash), keys.owners(song_hash)],
                 args=[job_id, song_hash, model, rendition, input_object,
                       json.dumps(callback) if callback else "", time.time(), max_queue,
-                      round(store_seconds, 4), raw.get("status", ""), raw.get("complete", "")])
+                      round(store_seconds, 4), raw.get("status", ""), raw.get("complete", ""),
+                      deletions, owner])
             if result != "changed":  # changed: another call got in first; decide again
                 return EnqueueResult(result)
+
+    # -- owners -----------------------------------------------------------------------------
+    def add_owner(self, song_hash: str, owner: str) -> None:
+        """Record one more key that submitted the song (unless the song is gone)."""
+        self._add_owner(keys=[keys.song(song_hash), keys.owners(song_hash)], args=[owner])
+
+    def owners(self, song_hash: str) -> set[str]:
+        """The ids of the keys that submitted the song (none when keys were off)."""
+        return self.text.members(keys.owners(song_hash))
+
+    def owned(self, owner: str, song_hashes: list[str]) -> list[str]:
+        """Those of `song_hashes` that `owner` submitted, in their order."""
+        pipe = self.redis.pipeline(transaction=False)
+        for song_hash in song_hashes:
+            pipe.sismember(keys.owners(song_hash), owner)
+        return [song for song, mine in zip(song_hashes, pipe.execute(), strict=True) if mine]
 
     def cancel(self, song_hash: str, model: str = "") -> CancelResult:
         """Cancel a song's separation: a queued one leaves its queue, a running one stops at
@@ -122,15 +148,26 @@ class JobStore(Claims):
 
     # -- deletion and expiry ----------------------------------------------------------------
     def delete_song(self, song_hash: str) -> list[str]:
-        """Remove every job record of a song (each running attempt thereby loses its token);
-        returns their ids. The caller then removes the song's objects."""
+        """Remove every job record and the owners of a song (each running attempt thereby
+        loses its token); returns their ids. Submissions of the song are refused (DELETING)
+        until the caller has removed its objects and called `deleted`."""
         while True:
             ids = sorted(self.text.members(keys.song(song_hash)))
             job_keys = [key for job_id in ids for key in (
                 keys.job(job_id), keys.queue_of(job_id), keys.inflight(keys.queue_of(job_id)))]
-            if self._delete_song(keys=[keys.song(song_hash), keys.EXPIRY, *job_keys],
+            if self._delete_song(keys=[keys.song(song_hash), keys.EXPIRY,
+                                       keys.deletions(song_hash), keys.owners(song_hash),
+                                       *job_keys],
                                  args=[song_hash, *ids]) >= 0:
                 return ids
+
+    def deletions(self, song_hash: str) -> str:
+        """The song's deletion counter, to hand to `enqueue` (odd: a deletion under way)."""
+        return self.text.value(keys.deletions(song_hash)) or "0"
+
+    def deleted(self, song_hash: str) -> None:
+        """The song's objects are gone: it may be submitted again."""
+        self._finish_deletion(keys=[keys.deletions(song_hash)])
 
     def expired_songs(self, ended_before: float, limit: int = 100) -> list[str]:
         """Songs whose newest job ended before `ended_before` (a Unix time), oldest first."""

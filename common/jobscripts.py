@@ -56,12 +56,16 @@ local function create_render(job, queue, song_set, id, song, model, rendition, p
 end
 """
 
-# KEYS: job, queue, song's job set, expiry.
+# KEYS: job, queue, song's job set, expiry, song's deletion counter, song's owners.
 # `seen_status`/`seen_complete` are what the caller read when it decided (Job.may_resubmit)
-# that the song may be queued; if the record changed since, nothing is written.
+# that the song may be queued, `seen_deletions` what it read before it looked for the upload;
+# if the record changed since, nothing is written; if a deletion is under way or happened
+# since, the upload it found may be gone: 'deleting'. `owner`: a key id, or empty.
 ENQUEUE_SEPARATION = """
 local id, song, model, rendition, input, callback, now, max_queue, store_seconds,
-      seen_status, seen_complete = unpack(ARGV)
+      seen_status, seen_complete, seen_deletions, owner = unpack(ARGV)
+local deletions = redis.call('GET', KEYS[5]) or '0'
+if deletions ~= seen_deletions or tonumber(deletions) % 2 == 1 then return 'deleting' end
 local status = redis.call('HGET', KEYS[1], 'status') or ''
 if status ~= seen_status or (redis.call('HGET', KEYS[1], 'complete') or '') ~= seen_complete then
   return 'changed'
@@ -75,8 +79,16 @@ redis.call('HSET', KEYS[1], 'kind', 'separate', 'status', 'queued', 'song', song
 redis.call('RPUSH', KEYS[2], id)
 redis.call('SADD', KEYS[3], id)
 redis.call('ZREM', KEYS[4], song)
+if owner ~= '' then redis.call('SADD', KEYS[6], owner) end
 if status ~= '' then return 'retried' end
 return 'enqueued'
+"""
+
+# KEYS: song's job set, song's owners. A second submitter of a song it holds becomes an owner
+# (it has the bytes); a song deleted meanwhile gets none.
+ADD_OWNER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+return redis.call('SADD', KEYS[2], ARGV[1])
 """
 
 # KEYS: render job, render queue, song's job set, separation job.
@@ -250,8 +262,10 @@ end
 return 'finished'
 """
 
-# KEYS: song's job set, expiry, then for each job: its record, its queue, its in-flight list.
-# ARGV: the song, then the ids the caller listed; if the set changed since, nothing is done.
+# KEYS: song's job set, expiry, deletion counter, owners, then for each job: its record, its
+# queue, its in-flight list. ARGV: the song, then the ids the caller listed; if the set changed
+# since, nothing is done. The counter is left odd (a deletion under way) until FINISH_DELETION,
+# or for a day if that never comes (a store outage: the workers' sweep then deletes it again).
 DELETE_SONG = """
 local song = ARGV[1]
 local count = #ARGV - 1
@@ -260,14 +274,24 @@ for i = 1, count do
   if redis.call('SISMEMBER', KEYS[1], ARGV[i + 1]) == 0 then return -1 end
 end
 for i = 1, count do
-  local base = 2 + (i - 1) * 3
+  local base = 4 + (i - 1) * 3
   redis.call('LREM', KEYS[base + 2], 0, ARGV[i + 1])
   redis.call('LREM', KEYS[base + 3], 0, ARGV[i + 1])
   redis.call('DEL', KEYS[base + 1])
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[4])
 redis.call('ZREM', KEYS[2], song)
+if redis.call('INCR', KEYS[3]) % 2 == 0 then redis.call('INCR', KEYS[3]) end
+redis.call('EXPIRE', KEYS[3], 86400)
 return count
+"""
+
+# KEYS: deletion counter. The song's objects are gone: submissions may store it again. The
+# counter lives a day, far longer than any submission between its two reads of it.
+FINISH_DELETION = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') % 2 == 1 then redis.call('INCR', KEYS[1]) end
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
 """
 
 # KEYS: job, outbox. Records what became of a callback (unless the job was deleted meanwhile)

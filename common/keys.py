@@ -70,6 +70,17 @@ def rate_refused(client: str) -> str:
     return f"rate-refused:{client}"
 
 
+def owners(song_hash: str) -> str:
+    """Set of the ids (hashes) of the API keys that submitted a song; deleted with the song."""
+    return f"owners:{song_hash}"
+
+
+def deletions(song_hash: str) -> str:
+    """Counter of a song's deletions, odd while one is under way (its objects being removed);
+    a submission that read another value may have seen an upload that is now gone."""
+    return f"deletions:{song_hash}"
+
+
 # Hash: model -> JSON of what its workers found on loading it (family, sample rate, chunk,
 # parameters, stems); written by each separation worker at start, beside MODELS.
 MODEL_INFO = "model-info"

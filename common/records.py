@@ -30,6 +30,8 @@ class EnqueueResult(StrEnum):
     ALREADY_QUEUED = "queued"
     ALREADY_PROCESSING = "processing"
     ALREADY_DONE = "done"
+    # A deletion of the song is under way, or ended since the caller looked at its upload.
+    DELETING = "deleting"
 
     @classmethod
     def already(cls, status: JobStatus) -> EnqueueResult:
@@ -54,6 +56,8 @@ class RenditionResult(StrEnum):
     PROCESSING = "processing"  # a render job is making it
     NOT_SEPARATED = "not_separated"  # the song has no lossless stems of that model (yet)
     FAILED = "failed"  # its render job failed, not for lack of workers: asking again won't help
+    QUEUE_FULL = "full"  # the render queue is at MAX_QUEUE_LENGTH: ask again later
+    TOO_MANY = "too_many"  # the song has MAX_RENDITIONS_PER_SONG renditions already
 
 
 def separation_id(song_hash: str, model: str, default_model: str) -> str:

@@ -125,68 +125,75 @@ def redis_url_from(env: Mapping[str, str]) -> str:
     return f"redis://{auth}{host}:{port}/{_int(env, 'REDIS_DB')}"
 
 
-def _api_keys(raw: str) -> dict[str, bool]:
-    """Parse `key` / `key:ro` entries into {key: may_write}."""
-    keys: dict[str, bool] = {}
+ROLES = ("ro", "rw", "admin")  # read; read and write its own songs; write any song
+
+
+def _api_keys(raw: str) -> dict[str, str]:
+    """Parse `key`, `key:ro`, `key:rw` and `key:admin` entries into {key: role}."""
+    keys: dict[str, str] = {}
     for entry in filter(None, (part.strip() for part in raw.split(","))):
         key, _, role = entry.partition(":")
-        if role not in ("", "rw", "ro"):
-            raise SettingsError(f"API_KEYS entry for a key has role {role!r}; use ro or rw")
-        keys[key] = role != "ro"
+        if role not in ("", *ROLES):
+            raise SettingsError(f"API_KEYS entry for a key has role {role!r}; use "
+                                f"{', '.join(ROLES)}")
+        keys[key] = role or "rw"
     return keys
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything configurable, read once at start."""
+    """Everything configurable, read once at start by `from_env`; the defaults are those of
+    ENVIRONMENT, the one list of them."""
 
-    redis_url: str = "redis://localhost:6379/0"
-    minio_host: str = "localhost:9000"
-    minio_access_key: str = ""
-    minio_secret_key: str = ""
-    minio_secure: bool = False
-    minio_region: str = "us-east-1"
-    songs_bucket: str = "songs"
-    output_bucket: str = "output"
-    max_upload_bytes: int = 100 * 1024 * 1024
-    max_duration_s: int = 10800
-    min_duration_s: float = 1.0
-    max_callback_data_kb: int = 64
-    body_timeout_s: float = 120.0
-    max_concurrent_uploads: int = 4
-    log_list_max: int = 1000
-    log_level: str = "INFO"
-    api_keys: dict[str, bool] = field(default_factory=dict)
-    protect_reads: bool = False
-    remove_requires_delete: bool = False
-    rate_limit_per_min: int = 60
-    max_queue_length: int = 1000
-    proxy_hops: int = 0
-    demucs_model: str = "htdemucs"
-    default_model: str = "htdemucs"
-    demucs_models: tuple[str, ...] = ("htdemucs",)  # the default first
-    demucs_repo: str = ""
-    demucs_device: str = "auto"
-    demucs_precision: str = "auto"
-    demucs_batch: int = 0
-    demucs_compile: bool = False
-    demucs_overlap: float = 0.25
-    demucs_shifts: int = 0
-    torch_threads: int = 0
-    render_processes: int = 0
-    mp3_bitrate: int = 320
-    worker_id: str = ""
-    heartbeat_ttl_s: int = 10
-    reaper_interval_s: int = 2
-    stall_timeout_s: int = 300
-    max_deaths: int = 3
-    result_ttl_hours: float = 0.0
-    shutdown_grace_s: int = 60
-    callback_timeout_s: float = 5.0
-    callback_retries: int = 3
-    callback_secret: str = ""
-    callback_allow_private: bool = False
-    metrics_port: int = 0
+    redis_url: str
+    minio_host: str
+    minio_access_key: str
+    minio_secret_key: str
+    minio_secure: bool
+    minio_region: str
+    store_timeout_s: float
+    songs_bucket: str
+    output_bucket: str
+    max_upload_bytes: int
+    max_duration_s: int
+    min_duration_s: float
+    max_callback_data_kb: int
+    body_timeout_s: float
+    max_concurrent_uploads: int
+    log_list_max: int
+    log_level: str
+    api_keys: dict[str, str]  # key -> role: ro, rw or admin
+    protect_reads: bool
+    remove_requires_delete: bool
+    rate_limit_per_min: int
+    max_queue_length: int
+    max_renditions_per_song: int
+    proxy_hops: int
+    demucs_model: str
+    default_model: str
+    demucs_models: tuple[str, ...]  # the default first
+    demucs_repo: str
+    demucs_device: str
+    demucs_precision: str
+    demucs_batch: int
+    demucs_compile: bool
+    demucs_overlap: float
+    demucs_shifts: int
+    torch_threads: int
+    render_processes: int
+    mp3_bitrate: int
+    worker_id: str
+    heartbeat_ttl_s: int
+    reaper_interval_s: int
+    stall_timeout_s: int
+    max_deaths: int
+    result_ttl_hours: float
+    shutdown_grace_s: int
+    callback_timeout_s: float
+    callback_retries: int
+    callback_secret: str
+    callback_allow_private: bool
+    metrics_port: int
     hostname: str = field(default_factory=socket.gethostname)
 
     def require_secrets(self) -> Settings:
@@ -228,6 +235,7 @@ class Settings:
             minio_secret_key=_text(env, "MINIO_SECRET_KEY"),
             minio_secure=_bool(env, "MINIO_SECURE"),
             minio_region=_text(env, "MINIO_REGION"),
+            store_timeout_s=_float(env, "STORE_TIMEOUT_S"),
             songs_bucket=_text(env, "SONGS_BUCKET"),
             output_bucket=_text(env, "OUTPUT_BUCKET"),
             max_upload_bytes=_int(env, "MAX_UPLOAD_MB", 1) * 1024 * 1024,
@@ -243,6 +251,7 @@ class Settings:
             remove_requires_delete=_bool(env, "REMOVE_REQUIRES_DELETE"),
             rate_limit_per_min=_int(env, "RATE_LIMIT_PER_MIN"),
             max_queue_length=_int(env, "MAX_QUEUE_LENGTH", 1),
+            max_renditions_per_song=_int(env, "MAX_RENDITIONS_PER_SONG", 1),
             proxy_hops=_int(env, "PROXY_HOPS"),
             demucs_model=_text(env, "DEMUCS_MODEL"),
             default_model=default_model,

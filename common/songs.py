@@ -34,6 +34,7 @@ def delete_song(jobs: JobStore, storage: Storage, song_hash: str) -> Deleted:
     except StorageError:
         jobs.sweep_later(song_hash)
         raise
+    jobs.deleted(song_hash)
     return Deleted(len(ids), removed)
 
 

@@ -59,11 +59,19 @@ def rendition_object(song_hash: str, model: str, rendition: str, track: str) -> 
 LOSSLESS_HEADROOM = 8.0
 
 
-def _http_client() -> urllib3.PoolManager:
-    # Short timeouts and few retries, so that an outage becomes a 503 in seconds, not minutes.
+WORKER_READ_TIMEOUT_S = 60  # a worker waits out a busy store rather than fail a job
+
+
+def _http_client(timeout_s: float | None) -> urllib3.PoolManager:
+    """Few retries, so that an outage becomes an error in seconds, not minutes. With
+    `timeout_s` (the gateway's STORE_TIMEOUT_S) a store that stops answering costs one timeout:
+    its reads are not retried; without, the workers' 3 s to connect and 60 s per read."""
+    timeout = (urllib3.Timeout(connect=timeout_s, read=timeout_s) if timeout_s
+               else urllib3.Timeout(connect=3, read=WORKER_READ_TIMEOUT_S))
     return urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=3, read=60),
-        retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+        timeout=timeout,
+        retries=urllib3.Retry(total=2, read=0 if timeout_s else None, backoff_factor=0.2,
+                              status_forcelist=(500, 502, 503, 504)),
         maxsize=16,
     )
 
@@ -71,10 +79,10 @@ def _http_client() -> urllib3.PoolManager:
 class Storage:
     """Songs and stems in two buckets."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, timeout_s: float | None = None):
         self.songs_bucket = settings.songs_bucket
         self.output_bucket = settings.output_bucket
-        self._http = _http_client()
+        self._http = _http_client(timeout_s)
         self.client = Minio(
             settings.minio_host,
             access_key=settings.minio_access_key,

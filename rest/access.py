@@ -1,9 +1,12 @@
-"""Who may call what: API keys, keys refused in the query string, and per-client rate limits.
+"""Who may call what: API keys and their roles, keys refused in the query string, per-client
+rate limits, and the owners of each song. One guard, installed once for the whole app.
 
-`install` guards every route of a blueprint: a route is a write when its method changes
-something (anything but GET, HEAD and OPTIONS) or when it is listed as a write by GET; writes
-need a read-write key and are rate limited, reads need a key only with PROTECT_READS. Routes
-added later get the same checks without doing anything.
+Every route is guarded unless declared open: a request is a write when its method changes
+something (anything but GET, HEAD and OPTIONS) or when its route is declared a write by GET.
+With API_KEYS set, writes need a read-write key and are rate limited; reads need a key only
+with PROTECT_READS. A route with a `songhash` touches that song: a write (or, with
+PROTECT_READS, a read) needs a key that submitted it, or an admin key. Without API_KEYS
+(an open deployment) songs have no owners and anyone may do anything the routes allow.
 """
 
 from __future__ import annotations
@@ -11,17 +14,56 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import redis
-from flask import Blueprint, Request, current_app, g, request
+from flask import Flask, Request, current_app, g, request
 
-from common import keys
 from rest.errors import ApiError
+from rest.ratelimit import RateLimiter
 
 # Query parameter names that look like credentials: api_key, apiKey, access-token, auth...
-_CREDENTIAL_NAME = re.compile(r"key|token|auth|secret|passw", re.IGNORECASE)
+CREDENTIAL_NAME = re.compile(r"key|token|auth|secret|passw", re.IGNORECASE)
 _READ_METHODS = ("GET", "HEAD", "OPTIONS")
+_SONG_HASH = re.compile(r"[0-9a-f]{64}")
+_open_endpoints: set[str] = {"static"}
+_writes_by_get: set[str] = set()
+
+
+def declare(open_endpoints: Iterable[str] = (), writes_by_get: Iterable[str] = ()) -> None:
+    """Name the routes (endpoints) that need no key, and the GET routes that are writes."""
+    _open_endpoints.update(open_endpoints)
+    _writes_by_get.update(writes_by_get)
+
+
+def install(blueprint, open_endpoints: Iterable[str], writes_by_get: Iterable[str]) -> None:
+    """`declare` under its former name: the guard itself is the app's (init_app)."""
+    declare(open_endpoints, writes_by_get)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the id of a valid key presented (a hash, never the key) and its role,
+    and the address that rate limits count when no key is."""
+
+    key_id: str = ""
+    role: str = ""  # ro, rw or admin; empty without a key
+    address: str = ""
+
+    @property
+    def who(self) -> str:
+        """The name rate limits count: the key when one is presented, else the address."""
+        return f"key-{self.key_id[:16]}" if self.key_id else self.address or "unknown"
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
+def key_id(api_key: str) -> str:
+    """What is recorded of a key (as a song's owner): a hash from which it cannot be read."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32]
 
 
 def _presented_key(request: Request) -> str | None:
@@ -32,125 +74,98 @@ def _presented_key(request: Request) -> str | None:
     return None
 
 
-def _may_write(api_keys: dict[str, bool], presented: str) -> bool | None:
-    """Whether the key may write; None when it is not a key at all (compared in constant time)."""
+def _role(api_keys: dict[str, str], presented: str) -> str | None:
+    """The key's role; None when it is not a key at all (compared in constant time)."""
     found = None
-    for key, may_write in api_keys.items():
+    for key, role in api_keys.items():
         if hmac.compare_digest(key.encode(), presented.encode()):
-            found = may_write
+            found = role
     return found
 
 
-def authorize(request: Request, api_keys: dict[str, bool], write: bool,
-              protect_reads: bool) -> str | None:
-    """Check the caller's key; returns it (or None when keys are off)."""
-    if any(_CREDENTIAL_NAME.search(name) for name in request.args):
+def authorize(request: Request, api_keys: dict[str, str], write: bool,
+              protect_reads: bool) -> Caller:
+    """Check the caller's key as the route needs it; 400, 401 or 403 saying what to send."""
+    if any(CREDENTIAL_NAME.search(name) for name in request.args):
         raise ApiError(400, "API keys are not accepted in the query string; send "
                             "Authorization: Bearer <key>")
-    if not api_keys or not (write or protect_reads):
-        return None
-    presented = _presented_key(request)
-    challenge = {"WWW-Authenticate": 'Bearer realm="micro-demucs"'}
-    if presented is None:
-        raise ApiError(401, "this route needs an API key: send Authorization: Bearer <key>",
-                       headers=challenge)
-    may_write = _may_write(api_keys, presented)
-    if may_write is None:
+    address = request.remote_addr or ""
+    presented = _presented_key(request) if api_keys else None
+    role = _role(api_keys, presented) if presented else None
+    if role is not None:
+        if write and role == "ro":
+            raise ApiError(403, "this API key is read-only; submitting and removing need a "
+                                "read-write key")
+        return Caller(key_id(presented or ""), role, address)
+    if api_keys and (write or protect_reads):
+        challenge = {"WWW-Authenticate": 'Bearer realm="micro-demucs"'}
+        if presented is None:
+            raise ApiError(401, "this route needs an API key: send Authorization: Bearer <key>",
+                           headers=challenge)
         raise ApiError(401, "the API key is not valid", headers=challenge)
-    if write and not may_write:
-        raise ApiError(403, "this API key is read-only; submitting and removing need a "
-                            "read-write key")
-    return presented
+    return Caller(address=address)  # an open route, or no key needed (an invalid one ignored)
 
 
-# A rolling window per client: at most ARGV[1] accepted writes and ARGV[2] refused ones in any
-# ARGV[3] ms, timed by Redis's clock so that every REST replica agrees. A write takes a slot
-# among the accepted (KEYS[1]) at once; if it is then refused, _REFUSED moves it to KEYS[2].
-# Returns 0 when a slot was taken, else the ms until one frees (negative: refusals are full).
-_TAKE_SLOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[3])
-for i, limit in ipairs({tonumber(ARGV[1]), tonumber(ARGV[2])}) do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
-  if redis.call('ZCARD', KEYS[i]) >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-    local wait = math.max(1, tonumber(oldest[2]) + window - now)
-    if i == 2 then return -wait end
-    return wait
-  end
-end
-redis.call('ZADD', KEYS[1], now, ARGV[4])
-redis.call('PEXPIRE', KEYS[1], window)
-return 0
-"""
-_REFUSED = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
-end
-"""
-_WINDOW_MS = 60_000
-REFUSALS_PER_WRITE = 10  # a client may get this many refusals per allowed write
+def check_owner(caller: Caller, song_hash: str, write: bool) -> None:
+    """403 unless the caller may touch the song: keys off, an admin, reads left open, a song
+    without owners, or a key among its owners."""
+    settings = current_app.config["SETTINGS"]
+    if (not settings.api_keys or caller.admin or not (write or settings.protect_reads)
+            or not _SONG_HASH.fullmatch(song_hash)):  # a bad hash: the route answers 400
+        return
+    owners = current_app.extensions["jobs"].owners(song_hash)
+    if owners and caller.key_id not in owners:
+        doing = "change" if write else "read"
+        raise ApiError(403, f"song {song_hash} was submitted with another API key: only the "
+                            f"keys that submitted it (or an admin key) may {doing} it; "
+                            "submitting the song with this key makes it one of them")
 
 
-def take_slot(client: redis.Redis, who: str, per_minute: int) -> str | None:
-    """Count one write for `who` (its slot id, or None with the limit off); 429 when full."""
-    if per_minute <= 0:
-        return None
-    slot = uuid.uuid4().hex
-    wait_ms = int(client.register_script(_TAKE_SLOT)(
-        keys=[keys.rate(who), keys.rate_refused(who)],
-        args=[per_minute, per_minute * REFUSALS_PER_WRITE, _WINDOW_MS, slot]))
-    if wait_ms:
-        retry_after = -(-abs(wait_ms) // 1000)  # whole seconds, rounded up
-        what = (f"{per_minute} submissions per minute" if wait_ms > 0 else
-                f"{per_minute * REFUSALS_PER_WRITE} refused requests per minute; fix them")
-        raise ApiError(429, f"rate limit reached: {what}; retry in {retry_after} s",
-                       headers={"Retry-After": str(retry_after)})
-    return slot
+def caller() -> Caller:
+    """The caller of the request being answered, as the guard identified it."""
+    return g.get("caller") or Caller(address=request.remote_addr or "")
 
 
-def refused(client: redis.Redis, who: str, slot: str) -> None:
-    """Count a write that was refused among the refusals instead of the accepted writes."""
-    client.register_script(_REFUSED)(keys=[keys.rate(who), keys.rate_refused(who)],
-                                     args=[slot, _WINDOW_MS])
+def count_write() -> None:
+    """Count one more write of this request's caller (a download that starts a rendition)."""
+    current_app.extensions["rate_limiter"].take(caller().who)
 
 
-def client_id(api_key: str | None) -> str:
-    """Who is counted: the key when one is presented, else the client's address."""
-    if api_key:
-        return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
-    return request.remote_addr or "unknown"
+def _guard() -> None:
+    endpoint = request.endpoint
+    if endpoint is None:
+        return  # no such route: a 404 or 405 follows
+    settings = current_app.config["SETTINGS"]
+    if endpoint in _writes_by_get:
+        allowed = ("DELETE",) if settings.remove_requires_delete else ("GET", "DELETE")
+        if request.method not in allowed:  # HEAD must never change anything
+            raise ApiError(405, f"use {' or '.join(allowed)} to remove",
+                           headers={"Allow": ", ".join(allowed)})
+    if endpoint in _open_endpoints:
+        return
+    write = request.method not in _READ_METHODS or endpoint in _writes_by_get
+    g.caller = authorize(request, settings.api_keys, write, settings.protect_reads)
+    if write:
+        who = g.caller.who
+        g.rate_slot = (who, current_app.extensions["rate_limiter"].take(who))
+    song_hash = (request.view_args or {}).get("songhash")
+    if song_hash is not None:
+        check_owner(g.caller, song_hash, write)
 
 
-def install(blueprint: Blueprint, open_endpoints: set[str], writes_by_get: set[str]) -> None:
-    """Check access before every route of `blueprint`; see the module's description."""
+def _uncount_refusals(response):
+    who, slot = g.pop("rate_slot", (None, None))
+    if slot is not None and response.status_code >= 400:
+        try:
+            current_app.extensions["rate_limiter"].refused(who, slot)
+        except redis.RedisError:
+            pass  # the slot stays counted as a write: the safe side
+    return response
 
-    @blueprint.before_request
-    def guard():
-        settings = current_app.config["SETTINGS"]
-        write = request.method not in _READ_METHODS or request.endpoint in writes_by_get
-        if request.endpoint in writes_by_get:
-            allowed = ("DELETE",) if settings.remove_requires_delete else ("GET", "DELETE")
-            if request.method not in allowed:  # HEAD must never change anything
-                raise ApiError(405, f"use {' or '.join(allowed)} to remove",
-                               headers={"Allow": ", ".join(allowed)})
-        if request.endpoint in open_endpoints:
-            return
-        api_key = authorize(request, settings.api_keys, write, settings.protect_reads)
-        if write:
-            who = client_id(api_key)
-            g.rate_slot = (who, take_slot(current_app.extensions["redis"], who,
-                                          settings.rate_limit_per_min))
 
-    @blueprint.after_request
-    def uncount_refusals(response):
-        who, slot = g.pop("rate_slot", (None, None))
-        if slot is not None and response.status_code >= 400:
-            try:
-                refused(current_app.extensions["redis"], who, slot)
-            except redis.RedisError:
-                pass  # the slot stays counted as a write: the safe side
-        return response
+def init_app(app: Flask) -> None:
+    """Guard every route of the app, those of blueprints registered later included."""
+    app.extensions["rate_limiter"] = RateLimiter(app.extensions["redis"],
+                                                 app.config["SETTINGS"].rate_limit_per_min)
+    app.before_request(_guard)
+    app.after_request(_uncount_refusals)

@@ -14,6 +14,7 @@ from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage
+from rest import access
 from rest.deadline import BodyDeadline
 from rest.downloads import downloads
 from rest.errors import register_error_handlers
@@ -47,11 +48,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = _middleware(app, settings)  # type: ignore[method-assign]
     client = connect(settings, socket_timeout=3)
     app.extensions["redis"] = client
-    app.extensions["jobs"] = JobStore(client, settings.default_model)
-    app.extensions["storage"] = Storage(settings)
+    app.extensions["jobs"] = JobStore(client, settings.default_model,
+                                      max_render_queue=settings.max_queue_length,
+                                      max_renditions=settings.max_renditions_per_song)
+    # Short timeouts: a store that stops answering is a 503 in seconds, not a hung request.
+    app.extensions["storage"] = Storage(settings, timeout_s=settings.store_timeout_s)
     app.extensions["upload_slots"] = threading.BoundedSemaphore(settings.max_concurrent_uploads)
     setup_logging(settings, "rest", client)
     register_error_handlers(app)
+    access.init_app(app)  # after the OPTIONS answer, which needs no key
     init_metrics(app)
     for blueprint in (api, page, downloads, manage, studio):
         app.register_blueprint(blueprint)

@@ -1,7 +1,9 @@
 """Downloads: one track of any rendition, or a whole rendition as a zip, both streamed.
 
 A rendition that is not stored yet, of a song whose stems are, is queued for rendering and
-answered 202 with Retry-After; the client asks again.
+answered 202 with Retry-After; the client asks again. Starting one is work: it counts as a
+write against the caller's rate limit, the render queue and each song's renditions are capped,
+and HEAD never starts one.
 """
 
 from __future__ import annotations
@@ -11,19 +13,18 @@ import logging
 from flask import Blueprint, Response, request
 
 from common import tracks
-from common.jobs import JobStatus, Kind, RenditionResult, render_id
+from common.jobs import Job, JobStatus, Kind, RenditionResult, render_id
 from common.storage import NotFound, rendition_object
 from common.tracks import Rendition, Track, TrackError
 from rest import access
 from rest import context as ctx
-from rest.errors import ApiError
+from rest.errors import ApiError, unavailable
 from rest.options import model_param, rendition_of, stems_of
 from rest.validate import song_hash_param, track_param
 from rest.zipstream import stream_zip
 
 log = logging.getLogger("rest")
 downloads = Blueprint("downloads", __name__)
-access.install(downloads, open_endpoints=set(), writes_by_get=set())
 
 RENDER_RETRY_S = 2
 
@@ -68,13 +69,35 @@ def track_rendition(track: Track, model: str) -> Rendition:
     return rendition_of(fields, ctx.settings(), stems)
 
 
+def _start_rendition(song_hash: str, model: str, rendition: Rendition,
+                     render: Job | None) -> RenditionResult:
+    """Ask for the rendition to be made, counted as a write when a render job would start."""
+    if request.method == "HEAD":
+        raise ApiError(404, f"rendition {rendition.id} of song {song_hash} is not made yet; "
+                            "GET starts making it (HEAD never does)")
+    if render is None or render.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+        access.count_write()
+    result = ctx.jobs().request_rendition(song_hash, model, rendition.id)
+    if result is RenditionResult.QUEUE_FULL:
+        raise unavailable(f"the render queue is full ({ctx.settings().max_queue_length} jobs); "
+                          "retry later")
+    if result is RenditionResult.TOO_MANY:
+        limit = ctx.settings().max_renditions_per_song
+        have = [job.rendition for job in ctx.jobs().song_jobs(song_hash)
+                if job.kind is Kind.RENDER]
+        raise ApiError(409, f"song {song_hash} has {limit} renditions already, the most one "
+                            f"song may have; ask for one of them: {', '.join(have)}",
+                       renditions=have)
+    return result
+
+
 def stored_tracks(song_hash: str, model: str, rendition: Rendition) -> list[str]:
     """The tracks of a rendition, once stored; 202 while it is made, 404 before separation."""
     job = separated(song_hash, model)
     render = ctx.jobs().get(render_id(song_hash, model, rendition.id))
     if render is not None and render.status is JobStatus.DONE:
         return render.tracks  # a removed track stays removed, as it always did
-    result = ctx.jobs().request_rendition(song_hash, model, rendition.id)
+    result = _start_rendition(song_hash, model, rendition, render)
     if result is RenditionResult.NOT_SEPARATED:
         raise ApiError(404, f"song {song_hash} is not separated yet (status {job.status.value})",
                        status=job.status.value, progress=job.progress)

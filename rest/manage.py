@@ -8,7 +8,6 @@ from flask import Blueprint, request
 
 from common.jobs import CancelResult
 from common.songs import delete_song
-from rest import access
 from rest import context as ctx
 from rest.errors import ApiError
 from rest.options import model_param, models
@@ -16,7 +15,6 @@ from rest.validate import song_hash_param
 
 log = logging.getLogger("rest")
 manage = Blueprint("manage", __name__)
-access.install(manage, open_endpoints=set(), writes_by_get=set())  # POST, DELETE: writes
 
 
 @manage.get("/apiv1/models")

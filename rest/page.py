@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
+from rest import access
+
 page = Blueprint("page", __name__)
+access.declare(open_endpoints={"page.index"})  # the page asks for a key itself when needed
 
 # Scripts, styles, audio fetches and downloads all come from this origin; nothing inline.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; base-uri 'none'; form-action 'self'; "

@@ -24,9 +24,10 @@ log = logging.getLogger("rest")
 api = Blueprint("api", __name__)
 # Every route is guarded by rest/access.py: methods other than GET are writes; these are open,
 # and this one GET route (the original design's remove) is a write too.
-access.install(api, open_endpoints={"api.healthz", "api.readyz", "api.openapi_document"},
+access.declare(open_endpoints={"api.healthz", "api.readyz", "api.openapi_document"},
                writes_by_get={"api.remove"})
 
+_DELETION_RETRIES = 3  # a deletion that ends while a song is submitted: look at the upload again
 _REASONS = {
     EnqueueResult.ENQUEUED: "Song enqueued for separation",
     EnqueueResult.RETRIED: "Song enqueued for separation again (the previous attempt did "
@@ -55,34 +56,62 @@ def separate():
 
 
 def _enqueue(song: Submission) -> dict:
-    settings, jobs, storage = ctx.settings(), ctx.jobs(), ctx.storage()
+    settings, jobs = ctx.settings(), ctx.jobs()
+    owner = access.caller().key_id  # empty without API_KEYS: songs then have no owners
     job = jobs.separation(song.song_hash, song.model)
     if job is not None and job.status is JobStatus.DONE and job.complete:
         _forget_lost_tracks(job)
         job = jobs.separation(song.song_hash, song.model)
     if (known := _existing_answer(job)) is not None:
+        if owner:
+            jobs.add_owner(song.song_hash, owner)  # it has the bytes: it may manage the song
         return {"hash": song.song_hash, "reason": _REASONS[known]}
-    queue = jobs.queue_for(song.model)
-    if jobs.queue_length(queue) >= settings.max_queue_length:
-        raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
+    if jobs.queue_length(jobs.queue_for(song.model)) >= settings.max_queue_length:
+        raise _queue_full()
+    for _ in range(_DELETION_RETRIES):
+        result = _store_and_enqueue(song, owner)
+        if result is not EnqueueResult.DELETING:
+            break
+    else:
+        raise ApiError(409, f"song {song.song_hash} is being deleted; submit it again in a "
+                            "few seconds", headers={"Retry-After": "2"})
+    if owner and result not in (EnqueueResult.ENQUEUED, EnqueueResult.RETRIED):
+        jobs.add_owner(song.song_hash, owner)  # there already: the script recorded no one
+    log.info("song %s (%s, %.1f s of audio, %s, %s): %s", song.song_hash, song.info.format,
+             song.info.duration_s, song.model, song.rendition.id, result.value)
+    return {"hash": song.song_hash, "reason": _REASONS[result]}
+
+
+def _queue_full() -> ApiError:
+    return unavailable(f"the queue is full ({ctx.settings().max_queue_length} songs); "
+                       "retry later")
+
+
+def _store_and_enqueue(song: Submission, owner: str) -> EnqueueResult:
+    """Store the upload unless it is there, then queue the song; DELETING when a deletion of
+    the song began or ended meanwhile (the upload found may be gone: look again)."""
+    settings, jobs, storage = ctx.settings(), ctx.jobs(), ctx.storage()
+    deletions = jobs.deletions(song.song_hash)  # read before the upload is looked for
+    if int(deletions) % 2:
+        return EnqueueResult.DELETING
     started = time.monotonic()
-    upload = song_object(song.song_hash, song.ext)
     stored_before = storage.song_exists(song.song_hash, song.ext)
     if not stored_before:
+        song.audio.seek(0)
         storage.put_song_stream(song.song_hash, song.ext, song.audio, song.size)
     try:
         result = jobs.enqueue(song.song_hash, song.callback, settings.max_queue_length,
                               time.monotonic() - started, model=song.model,
-                              rendition=song.rendition.id, input_object=upload)
+                              rendition=song.rendition.id,
+                              input_object=song_object(song.song_hash, song.ext),
+                              deletions=deletions, owner=owner)
     except redis.RedisError:
         _forget_upload(song.song_hash, song.ext, stored_before)
         raise
     if result is EnqueueResult.QUEUE_FULL:
         _forget_upload(song.song_hash, song.ext, stored_before)
-        raise unavailable(f"the queue is full ({settings.max_queue_length} songs); retry later")
-    log.info("song %s (%s, %.1f s of audio, %s, %s): %s", song.song_hash, song.info.format,
-             song.info.duration_s, song.model, song.rendition.id, result.value)
-    return {"hash": song.song_hash, "reason": _REASONS[result]}
+        raise _queue_full()
+    return result
 
 
 def _forget_lost_tracks(job) -> None:
@@ -108,10 +137,21 @@ def _forget_upload(song_hash: str, ext: str, stored_before: bool) -> None:
 
 @api.get("/apiv1/queue")
 def queue():
+    """The songs waiting in a model's queue, oldest first, and how many jobs wait and run.
+
+    With API_KEYS set, a caller sees only the songs its key submitted (an admin key all): a
+    hash is what reads a song's stems. An open deployment lists every song, as it always did.
+    """
     # The body is never read: the original client sends `null` as JSON with this GET.
     # ?model= names another model's queue; without it, the default model's `toWorker`.
-    model = model_param(request.args.get("model"), ctx.settings())
-    return {"queue": ctx.jobs().queued_songs(model)}
+    settings, jobs, caller = ctx.settings(), ctx.jobs(), access.caller()
+    model = model_param(request.args.get("model"), settings)
+    waiting = jobs.queued_songs(model)
+    shown = waiting
+    if settings.api_keys and not caller.admin:
+        shown = jobs.owned(caller.key_id, waiting) if caller.key_id else []
+    return {"queue": shown, "length": len(waiting),
+            "in_flight": len(jobs.in_flight(jobs.queue_for(model)))}
 
 
 @api.get("/apiv1/status/<songhash>")

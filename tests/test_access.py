@@ -117,7 +117,7 @@ def test_writes_beyond_the_rate_limit_get_429_with_retry_after(make_client, writ
                           headers=bearer(RW))
     assert refused.status_code == 429
     assert 55 <= int(refused.headers["Retry-After"]) <= 60
-    assert "2 submissions per minute" in refused.json["error"]
+    assert "2 writes (submissions, removals, new renditions) per minute" in refused.json["error"]
     # Each key is a client of its own.
     other = make_client(RATE_LIMIT_PER_MIN="2", API_KEYS=f"{RW},other-writer")
     assert write(other, "other-writer") == 200

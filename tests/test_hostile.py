@@ -132,7 +132,8 @@ def test_private_addresses_spelled_in_ipv6_and_port_0_are_refused(client, redis_
                            json={"mp3": b64(short_mp3), "callback": {"url": url}})
     assert response.status_code == 400 and "callback" in response.json["error"]
     assert_nothing_stored(redis_client, storage)
-    settings_private_off = Settings(callback_allow_private=False, callback_retries=1)
+    settings_private_off = Settings.from_env({"CALLBACK_ALLOW_PRIVATE": "false",
+                                              "CALLBACK_RETRIES": "1"})
     assert callback.send(url, {}, "id", settings_private_off).startswith("refused: ")
 
 
@@ -146,7 +147,8 @@ def test_public_addresses_embedded_in_ipv6_still_pass():
 def test_a_refused_callback_does_not_tell_what_names_resolve_to(caplog):
     with CallbackReceiver() as receiver:
         url = receiver.url.replace("127.0.0.1", "localhost")
-        outcome = callback.send(url, {}, "id", Settings(callback_allow_private=False))
+        private_off = Settings.from_env({"CALLBACK_ALLOW_PRIVATE": "false"})
+        outcome = callback.send(url, {}, "id", private_off)
     assert outcome == "refused: localhost resolves to a non-public address"
     assert receiver.count == 0
     assert "127.0.0.1" in caplog.text or "::1" in caplog.text  # the detail is in the log

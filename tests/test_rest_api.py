@@ -148,8 +148,8 @@ def test_queue_lists_oldest_first_and_accepts_a_null_json_body(client, make_mp3)
               for n in range(3)]
     response = client.get("/apiv1/queue", data="null", content_type="application/json")
     assert response.status_code == 200
-    assert response.json == {"queue": hashes}
-    assert client.get("/apiv1/queue").json == {"queue": hashes}  # reading does not consume
+    assert response.json == {"queue": hashes, "length": 3, "in_flight": 0}
+    assert client.get("/apiv1/queue").json["queue"] == hashes  # reading does not consume
 
 
 # -- tracks, status, remove ----------------------------------------------------------------
