@@ -10,13 +10,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test up down logs bench chaos lint clean screenshot
 
-$(STAMP): pyproject.toml requirements-dev.txt rest/requirements.txt worker/requirements.txt \
+$(STAMP): pyproject.toml requirements-dev.txt requirements-reference.txt rest/requirements.txt worker/requirements.txt \
 		client/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch first, so that demucs does not pull a CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-reference.txt
 	# The project itself, editable: `micro-demucs` and the services' commands on the venv's PATH.
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)

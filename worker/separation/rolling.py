@@ -78,7 +78,9 @@ class OverlapAdd:
         """The finished stretch from `start` to `upto`, divided by its weights, and forget it."""
         assert self.out is not None and self.weights is not None, "nothing was added"
         count = upto - self.start
-        stretch = self.out[..., :count] / self.weights[:count]
+        # A sample no chunk reached (a RoFormer output a hop short of a short song) is silent,
+        # as the reference's clamped counter makes it; every covered sample weighs far more.
+        stretch = self.out[..., :count] / self.weights[:count].clamp(min=1e-10)
         self.out, self.weights = self.out[..., count:], self.weights[count:]
         self.start = upto
         return stretch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from typing import cast
 
 import torch
 from demucs.apply import apply_model
@@ -15,7 +16,9 @@ from worker.runtime.errors import ModelLoadError, SeparationFailed
 from worker.runtime.progress import Progress
 from worker.separation.audio import Summary
 from worker.separation.batched import BatchedModel
-from worker.separation.model import load_model
+from worker.separation.chunking import ChunkedModel
+from worker.separation.model import DemucsModel, load_model
+from worker.separation.roformer_load import load_roformer, roformer_files
 from worker.separation.segments import count_segments
 
 log = logging.getLogger("worker")
@@ -34,36 +37,67 @@ def pick_device(setting: str) -> torch.device:
 class Separator:
     """One loaded model on one device; `separate` may be called for every job.
 
-    Without shifts the song's segments go through the model in batches
-    (worker/separation/batched.py),
-    equal to stock `apply_model` in fp32; DEMUCS_SHIFTS > 0 runs stock `apply_model` (fp32).
+    A Demucs model's segments go through it in batches (worker/separation/batched.py), equal to
+    stock `apply_model` in fp32; DEMUCS_SHIFTS > 0 runs stock `apply_model` (fp32). A RoFormer
+    (`N.yaml` and `N.ckpt` in the models folder) is cut as its reference cuts it and run in
+    batches too (worker/separation/chunking.py). Either way: `sources`, `samplerate`,
+    `audio_channels`, and `stream` from decoded blocks to finished stretches of the stems.
     """
 
     def __init__(self, settings: Settings):
         threads = settings.torch_threads or usable_cores()
         torch.set_num_threads(threads)
         self.device = pick_device(settings.demucs_device)
-        self.model = load_model(settings.demucs_model, settings.demucs_repo)
-        self.model.to(self.device)
         self.overlap = settings.demucs_overlap
         self.shifts = settings.demucs_shifts
-        self.sources: list[str] = list(self.model.sources)
-        self.samplerate: int = self.model.samplerate
-        self.audio_channels: int = self.model.audio_channels
+        self.roformer = roformer_files(settings.demucs_model, settings.demucs_repo) is not None
         try:
-            self.batched = BatchedModel(self.model, self.device, settings.demucs_precision,
-                                        settings.demucs_batch, settings.demucs_compile)
-            if not self.shifts:  # with shifts, stock apply_model runs instead
-                started = time.monotonic()
-                self.batched.warm_up()
-                log.info("warm-up took %.1f s", time.monotonic() - started)
+            how = self._load_roformer(settings) if self.roformer else self._load_demucs(settings)
+        except ModelLoadError:
+            raise
         except RuntimeError as error:  # out of memory or a failed compile at start
             raise ModelLoadError(f"cannot prepare the model on {self.device}: {error}") from None
-        how = ("stock apply_model, fp32, one segment at a time" if self.shifts else
-               f"{self.batched.precision}, {self.batched.batch} segment(s) per batch"
-               f"{', compiled' if self.batched.compiled else ''}")
         log.info("model %s loaded on %s (%d torch threads; %s), stems: %s",
                  settings.demucs_model, self.device, threads, how, ", ".join(self.sources))
+
+    def _load_demucs(self, settings: Settings) -> str:
+        demucs = load_model(settings.demucs_model, settings.demucs_repo)
+        self.model: torch.nn.Module = demucs.to(self.device)
+        self.sources: list[str] = list(demucs.sources)
+        self.samplerate: int = demucs.samplerate
+        self.audio_channels: int = demucs.audio_channels
+        self.batched: BatchedModel | ChunkedModel = BatchedModel(
+            demucs, self.device, settings.demucs_precision, settings.demucs_batch,
+            settings.demucs_compile)
+        if self.shifts:  # with shifts, stock apply_model runs instead
+            return "stock apply_model, fp32, one segment at a time"
+        self._warm_up()
+        return self._how("segment")
+
+    def _load_roformer(self, settings: Settings) -> str:
+        network, config = load_roformer(settings.demucs_model, settings.demucs_repo)
+        self.model = network.to(self.device)
+        self.sources = config.sources
+        self.samplerate, self.audio_channels = config.samplerate, config.channels
+        if self.shifts:
+            log.warning("DEMUCS_SHIFTS=%d ignored: a RoFormer is run as its reference runs it",
+                        self.shifts)
+            self.shifts = 0
+        self.batched = ChunkedModel(network, config, self.device, settings.demucs_precision,
+                                    settings.demucs_batch, settings.demucs_compile)
+        if self.device.type == "cuda":  # kernel choice (and compiling) before the first song
+            self._warm_up()
+        return (f"{config.family}, chunks of {config.chunk} samples, {config.overlap} over "
+                f"each sample, " + self._how("chunk"))
+
+    def _warm_up(self) -> None:
+        started = time.monotonic()
+        self.batched.warm_up()
+        log.info("warm-up took %.1f s", time.monotonic() - started)
+
+    def _how(self, unit: str) -> str:
+        return (f"{self.batched.precision}, {self.batched.batch} {unit}(s) per batch"
+                f"{', compiled' if self.batched.compiled else ''}")
 
     def separate(self, wav: torch.Tensor,
                  progress: Progress | None = None) -> dict[str, torch.Tensor]:
@@ -82,26 +116,30 @@ class Separator:
         Memory is bounded by a batch of segments whatever the length, except with
         DEMUCS_SHIFTS > 0: stock apply_model needs the whole song at once.
         """
+        if isinstance(self.batched, ChunkedModel):  # RoFormers take the mix as it is
+            return _guarded(self.batched.stream(blocks, summary.length, progress))
+        return _guarded(self._demucs(blocks, summary, progress))
+
+    def _demucs(self, blocks: Iterable[torch.Tensor], summary: Summary,
+                progress: Progress | None) -> Iterator[torch.Tensor]:
+        """Normalised as demucs.api.Separator does, so that results match the stock tools."""
         mean = torch.tensor(summary.mean, dtype=torch.float32)
         std = torch.tensor(summary.std, dtype=torch.float32) + 1e-8
         mixes = ((block - mean) / std for block in blocks)
-        try:
-            if self.shifts:
-                stretches = iter([self._stock(torch.cat(list(mixes), dim=-1), progress)])
-            else:
-                stretches = self.batched.stream(mixes, summary.length, self.overlap, progress)
-            for stretch in stretches:
-                yield stretch * std + mean
-        except torch.cuda.OutOfMemoryError as error:
-            raise SeparationFailed(f"out of memory: {error}") from error
-        except RuntimeError as error:
-            raise SeparationFailed(str(error)) from error
+        if self.shifts:
+            stretches = iter([self._stock(torch.cat(list(mixes), dim=-1), progress)])
+        else:
+            assert isinstance(self.batched, BatchedModel)
+            stretches = self.batched.stream(mixes, summary.length, self.overlap, progress)
+        for stretch in stretches:
+            yield stretch * std + mean
 
     def _stock(self, mix: torch.Tensor, progress: Progress | None) -> torch.Tensor:
         """Stock apply_model with random shifts; progress counts its segments."""
         max_shift = int(0.5 * self.samplerate)
         # Each shift separates up to `max_shift` more samples; count the most it may take.
-        total = self.shifts * count_segments(self.model, mix.shape[-1] + max_shift, self.overlap)
+        model = cast(DemucsModel, self.model)
+        total = self.shifts * count_segments(model, mix.shape[-1] + max_shift, self.overlap)
         done = 0
 
         def on_segment(state: dict) -> None:
@@ -111,8 +149,18 @@ class Separator:
                 progress(min(1.0, done / total))
 
         with torch.inference_mode():
-            out = apply_model(self.model, mix[None], shifts=self.shifts, split=True,
+            out = apply_model(model, mix[None], shifts=self.shifts, split=True,
                               overlap=self.overlap, device=self.device, callback=on_segment)
         if progress is not None:
             progress(1.0)
         return out[0].cpu()
+
+
+def _guarded(stretches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """The stretches, with the model's failures raised as SeparationFailed."""
+    try:
+        yield from stretches
+    except torch.cuda.OutOfMemoryError as error:
+        raise SeparationFailed(f"out of memory: {error}") from error
+    except RuntimeError as error:
+        raise SeparationFailed(str(error)) from error
