@@ -20,11 +20,10 @@ from dataclasses import dataclass
 import redis
 from flask import Flask, Request, current_app, g, request
 
+from rest.accesslog import CREDENTIAL_NAME
 from rest.errors import ApiError
 from rest.ratelimit import RateLimiter
 
-# Query parameter names that look like credentials: api_key, apiKey, access-token, auth...
-CREDENTIAL_NAME = re.compile(r"key|token|auth|secret|passw", re.IGNORECASE)
 _READ_METHODS = ("GET", "HEAD", "OPTIONS")
 _SONG_HASH = re.compile(r"[0-9a-f]{64}")
 _open_endpoints: set[str] = {"static"}

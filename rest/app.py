@@ -17,6 +17,7 @@ from common.storage import Storage
 from rest import access
 from rest.deadline import BodyDeadline
 from rest.downloads import downloads
+from rest.ensemble import ensemble
 from rest.errors import register_error_handlers
 from rest.manage import manage
 from rest.metrics import init_metrics
@@ -40,7 +41,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.request_class = UploadRequest
     app.config["SETTINGS"] = settings
-    app.config["MAX_UPLOAD_MB"] = settings.max_upload_bytes // (1024 * 1024)
     # Enforced while the body is read, so an oversized upload is refused before parsing.
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_upload_bytes * 4 / 3 * _BODY_SLACK) + 4096
     app.json = _InOrderJson(app)
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     access.init_app(app)  # after the OPTIONS answer, which needs no key
     init_metrics(app)
-    for blueprint in (api, page, downloads, manage, studio):
+    for blueprint in (api, page, downloads, manage, studio, ensemble):
         app.register_blueprint(blueprint)
     return app
 

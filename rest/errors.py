@@ -32,6 +32,12 @@ def unavailable(message: str) -> ApiError:
     return ApiError(503, message, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
+def too_large(limit_bytes: int) -> ApiError:
+    """The 413 of a song over MAX_UPLOAD_MB, however it was sent (JSON, multipart, chunked)."""
+    return ApiError(413, f"the song is larger than the limit of {limit_bytes // (1024 * 1024)} "
+                         "MB (MAX_UPLOAD_MB), counted before base64")
+
+
 def _render(code: int, message: str, headers: dict | None = None, **extra):
     response = jsonify({"error": message, **extra})
     response.status_code = code
@@ -41,7 +47,6 @@ def _render(code: int, message: str, headers: dict | None = None, **extra):
 
 _HTTP_MESSAGES = {
     404: "no such route; see /apiv1/openapi.json for the API",
-    413: "request body is too large",
     408: "the request body did not arrive in time; send it faster or in a smaller upload",
 }
 
@@ -70,9 +75,8 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException):
         code = error.code or 500
         message = _HTTP_MESSAGES.get(code, error.description or error.name)
-        if code == 413:
-            limit = app.config["MAX_UPLOAD_MB"]
-            message = f"request body is too large: the limit is {limit} MB of mp3 (base64-encoded)"
+        if code == 413:  # the body passed MAX_CONTENT_LENGTH: the song's limit, base64-encoded
+            return api_error(too_large(app.config["SETTINGS"].max_upload_bytes))
         allowed = getattr(error, "valid_methods", None)  # a 405's
         headers = {"Allow": ", ".join(allowed)} if allowed else {}
         if code == 408:

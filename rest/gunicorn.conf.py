@@ -20,6 +20,8 @@ timeout = 120
 graceful_timeout = 30
 accesslog = "-"
 errorlog = "-"
+# Access lines without the value of a credential sent in a query string (rest/accesslog.py).
+logger_class = "rest.accesslog.RedactingLogger"
 # The root filesystem is read-only; /tmp is the writable scratch volume (no /dev/shm there).
 worker_tmp_dir = "/tmp"
 

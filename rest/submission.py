@@ -13,7 +13,7 @@ from flask import Request
 from common.jobs import JobStore
 from common.settings import Settings
 from common.tracks import Rendition
-from rest.errors import ApiError
+from rest.errors import ApiError, too_large
 from rest.options import options_of
 from rest.probe import FORMATS, AudioInfo, NotAudio, probe
 from rest.upload import HashingFile
@@ -59,8 +59,7 @@ def _from_json(request: Request, settings: Settings, jobs: JobStore) -> Submissi
     # Popped, so that the text's only reference is strict_base64's, which drops it once encoded.
     data, song_hash = strict_base64(body.pop("mp3"))
     if len(data) > settings.max_upload_bytes:
-        raise ApiError(413, f"the file is {len(data)} bytes; the limit is "
-                            f"{settings.max_upload_bytes} bytes")
+        raise too_large(settings.max_upload_bytes)
     info = check_audio(data, settings)
     return Submission(song_hash, io.BytesIO(data), len(data), info, callback, model, rendition)
 

@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from typing import IO
 
 from flask import Request, current_app
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
 
-from rest.errors import ApiError, unavailable
+from rest.errors import ApiError, too_large, unavailable
 
 # A burst of small uploads waits this long for a slot rather than being refused at once.
 UPLOAD_SLOT_WAIT_S = 5
@@ -61,12 +63,6 @@ class Base64Hash:
         return sha.hexdigest()
 
 
-def upload_too_large(limit: int) -> ApiError:
-    """The 413 of an upload over MAX_UPLOAD_MB."""
-    return ApiError(413, f"the file is larger than the limit of {limit // (1024 * 1024)} MB "
-                         "(MAX_UPLOAD_MB)")
-
-
 class HashingFile:
     """A temporary file that hashes and counts what is written to it, up to `limit` bytes."""
 
@@ -80,7 +76,7 @@ class HashingFile:
         self.size += len(data)
         if self.size > self.limit:
             self.file.close()  # refused: nothing of it stays on disk
-            raise upload_too_large(self.limit)
+            raise too_large(self.limit)
         self.hash.update(data)
         return self.file.write(data)
 
@@ -88,8 +84,52 @@ class HashingFile:
         return getattr(self.file, name)  # read, seek, fileno, close... of the file itself
 
 
+class _CountingStream:
+    """The body as the multipart parser reads it, counting the parts' delimiters as they pass,
+    and noting whether the body itself passed its length limit."""
+
+    def __init__(self, stream: IO[bytes], delimiter: bytes):
+        self.stream, self.delimiter = stream, delimiter
+        self.delimiters, self.over_length = 0, False
+        self._tail = b""
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data = self.stream.read(size)
+        except RequestEntityTooLarge:
+            self.over_length = True
+            raise
+        # The tail is shorter than a delimiter: one split between two reads is counted once.
+        seen = self._tail + data
+        self.delimiters += seen.count(self.delimiter)
+        self._tail = seen[-(len(self.delimiter) - 1):]
+        return data
+
+
+class _FormParser(FormDataParser):
+    """Werkzeug's form parser, whose refusals say which of its limits a form passed."""
+
+    def _parse_multipart(self, stream, mimetype, content_length, options):
+        counted = _CountingStream(stream, b"--" + options.get("boundary", "").encode("ascii"))
+        try:
+            return super()._parse_multipart(counted, mimetype, content_length, options)
+        except RequestEntityTooLarge:
+            parts = counted.delimiters - 1  # the last delimiter closes the form
+            if self.max_form_parts is not None and parts > self.max_form_parts:
+                raise ApiError(413, f"the form has more than {self.max_form_parts} parts; send "
+                                    "the file and only the fields the API names (callback, "
+                                    "model, two_stems, format, bits, bitrate)") from None
+            if not counted.over_length and self.max_form_memory_size is not None:
+                raise ApiError(413, f"a form field is larger than {self.max_form_memory_size} "
+                                    "bytes; only the part named file may be large") from None
+            raise
+
+
 class UploadRequest(Request):
-    """Flask's request, whose multipart file parts are written to hashing temporary files."""
+    """Flask's request, whose multipart file parts are written to hashing temporary files,
+    and whose form refusals say what is wrong."""
+
+    form_data_parser_class = _FormParser
 
     def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
                          filename: str | None = None,

@@ -61,10 +61,16 @@ def json_object(request: Request) -> dict:
     return body
 
 
+def _not_json(constant: str):
+    """Python's json reads NaN, Infinity and -Infinity, which JSON does not have."""
+    raise ValueError(f"{constant} is not a JSON value (send a number, a string or null)")
+
+
 def parse_json(text: bytes | str, what: str):
-    """Parsed JSON, refused (400) when invalid or nested deeper than MAX_JSON_DEPTH."""
+    """Parsed JSON, refused (400) when invalid (NaN and Infinity too) or nested deeper than
+    MAX_JSON_DEPTH."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, f"{what} is not valid JSON: {error}") from None
     except RecursionError:
