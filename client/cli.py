@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from client import mix, models, results, songs
+from client import ensemble, mix, models, results, songs
 from client.api import (
     DEFAULT_MAX_TRACK_MB,
     DEFAULT_TIMEOUT_S,
@@ -99,6 +99,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", help="a non-default model's track")
     command("models", models.models, "the models the server offers: family, stems, quality, "
             "speed")
+    sub = command("ensemble", ensemble.ensemble, "stems made from several models' (avg, "
+                  "max_spec, min_spec, pick), saved as wait saves them")
+    ensemble.add_arguments(sub)
+    _output(sub, "<hash>")
     sub = command("mix", mix.mix, "save a mix of a separated song: mutes, solos, gains, region")
     mix.add_arguments(sub)
     sub = command("cancel", results.cancel, "stop a queued or running song")

@@ -12,7 +12,7 @@ import logging
 
 from flask import Blueprint, Response, request
 
-from common import tracks
+from common import ensemble_jobs, tracks
 from common.jobs import Job, JobStatus, Kind, RenditionResult, render_id
 from common.storage import NotFound, rendition_object
 from common.tracks import Rendition, Track, TrackError
@@ -49,6 +49,10 @@ def rendition_pending(pending: RenditionPending):
 def separated(song_hash: str, model: str):
     """The song's separation with `model`; 404 saying what to do when there is none."""
     job = ctx.jobs().separation(song_hash, model)
+    if job is not None and job.status is JobStatus.QUEUED and job.awaiting:
+        # An ensemble waiting for its members: one may have failed since (the render worker
+        # queues it when a member's tracks are made; a failure is seen here).
+        ensemble_jobs.release(ctx.jobs().redis, song_hash, ctx.settings().default_model)
     if job is None:
         raise ApiError(404, f"no song with hash {song_hash} for model {model}; submit it to "
                             "/apiv1/separate")

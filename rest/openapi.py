@@ -120,6 +120,15 @@ _PATHS = {
         "responses": {"200": _json("Cancelled", "Cancelled, or stopping at its next segment"),
                       **_errors(400, 401, 403, 404, 409, 429, 503)},
     }},
+    "/apiv1/ensemble/{songhash}": {"post": {
+        "summary": "Stems of a song made from several models': avg, max_spec, min_spec or pick; "
+                   "follow it with ?model=<the answer's model> on status, track and zip",
+        "parameters": [_HASH],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/EnsembleSpec"}}}},
+        "responses": {"202": _json("Ensemble", "Queued, waiting for its members, or known"),
+                      **_errors(400, 401, 403, 404, 429, 503)},
+    }},
     "/apiv1/song/{songhash}": {"delete": {
         "summary": "Delete a song: its upload, every stem and rendition of every model, its jobs",
         "parameters": [_HASH],
@@ -221,6 +230,18 @@ _SCHEMAS = {
                           "rtf": {"type": ["number", "null"]},
                           "rtf_recent": {"type": ["number", "null"]}}}}}}},
     }},
+    "EnsembleSpec": {"type": "object", "properties": {
+        "algorithm": {"type": "string", "enum": ["avg", "max_spec", "min_spec", "pick"]},
+        "members": {"type": "array", "items": {"type": "string"}, "description": "Models"},
+        "picks": {"type": "object", "additionalProperties": {"type": "string"},
+                  "description": "stem -> the member it is taken from"}}},
+    "Ensemble": {"type": "object", "required": ["hash", "model", "status", "stems"],
+                 "properties": {
+        "hash": {"type": "string"}, "model": {"type": "string"}, "status": {"type": "string"},
+        "reason": {"type": "string"}, "algorithm": {"type": "string"},
+        "members": {"type": "object", "additionalProperties": {"type": "string"}},
+        "picks": {"type": "object"}, "stems": {"type": "array", "items": {"type": "string"}},
+        "status_url": {"type": "string"}}},
     "Cancelled": {"type": "object", "required": ["hash", "reason", "status"], "properties": {
         "hash": {"type": "string"}, "model": {"type": "string"}, "reason": {"type": "string"},
         "status": {"type": "string", "enum": ["cancelled", "stopping"]},

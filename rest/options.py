@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from common import catalogue, modelinfo, tracks
+from common import catalogue, ensemble_jobs, modelinfo, tracks
 from common.jobs import JobStore
 from common.settings import Settings
 from common.tracks import Rendition, TrackError
+from rest import context as ctx
 from rest.errors import ApiError
 
 
@@ -31,6 +32,8 @@ def model_param(value, settings: Settings) -> str:
     """The model a request names (the default when it names none), if this deployment serves it."""
     if value in (None, ""):
         return settings.demucs_models[0]
+    if isinstance(value, str) and ensemble_jobs.exists(ctx.jobs().redis, value):
+        return value  # an ensemble asked for by POST /apiv1/ensemble: a model like the others
     if not isinstance(value, str) or value not in settings.demucs_models:
         raise ApiError(400, f"unknown model {value!r}; this service offers "
                             f"{', '.join(settings.demucs_models)}",

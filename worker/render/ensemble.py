@@ -17,12 +17,31 @@ import soundfile
 
 from common import tracks
 from common.ensembles import from_params
+from common.jobs import JobStatus, JobStore
 from worker.render.encode import BLOCK
 from worker.render.ensemble_dsp import average, spec_blocks
 from worker.render.operations import OperationInput, Output, output_path
-from worker.runtime.errors import EncodeFailed
+from worker.runtime.errors import EncodeFailed, JobFailed
 
 FULL_SCALE = 1 - 2 ** -23  # the largest 24-bit sample
+
+
+class MemberFailed(JobFailed):
+    """A member of the ensemble has no stems of the song: it failed, was cancelled or deleted."""
+    reason = "member_failed"
+
+
+def check_members(jobs: JobStore, song: str, params: dict) -> None:
+    """Raise MemberFailed unless every member's separation of the song has stored its stems."""
+    spec, _ = from_params(params)
+    for member in spec.members:
+        job = jobs.separation(song, member)
+        if job is None:
+            raise MemberFailed(f"{member} has no separation of this song (deleted); ask for "
+                               "the ensemble again")
+        if not (job.status is JobStatus.DONE or job.awaiting):
+            why = f" ({job.error})" if job.error else ""
+            raise MemberFailed(f"{member}'s separation is {job.status.value}{why}")
 
 
 def member_inputs(params: dict) -> list[tuple[str, str]]:

@@ -16,11 +16,13 @@ from contextlib import closing
 
 import redis
 
-from common import keys, operations, tracks
+from common import ensemble_jobs, keys, operations, tracks
+from common.jobs import Job, JobStatus
 from common.logship import setup_logging
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
+from worker.render import ensemble
 from worker.render import operations as render_operations
 from worker.render.pool import Renderer
 from worker.runtime.errors import EncodeFailed, InputMissing, Superseded
@@ -61,8 +63,7 @@ class RenderWorker(ClaimLoop):
         with tempfile.TemporaryDirectory(prefix="render-") as folder:
             started = time.monotonic()
             os.mkdir(stem_folder := os.path.join(folder, "stems"))
-            stems = {stem: self._lossless(job.song, job.model, stem, stem_folder)
-                     for stem in model_stems}
+            stems = self._fetch_stems(job, op, model_stems, stem_folder)
             timings["fetch"] = round(time.monotonic() - started, 3)
             started = made = time.monotonic()
             work = render_operations.OperationInput(
@@ -111,6 +112,32 @@ class RenderWorker(ClaimLoop):
         if not stems:
             raise InputMissing(f"no worker has registered the stems of model {model!r}")
         return stems
+
+    def _fetch_stems(self, job: Job, op: operations.Operation, model_stems: list[str],
+                     folder: str) -> dict[str, str]:
+        """The lossless stems an operation reads, as files: the model's own by stem, or, for
+        an ensemble's stems, its members' as `<member>/<stem>`."""
+        if op.kind != operations.STEMS:
+            return {stem: self._lossless(job.song, job.model, stem, folder)
+                    for stem in model_stems}
+        ensemble.check_members(self.jobs, job.song, job.params)
+        paths = {}
+        for member, stem in ensemble.member_inputs(job.params):
+            os.makedirs(member_folder := os.path.join(folder, member), exist_ok=True)
+            paths[f"{member}/{stem}"] = self._lossless(job.song, member, stem, member_folder)
+        return paths
+
+    def finish(self, attempt: Attempt, status: JobStatus, error: str = "",
+               tracks: list[str] | None = None) -> bool:
+        """End the job; an ensemble's stems job settles its ensemble, and a song's ensembles
+        whose members have all finished now are queued."""
+        job = attempt.job
+        if job.rendition == operations.STEMS and error != "superseded":
+            retry(lambda: ensemble_jobs.arm(self.redis, job.parent, job.id), "arming")
+        current = super().finish(attempt, status, error, tracks)
+        retry(lambda: ensemble_jobs.release(self.redis, job.song, self.settings.default_model),
+              "queueing the song's ensembles")
+        return current
 
     def _lossless(self, song: str, model: str, stem: str, folder: str) -> str:
         """Fetch a lossless stem into a file of `folder`; its path."""
