@@ -134,13 +134,16 @@ class JobStore(Claims):
     def request_rendition(self, song_hash: str, model: str, rendition: str,
                           params: str = "") -> RenditionResult:
         """Queue the render job of a rendition, or of any render operation (common/operations.py;
-        `params` its canonical JSON), unless it is stored or on its way."""
+        `params` its canonical JSON), unless it is stored or on its way; a new one only while
+        the render queue is shorter than `max_render_queue` and the song has fewer than
+        `max_renditions` render jobs (QUEUE_FULL, TOO_MANY)."""
         model = model or self.default_model
         render = render_id(song_hash, model, rendition)
         separation = self.separation_id(song_hash, model)
         return RenditionResult(self._request_rendition(
             keys=[keys.job(render), keys.RENDER_QUEUE, keys.song(song_hash), keys.job(separation)],
-            args=[render, song_hash, model, rendition, separation, time.time(), params]))
+            args=[render, song_hash, model, rendition, separation, time.time(), params,
+                  self.max_render_queue, self.max_renditions]))
 
     def remove_track(self, job_id: str, track: str) -> None:
         """Strike a track from a job's list; the job is no longer complete."""

@@ -92,8 +92,10 @@ return redis.call('SADD', KEYS[2], ARGV[1])
 """
 
 # KEYS: render job, render queue, song's job set, separation job.
+# A new render job is refused while the render queue holds `max_queue` jobs, or once the song
+# has `max_renditions` render jobs (of every model); 0 sets no such limit.
 REQUEST_RENDITION = _HELPERS + """
-local id, song, model, rendition, sep_id, now, params = unpack(ARGV)
+local id, song, model, rendition, sep_id, now, params, max_queue, max_renditions = unpack(ARGV)
 -- The lossless stems exist once the separation is done or waits for a render job.
 local sep_status = redis.call('HGET', KEYS[4], 'status')
 local awaiting = redis.call('HGET', KEYS[4], 'awaiting')
@@ -108,6 +110,15 @@ if status == 'queued' or status == 'processing' then return status end
 if status == 'failed' and string.sub(redis.call('HGET', KEYS[1], 'error') or '', 1, 11)
     ~= 'worker_lost' then
   return 'failed'
+end
+max_queue, max_renditions = tonumber(max_queue), tonumber(max_renditions)
+if max_queue > 0 and redis.call('LLEN', KEYS[2]) >= max_queue then return 'full' end
+if not status and max_renditions > 0 then
+  local renders = 0
+  for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+    if select(2, string.gsub(member, ':', '')) == 2 then renders = renders + 1 end
+  end
+  if renders >= max_renditions then return 'too_many' end
 end
 create_render(KEYS[1], KEYS[2], KEYS[3], id, song, model, rendition, sep_id, now, params)
 return 'enqueued'
