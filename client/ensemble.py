@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from client import songs
-from client.api import Api
+from client.api import Api, ApiError, transient
 
 ALGORITHMS = ("avg", "max_spec", "min_spec", "pick")
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -65,11 +65,23 @@ def _song_hash(api: Api, song: str, first_member: str) -> str:
     return str(api.submit(path, options, lambda sent, total: None)["hash"])
 
 
+def _ask(api: Api, song_hash: str, spec: dict) -> dict:
+    """POST the ensemble, waiting out a 503 (a member's worker starting) as the server says."""
+    for _ in range(songs.RETRIES):
+        try:
+            return api.ensemble(song_hash, spec)
+        except ApiError as error:
+            if not transient(error):
+                raise
+            api.wait(error.retry_after)
+    return api.ensemble(song_hash, spec)
+
+
 def ensemble(api: Api, args: argparse.Namespace) -> int:
     """Ask for the ensemble, then follow it and save its tracks; `wait`'s exit status."""
     spec = spec_of(args)
     song_hash = _song_hash(api, args.song, (spec["members"] or [""])[0])
-    answer = api.ensemble(song_hash, spec)
+    answer = _ask(api, song_hash, spec)
     if not args.json:
         print(f"{song_hash[:12]}: ensemble {answer['model']} ({answer['algorithm']} of "
               f"{', '.join(answer['members'])}): {', '.join(answer['stems'])}", file=sys.stderr)

@@ -24,6 +24,10 @@ class EnsembleError(ValueError):
     """A spec that cannot be made; the message says what to change."""
 
 
+class StemsUnknown(EnsembleError):
+    """A member whose stems no worker has registered yet (and Demucs does not publish)."""
+
+
 @dataclass(frozen=True)
 class Spec:
     """What an ensemble is: its algorithm, its members and the stems picked from one member."""
@@ -87,6 +91,10 @@ def stems_of(spec: Spec, served: list[str], stems: Callable[[str], list[str]]) -
         raise EnsembleError(f"unknown member {', '.join(unknown)}; this service offers "
                             f"{', '.join(served)}")
     of = {member: stems(member) for member in spec.members}
+    unknown = [member for member, found in of.items() if not found]
+    if unknown:
+        raise StemsUnknown(f"the stems of {', '.join(unknown)} are not known yet: no worker of "
+                           "it has started; retry once GET /apiv1/models shows it ready")
     for stem, member in spec.picks.items():
         if stem not in of[member]:
             raise EnsembleError(f"member {member} makes no {stem} stem; its stems are "

@@ -14,15 +14,13 @@ from flask import Blueprint, request
 from common import ensemble_jobs, ensembles
 from common.jobs import EnqueueResult, Job
 from common.storage import song_object
-from rest import access
 from rest import context as ctx
 from rest.errors import ApiError, unavailable
 from rest.options import stems_of
 from rest.validate import song_hash_param
 
 log = logging.getLogger("rest")
-ensemble = Blueprint("ensemble", __name__)
-access.install(ensemble, open_endpoints=set(), writes_by_get=set())  # POST: a write
+ensemble = Blueprint("ensemble", __name__)  # POST: a write, guarded as every write (access.py)
 
 
 def _upload(song_hash: str) -> str:
@@ -64,6 +62,8 @@ def make_ensemble(songhash: str):
         spec = ensembles.parse(body)
         stems = ensembles.stems_of(spec, list(settings.demucs_models),
                                    lambda member: stems_of(member, jobs))
+    except ensembles.StemsUnknown as error:  # a worker of it is on its way
+        raise unavailable(str(error)) from None
     except ensembles.EnsembleError as error:
         raise ApiError(400, str(error), models=list(settings.demucs_models)) from None
     _upload(song_hash)  # a song this service has, before anything is written

@@ -101,6 +101,16 @@ def test_a_bad_ensemble_is_a_400_naming_the_fault(client, song, redis_client, sp
     assert state(redis_client) == before  # nothing written
 
 
+def test_a_member_no_worker_has_registered_is_a_503_to_retry(make_client) -> None:
+    client = make_client(DEMUCS_MODELS=f"{MODEL},my_own", DEFAULT_MODEL=MODEL)
+    song_hash = client.post("/apiv1/separate", json={"mp3": b64(audio_file("wav", 2))}
+                            ).json["hash"]
+    response = post(client, song_hash, members=[MODEL, "my_own"])
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.json["error"] == ("the stems of my_own are not known yet: no worker of it "
+                                      "has started; retry once GET /apiv1/models shows it ready")
+
+
 def test_unknown_song_and_non_json_bodies(client) -> None:
     missing = post(client, "a" * 64, members=[MODEL, OTHER])
     assert missing.status_code == 404
