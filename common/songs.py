@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
+from common import keys
 from common.jobs import JobStore
 from common.storage import Storage, StorageError
 
@@ -29,6 +30,7 @@ def delete_song(jobs: JobStore, storage: Storage, song_hash: str) -> Deleted:
     for the workers' sweep, which removes its objects once the store answers.
     """
     ids = jobs.delete_song(song_hash)
+    jobs.redis.delete(keys.ensemble_waiting(song_hash))  # its ensembles' records went above
     try:
         removed = storage.remove_song_everything(song_hash)
     except StorageError:
