@@ -174,3 +174,13 @@ def test_a_failed_member_fails_the_ensemble_with_its_reason(client, song, jobs, 
              == "failed", 60, "the ensemble never failed")
     assert client.get(f"/apiv1/status/{song}?model={name}").json["error"] == (
         f"member_failed: {OTHER}'s separation is failed (decode_failed: not audio)")
+
+
+def test_deleting_a_song_leaves_nothing_of_its_waiting_ensemble(client, song, redis_client,
+                                                                 storage) -> None:
+    name = post(client, song, members=[MODEL, OTHER]).json["model"]
+    assert redis_client.smembers(keys.ensemble_waiting(song)) == {render_id(song, name, "stems")}
+    assert client.delete(f"/apiv1/song/{song}").status_code == 200
+    left = [key for key in redis_client.keys("*") if song in key]
+    assert left == [keys.deletions(song)]  # the gateway's deletion counter, kept on purpose
+    assert client.get(f"/apiv1/status/{song}?model={name}").status_code == 404
