@@ -90,11 +90,13 @@ files = [
     return path
 
 
-def fetch(tmp_path: Path, catalogue_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def fetch(tmp_path: Path, catalogue_file: Path, *args: str,
+          **settings: str) -> subprocess.CompletedProcess[str]:
     """Run the download command into tmp_path/models (stdout is a pipe: plain lines)."""
     command = [sys.executable, "-m", "worker.separation.fetch_model", "download", *args,
                "--catalogue", str(catalogue_file), "--models-dir", str(tmp_path / "models")]
     env = {k: v for k, v in os.environ.items() if k not in ("MODELS_DIR", "DEMUCS_REPO")}
+    env.update(settings)
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60, check=False)
 
@@ -176,6 +178,18 @@ def test_unknown_model_names_the_known_ones(tmp_path: Path, server: FileServer) 
     out = fetch(tmp_path, catalogue(tmp_path, server), "nope")
     assert out.returncode == 1
     assert out.stderr.startswith("fetch_model: not in the catalogue: nope (known: tiny); ")
+
+
+def test_without_names_the_served_catalogued_models_are_fetched(tmp_path: Path,
+                                                               server: FileServer) -> None:
+    out = fetch(tmp_path, catalogue(tmp_path, server), DEMUCS_MODELS="mine,tiny",
+                DEFAULT_MODEL="mine")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == ("fetch_model: mine: not in the catalogue, not fetched (its files are "
+                        "yours to put in the models folder)")
+    assert lines[-1].startswith("fetch_model: tiny: fetched in ")
+    assert listing(tmp_path) == ["tiny.ckpt", "tiny.yaml"]
 
 
 def test_download_path_imports_no_torch(tmp_path: Path, server: FileServer) -> None:

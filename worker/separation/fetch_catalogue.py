@@ -108,13 +108,17 @@ def run_download(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         entries = catalogue.load(args.catalogue)
-        names = args.names or list(settings.demucs_models)
+        names = args.names or [m for m in settings.demucs_models if m in entries]
         unknown = [name for name in names if name not in entries]
         if unknown:
             raise DownloadError(f"not in the catalogue: {', '.join(unknown)} (known: "
                                 f"{', '.join(entries)}); put your own N.yaml + N.ckpt in the "
                                 "models folder instead")
         folder = _models_dir(args.models_dir, settings)
+        if not args.names:  # the served models: the others are the operator's own files
+            for other in (m for m in settings.demucs_models if m not in entries):
+                print(f"fetch_model: {other}: not in the catalogue, not fetched (its files "
+                      "are yours to put in the models folder)", flush=True)
         for name in names:
             print(f"fetch_model: {download_model(entries[name], folder, not args.no_verify)}",
                   flush=True)
