@@ -111,8 +111,16 @@ export function zipUrl(song) {
   })}`;
 }
 
-// A track's (or a zip's) bytes; a rendition still being made answers 202 with Retry-After.
-export async function fetchFile(url) {
+export const peaksUrl = (song) => `/apiv1/peaks/${song.hash}${modelQuery(song)}`;
+export const analysisUrl = (song) => `/apiv1/analysis/${song.hash}${modelQuery(song)}`;
+
+// Ask the server to mix the stems as `mix` says ({gains, mute, solo, start, end, format});
+// the answer names the URL the file will be at.
+export const postMix = (song, mix) =>
+  request("POST", `/apiv1/mix/${song.hash}`, { ...mix, model: song.model || undefined });
+
+// A file's response once it is made (the server answers 202 with Retry-After until then).
+async function whenMade(url) {
   for (;;) {
     let response;
     try {
@@ -130,8 +138,24 @@ export async function fetchFile(url) {
       throw new ApiError(response.status, body.error || response.statusText,
                          response.headers.get("Retry-After"), body);
     }
-    return response.arrayBuffer();
+    return response;
   }
+}
+
+// A track's (or a zip's, or a peaks file's) bytes, once made.
+export async function fetchFile(url) {
+  return (await whenMade(url)).arrayBuffer();
+}
+
+// A JSON answer (peaks index, analysis), once made.
+export async function fetchJson(url) {
+  return (await whenMade(url)).json();
+}
+
+// Wait until a file is made without reading it: its download is left to a link.
+export async function waitUntilMade(url) {
+  const response = await whenMade(url);
+  await response.body?.cancel();
 }
 
 function base64Of(bytes) {

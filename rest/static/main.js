@@ -1,6 +1,7 @@
 // The page's start: the API key field, what the server offers, the list, the uploads, the URL.
 
 import * as api from "./api.js";
+import { setUpKeys } from "./keys.js";
 import { SongList } from "./songs.js";
 import { setUpUploads } from "./upload.js";
 
@@ -39,6 +40,7 @@ function openFromUrl(songs) {
 
 async function start() {
   setUpKey();
+  setUpKeys(document.querySelector("#keys"));
   let capabilities;
   try {
     capabilities = await api.capabilities();

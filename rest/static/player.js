@@ -1,19 +1,18 @@
-// One transport over all stems of a song, mixed in the browser with the Web Audio API:
-// per stem mute, solo, volume and a level meter, a download link and a remove button.
+// One song's stem studio: a transport over all stems (streamed, see transport.js), per stem a
+// waveform, mute, solo, volume, level meter, download and remove; zoom and a looped region;
+// the song's analysis; and an export of the mix as the server renders it (studio.js).
 
 import * as api from "./api.js";
 import { element } from "./dom.js";
+import { Analysis, MixExport } from "./studio.js";
+import { Transport } from "./transport.js";
+import { Peaks, View, Waveform } from "./waveform.js";
 
 const SILENT_DB = -60;
-let context = null; // one AudioContext for the page, made on the first Play (a user gesture)
 let sounding = null; // the player now playing: starting another pauses it
+let latest = null; // the player last used: the keys act on it when focus is outside any
 
-function audioContext() {
-  context ??= new AudioContext();
-  return context;
-}
-
-function clock(seconds) {
+export function clock(seconds) {
   const whole = Math.floor(seconds);
   const tenths = Math.floor((seconds - whole) * 10);
   return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}.${tenths}`;
@@ -27,26 +26,50 @@ function levelDb(analyser, samples) {
   return rms > 0 ? Math.max(SILENT_DB, Math.round(20 * Math.log10(rms))) : SILENT_DB;
 }
 
+function button(text, label, action, pressed) {
+  const node = element("button", { type: "button", "aria-label": label }, text);
+  if (pressed !== undefined) node.setAttribute("aria-pressed", String(pressed));
+  node.addEventListener("click", action);
+  return node;
+}
+
 export class Player {
+  static current() {
+    return latest;
+  }
+
   constructor(song, tracks, capabilities, onError) {
     this.song = song;
     this.capabilities = capabilities;
     this.onError = onError;
-    this.offset = 0; // seconds into the song while paused
-    this.duration = 0;
-    this.startedAt = 0; // context time at which offset 0 would have played
-    this.sources = [];
-    this.timer = null;
+    this.peaks = new Peaks(song);
+    this.shownPlaying = false;
+    this.view = new View(() => this.drawSoon());
     this.stems = tracks.map((track) => this.stemRow(track));
+    this.transport = new Transport(
+      this.stems.map((stem) => ({ stem: stem.label, url: api.trackUrl(song, stem.track) })), {
+        onTick: (position) => this.showPosition(position),
+        onState: () => this.showState(),
+        onDuration: (seconds) => this.showDuration(seconds),
+        onError: (error) => this.onError(`Playback of ${song.name}: ${error.message || error}`),
+      });
+    this.transport.stems.forEach((voice, i) => (this.stems[i].voice = voice));
     this.element = this.build();
+    this.analysis = new Analysis(song, this.stems, this.summary);
+    this.peaks.load().then(() => this.drawSoon(), () => {}); // drawn blank until peaks come
+    new ResizeObserver(() => this.drawSoon()).observe(this.stemList);
+  }
+
+  get name() {
+    return this.song.name;
   }
 
   build() {
-    const name = this.song.name;
+    const name = this.name;
     const root = element("section", { class: "player", "aria-label": `Player for ${name}` });
+    root.player = this;
     const transport = element("div", { class: "transport" });
-    this.playButton = element("button", { type: "button", "aria-label": `Play ${name}` }, "Play");
-    this.playButton.addEventListener("click", () => (this.isPlaying() ? this.pause() : this.play()));
+    this.playButton = button("Play", `Play ${name}`, () => this.toggle());
     const seekLabel = element("label", { class: "seek" }, "Position");
     this.seekBar = element("input", { type: "range", min: "0", max: "0", step: "0.1", value: "0",
                                       "aria-label": `Position in ${name}` });
@@ -55,12 +78,27 @@ export class Player {
     this.seekBar.addEventListener("pointerdown", () => (this.dragging = true));
     this.seekBar.addEventListener("pointerup", () => (this.dragging = false));
     seekLabel.append(this.seekBar);
-    this.clock = element("output", { class: "clock", "aria-label": `Playback time of ${name}` },
+    // Not a live region: it changes ten times a second. The state is announced below.
+    this.clock = element("output", { class: "clock", "aria-live": "off",
+                                     "aria-label": `Playback time of ${name}` },
                          `${clock(0)} / -:--`);
     transport.append(this.playButton, seekLabel, this.clock);
+    const tools = element("div", { class: "tools", role: "group", "aria-label": `View and loop of ${name}` });
+    this.loopButton = button("Loop", `Loop ${name}`, () => this.toggleLoop(), false);
+    tools.append(
+      button("Zoom out", `Zoom out of ${name}`, () => this.zoom(0.5)),
+      button("Zoom in", `Zoom in to ${name}`, () => this.zoom(2)),
+      button("Loop start", `Start the loop of ${name} here`, () => this.markLoop("start")),
+      button("Loop end", `End the loop of ${name} here`, () => this.markLoop("end")),
+      this.loopButton);
+    this.summary = element("p", { class: "analysis" }, "");
+    this.announcer = element("p", { class: "visually-hidden", role: "status" });
     this.stemList = element("ul", { class: "stems" });
     this.stemList.append(...this.stems.map((stem) => stem.row));
-    root.append(transport, this.stemList);
+    this.exporter = new MixExport(this.song, () => this.mixState(), this.onError,
+                                  (words) => this.announce(words));
+    root.append(transport, tools, this.summary, this.stemList, this.exporter.element,
+                this.announcer);
     if (this.capabilities.zip) {
       const zip = element("a", { href: api.zipUrl(this.song), class: "zip",
                                  download: `${this.baseName()}-stems.zip` },
@@ -68,24 +106,21 @@ export class Player {
       zip.addEventListener("click", (event) => this.download(event, zip));
       root.append(zip);
     }
+    root.addEventListener("focusin", () => (latest = this));
     return root;
   }
 
   baseName() {
-    return this.song.name.replace(/\.[^.]+$/, "");
+    return this.name.replace(/\.[^.]+$/, "");
   }
 
   stemRow(track) {
     const label = track.replace(/\.[a-z0-9]+$/, "");
-    const stem = { track, label, muted: false, solo: false, volume: 1, gain: null, analyser: null };
-    const row = element("li", { class: "stem" });
+    const stem = { track, label, muted: false, solo: false, volume: 1 };
+    const row = element("li", { class: "stem", "data-stem": label });
     const title = element("span", { class: "stem-name" }, label);
-    const mute = element("button", { type: "button", "aria-pressed": "false",
-                                     "aria-label": `Mute ${label}` }, "Mute");
-    mute.addEventListener("click", () => this.toggle(stem, "muted", mute));
-    const solo = element("button", { type: "button", "aria-pressed": "false",
-                                     "aria-label": `Solo ${label}` }, "Solo");
-    solo.addEventListener("click", () => this.toggle(stem, "solo", solo));
+    stem.muteButton = button("Mute", `Mute ${label}`, () => this.toggleStem(stem, "muted"), false);
+    stem.soloButton = button("Solo", `Solo ${label}`, () => this.toggleStem(stem, "solo"), false);
     const volumeLabel = element("label", { class: "volume" }, "Volume");
     const volume = element("input", { type: "range", min: "0", max: "1", step: "0.05",
                                       value: "1", "aria-label": `${label} volume` });
@@ -101,35 +136,60 @@ export class Player {
     const download = element("a", { href: api.trackUrl(this.song, track),
                                     download: `${this.baseName()}-${track}` }, `Download ${track}`);
     download.addEventListener("click", (event) => this.download(event, download));
-    row.append(title, mute, solo, volumeLabel, stem.meter, download);
+    row.append(title, stem.muteButton, stem.soloButton, volumeLabel, stem.meter, download);
     if (this.capabilities.removeTrack) {
-      const remove = element("button", { type: "button", class: "danger" }, `Remove ${label}`);
-      remove.addEventListener("click", () => this.removeStem(stem));
-      row.append(remove);
+      row.append(button(`Remove ${label}`, `Remove ${label}`, () => this.removeStem(stem)));
     }
+    stem.waveform = new Waveform(label, label, this.peaks, this.view, {
+      seek: (seconds) => this.seek(seconds),
+      select: (region) => this.setRegion(region),
+    });
+    stem.figures = element("span", { class: "stem-analysis" });
+    row.append(stem.waveform.canvas, stem.figures);
     stem.row = row;
     return stem;
   }
 
-  toggle(stem, field, button) {
+  toggleStem(stem, field) {
     stem[field] = !stem[field];
-    button.setAttribute("aria-pressed", String(stem[field]));
+    const control = field === "muted" ? stem.muteButton : stem.soloButton;
+    control.setAttribute("aria-pressed", String(stem[field]));
     this.applyGains();
+    const what = field === "muted" ? (stem.muted ? "muted" : "unmuted")
+      : (stem.solo ? "soloed" : "no longer soloed");
+    this.announce(`${stem.label} ${what}`);
+  }
+
+  audible(stem) {
+    const anySolo = this.stems.some((other) => other.solo);
+    return !stem.muted && (!anySolo || stem.solo);
   }
 
   applyGains() {
-    const anySolo = this.stems.some((stem) => stem.solo);
     for (const stem of this.stems) {
-      if (!stem.gain) continue;
-      const audible = !stem.muted && (!anySolo || stem.solo);
-      stem.gain.gain.value = audible ? stem.volume : 0;
+      this.transport.setLevel(stem.voice, this.audible(stem) ? stem.volume : 0);
     }
+  }
+
+  // The mix as the page plays it: what MixExport asks the server to render.
+  mixState() {
+    const mix = { gains: {}, mute: [] };
+    for (const stem of this.stems) {
+      if (!this.audible(stem) || stem.volume === 0) mix.mute.push(stem.label);
+      else if (stem.volume !== 1) mix.gains[stem.label] = 20 * Math.log10(stem.volume);
+    }
+    if (this.transport.region) Object.assign(mix, this.transport.region);
+    return mix;
   }
 
   showLevel(stem, db) {
     stem.meter.setAttribute("aria-valuenow", String(db));
     stem.meter.setAttribute("aria-valuetext", db <= SILENT_DB ? "silent" : `${db} dB`);
     stem.meter.firstChild.style.width = `${((db - SILENT_DB) / -SILENT_DB) * 100}%`;
+  }
+
+  announce(words) {
+    this.announcer.textContent = words;
   }
 
   // With an API key the link alone would go unauthenticated, so fetch it with the key.
@@ -154,118 +214,117 @@ export class Player {
       this.onError(`Could not remove ${stem.label}: ${api.explain(error)}`);
       return;
     }
-    stem.gain?.disconnect();
+    this.transport.remove(stem.voice);
     stem.row.remove();
     this.stems = this.stems.filter((other) => other !== stem);
-    if (!this.stems.length) this.pause();
-    else if (this.isPlaying()) this.restart(this.position());
-  }
-
-  async load() {
-    if (this.loaded) return this.loaded;
-    const ctx = audioContext();
-    this.loaded = Promise.all(this.stems.map(async (stem) => {
-      const bytes = await api.fetchFile(api.trackUrl(this.song, stem.track));
-      stem.buffer = await ctx.decodeAudioData(bytes);
-      stem.gain = ctx.createGain();
-      stem.analyser = ctx.createAnalyser();
-      stem.analyser.fftSize = 2048;
-      stem.samples = new Float32Array(stem.analyser.fftSize);
-      stem.gain.connect(stem.analyser).connect(ctx.destination);
-    })).then(() => {
-      this.duration = Math.max(0, ...this.stems.map((stem) => stem.buffer.duration));
-      this.seekBar.max = String(this.duration);
-      this.applyGains();
-    });
-    this.loaded.catch(() => (this.loaded = null));
-    return this.loaded;
+    if (!this.stems.length) this.transport.pause();
   }
 
   isPlaying() {
-    return this.sources.length > 0;
+    return this.transport.playing;
   }
 
-  position() {
-    if (!this.isPlaying()) return this.offset;
-    return Math.min(this.duration, Math.max(0, context.currentTime - this.startedAt));
+  toggle() {
+    return this.isPlaying() ? this.transport.pause() : this.play();
   }
 
   async play() {
     if (this.loading) return;
-    if (sounding && sounding !== this) sounding.pause();
+    if (sounding && sounding !== this) sounding.transport.pause();
+    latest = this;
     // Not disabled while loading: a disabled button would drop the keyboard focus.
     this.loading = true;
     this.playButton.textContent = "Loading…";
     try {
-      await this.load();
-      await audioContext().resume();
-      this.restart(this.offset >= this.duration ? 0 : this.offset);
+      this.applyGains();
+      await this.transport.play();
+      sounding = this;
     } catch (error) {
-      this.onError(`Could not play ${this.song.name}: ${error instanceof api.ApiError
-        ? api.explain(error) : error.message}`);
+      this.onError(`Could not play ${this.name}: ${error?.message || "the audio did not load"}`);
     } finally {
       this.loading = false;
       this.showState();
     }
   }
 
-  // Every stem starts at the same context time, so they stay sample-aligned.
-  restart(offset) {
-    this.stopSources();
-    const ctx = audioContext();
-    const when = ctx.currentTime + 0.05;
-    this.sources = this.stems.map((stem) => {
-      const source = ctx.createBufferSource();
-      source.buffer = stem.buffer;
-      source.connect(stem.gain);
-      source.start(when, Math.min(offset, stem.buffer.duration));
-      return source;
-    });
-    this.startedAt = when - offset;
-    sounding = this;
-    this.timer ??= setInterval(() => this.tick(), 100);
-  }
-
-  stopSources() {
-    for (const source of this.sources) source.stop();
-    this.sources = [];
-  }
-
-  pause() {
-    this.offset = this.position();
-    this.stopSources();
-    clearInterval(this.timer);
-    this.timer = null;
-    for (const stem of this.stems) this.showLevel(stem, SILENT_DB);
-    this.showState();
-  }
-
   seek(seconds) {
-    if (this.isPlaying()) this.restart(seconds);
-    else this.offset = seconds;
-    this.showState();
+    latest = this;
+    this.transport.seek(seconds).catch((error) => this.onError(`Could not seek: ${error.message}`));
+    this.showPosition(seconds);
   }
 
-  tick() {
-    if (this.position() >= this.duration) {
-      this.pause();
-      this.offset = 0;
-      this.showState();
-      return;
+  zoom(factor) {
+    this.view.setZoom(this.view.zoom * factor);
+    this.announce(`Zoom ${this.view.zoom}×`);
+  }
+
+  setRegion(region) {
+    this.transport.setRegion(region);
+    this.view.region = this.transport.region;
+    this.loopButton.setAttribute("aria-pressed", String(Boolean(this.transport.region)));
+    this.drawSoon();
+    const loop = this.transport.region;
+    this.announce(loop ? `Loop on, from ${clock(loop.start)} to ${clock(loop.end)}` : "Loop off");
+  }
+
+  markLoop(edge) {
+    const position = this.transport.position();
+    const region = this.pendingRegion || { start: 0, end: this.transport.duration };
+    region[edge] = position;
+    this.pendingRegion = region;
+    if (region.end > region.start) this.setRegion({ ...region });
+  }
+
+  toggleLoop() {
+    if (this.transport.region) this.setRegion(null);
+    else this.setRegion(this.pendingRegion || { start: this.transport.position(),
+                                                end: this.transport.duration });
+  }
+
+  showDuration(seconds) {
+    this.seekBar.max = String(seconds);
+    this.view.duration = seconds;
+    this.view.follow(this.transport.position());
+    this.showPosition(this.transport.position());
+  }
+
+  showPosition(position) {
+    if (!this.dragging) this.seekBar.value = String(position);
+    const total = this.transport.duration ? clock(this.transport.duration) : "-:--";
+    this.clock.textContent = `${clock(position)} / ${total}`;
+    this.view.follow(position);
+    if (this.isPlaying()) {
+      for (const stem of this.stems) {
+        if (stem.voice.analyser) this.showLevel(stem, levelDb(stem.voice.analyser, stem.voice.samples));
+      }
     }
-    for (const stem of this.stems) this.showLevel(stem, levelDb(stem.analyser, stem.samples));
-    this.showState();
   }
 
   showState() {
-    const position = this.position();
-    this.playButton.textContent = this.isPlaying() ? "Pause" : "Play";
-    this.playButton.setAttribute("aria-label", `${this.playButton.textContent} ${this.song.name}`);
-    if (!this.dragging) this.seekBar.value = String(position);
-    this.clock.textContent = `${clock(position)} / ${this.duration ? clock(this.duration) : "-:--"}`;
+    const playing = this.isPlaying();
+    const text = playing ? "Pause" : "Play";
+    this.playButton.textContent = text;
+    this.playButton.setAttribute("aria-label", `${text} ${this.name}`);
+    if (playing !== this.shownPlaying) {
+      this.shownPlaying = playing;
+      this.announce(playing ? `Playing ${this.name}` : `Paused at ${clock(this.transport.position())}`);
+    }
+    if (!playing) for (const stem of this.stems) this.showLevel(stem, SILENT_DB);
+    this.showPosition(this.transport.position());
+  }
+
+  drawSoon() {
+    if (this.drawing) return;
+    this.drawing = requestAnimationFrame(() => {
+      this.drawing = null;
+      for (const stem of this.stems) stem.waveform.draw();
+    });
   }
 
   close() {
-    if (this.isPlaying()) this.pause();
+    this.transport.close();
+    this.analysis.close();
+    if (sounding === this) sounding = null;
+    if (latest === this) latest = null;
   }
 }

@@ -170,7 +170,16 @@ export class SongList {
     }
     buttons.push(this.button(`Remove ${name} from this list`, "Remove from list",
                              () => this.forget(entry)));
-    actions.replaceChildren(link, ...buttons);
+    // A control still offered stays the same element, so the focus on it stays put.
+    const kept = new Map([...actions.children].map((node) => [node.getAttribute("aria-label")
+      || node.textContent, node]));
+    const wanted = [link, ...buttons].map(
+      (node) => kept.get(node.getAttribute("aria-label") || node.textContent) || node);
+    for (const node of [...actions.children]) if (!wanted.includes(node)) node.remove();
+    wanted.forEach((node, i) => {
+      // Only new controls are inserted; the kept ones are never moved (that would blur them).
+      if (actions.children[i] !== node) actions.insertBefore(node, actions.children[i] || null);
+    });
   }
 
   button(label, text, action) {

@@ -6,6 +6,28 @@ function fillSelect(select, choices) {
   select.replaceChildren(...choices.map(([value, text]) => new Option(text, value)));
 }
 
+// A model in words, from what GET /apiv1/models says of it; absent facts are left out.
+export function describeModel(model) {
+  const parts = [];
+  if (model.title) parts.push(model.title);
+  if (model.stems?.length) parts.push(`${model.stems.length} stems: ${model.stems.join(", ")}`);
+  const quality = (model.quality || [])[0];
+  if (quality?.sdr) {
+    const values = Object.values(quality.sdr);
+    const sdr = quality.sdr.all ?? values.reduce((a, b) => a + b, 0) / values.length;
+    parts.push(`quality ${sdr.toFixed(1)} dB SDR (${quality.dataset})`);
+  }
+  const speeds = Object.entries(model.speed || {}).filter(([, s]) => s?.rtf);
+  if (speeds.length) {
+    parts.push(speeds.map(([device, s]) => `speed ${(1 / s.rtf).toFixed(1)}× real time on ${device}`)
+      .join(", "));
+  } else if ("speed" in model) {
+    parts.push("speed not measured yet");
+  }
+  if (model.ready === false) parts.push("no worker running it now");
+  return parts.join(" · ");
+}
+
 // The options the server offers: models, two-stem choices of the chosen model, formats.
 function setUpOptions(form, capabilities) {
   const models = capabilities.models;
@@ -16,10 +38,12 @@ function setUpOptions(form, capabilities) {
   const format = form.querySelector("#format");
   form.querySelector("#model-field").hidden = models.length < 2;
   fillSelect(model, models.map((m) => [m.name, m.default ? `${m.name} (default)` : m.name]));
+  const about = form.querySelector("#model-about");
   const showStems = () => {
     const chosen = models.find((m) => m.name === model.value);
     fillSelect(twoStems, [["", "All stems"],
       ...(chosen?.stems || []).map((stem) => [stem, `${stem} and no_${stem}`])]);
+    about.textContent = chosen ? describeModel(chosen) : "";
   };
   const showQuality = () => {
     form.querySelector("#bitrate-field").hidden = format.value !== "mp3";

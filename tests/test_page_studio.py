@@ -1,0 +1,276 @@
+"""The page as a stem studio, in Debian's chromium against one live stack for the module: a
+gateway and a render worker over stems put straight into the store (no separation runs).
+Waveforms from the server's peaks, the keys, the mix export (equal to the browser's own mix),
+the analysis, the model picker, streaming playback in sync, and no console error anywhere."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+import soundfile
+from playwright.sync_api import expect
+
+from common import tracks
+from common.jobs import JobStatus, JobStore, render_id
+from common.redisconn import connect
+from common.settings import Settings
+from common.storage import Storage
+from scripts import stack
+from scripts.make_samples import synthesize
+from tests.conftest import LiveStack
+from tests.helpers import wait_for_job
+from tests.test_page import browser  # noqa: F401  (the module's chromium)
+from worker.render.encode import write_lossless
+
+pytestmark = pytest.mark.slow
+
+MODEL = "demucs_unittest"
+STEMS = list(tracks.FOUR_STEMS)
+SECONDS = 6
+RATE = 44100
+_numbers = itertools.count()
+
+
+def put_separated(jobs: JobStore, storage: Storage, song_hash: str, seconds: float,
+                  rendition: str = "wav-16") -> None:
+    """A song as a separation worker leaves it (lossless stems stored, its claim handed to the
+    render job of `rendition`): a render-only setup."""
+    jobs.register_model(MODEL, STEMS)
+    jobs.enqueue(song_hash, None, 100, model=MODEL, rendition=rendition)
+    job_id = jobs.claim("test-separator", 1, queue=jobs.queue_for(MODEL))
+    token = jobs.start(job_id, "test-separator")
+    for n, stem in enumerate(STEMS):
+        wav = (synthesize(seconds, seed=n + 1) / 3).astype("f4")
+        storage.put_lossless(song_hash, MODEL, stem, write_lossless(wav, RATE))
+    render = render_id(song_hash, MODEL, rendition)
+    assert jobs.hand_off(job_id, "test-separator", token, song_hash, render, {}) == "rendering"
+
+
+@pytest.fixture(scope="module")
+def studio(redis_server, s3_server, tmp_path_factory):
+    """(base URL, song hash): a gateway and a render worker, and one separated song."""
+    number = next(_numbers)
+    env = stack.service_env(redis_server, s3_server, SONGS_BUCKET=f"studio-songs-{number}",
+                            OUTPUT_BUCKET=f"studio-output-{number}", DEMUCS_MODEL=MODEL,
+                            DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL, HEARTBEAT_TTL_S="3",
+                            LOG_LEVEL="INFO")
+    settings = Settings.from_env(env)
+    client = connect(settings)
+    client.flushdb()
+    storage = Storage(settings)
+    storage.ensure_buckets()
+    jobs = JobStore(client, MODEL)
+    song_hash = "e" * 63 + "5"
+    put_separated(jobs, storage, song_hash, SECONDS)
+    live = LiveStack(env, tmp_path_factory.mktemp("studio"))
+    base_url = live.start_rest()
+    live.start_render(RENDER_PROCESSES="2")
+    wait_for_job(jobs, song_hash, lambda j: j.status is JobStatus.DONE)
+    yield base_url, song_hash
+    live.stop()
+    storage.close()
+    client.close()
+
+
+@pytest.fixture
+def open_song(browser, studio):  # noqa: F811
+    """A fresh browser profile on the song's page; after the test, no console error and
+    nothing fetched from another origin."""
+    base_url, song_hash = studio
+    contexts, problems, elsewhere = [], [], []
+
+    def open_at(viewport: dict | None = None, **options):
+        context = browser.new_context(accept_downloads=True,
+                                      viewport=viewport or {"width": 1000, "height": 1000},
+                                      **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("request", lambda request: request.url.startswith(base_url) or elsewhere.append(
+            request.url))
+        page.on("console", lambda message: message.type == "error" and problems.append(
+            message.text))
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.goto(f"{base_url}/#{song_hash}")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuetext", "Done")
+        return page
+
+    yield open_at
+    for context in contexts:
+        context.close()
+    assert problems == []
+    assert elsewhere == []
+
+
+def player_name(song_hash: str) -> str:
+    return f"Song {song_hash[:12]}"
+
+
+# Whether every stem's waveform canvas has more than `least` pixels drawn.
+INKED = """(least) => [...document.querySelectorAll("canvas.waveform")].every((canvas) => {
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let drawn = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i]) drawn += 1;
+    return drawn > least;
+})"""
+
+
+def seconds_shown(page, name: str) -> float:
+    text = page.get_by_label(f"Playback time of {name}").text_content()
+    minutes, seconds = text.split(" / ")[0].split(":")
+    return int(minutes) * 60 + float(seconds)
+
+
+def test_waveforms_come_from_the_servers_peaks_and_a_click_seeks(open_song, studio):
+    _, song_hash = studio
+    name = player_name(song_hash)
+    page = open_song()
+    peaks = []
+    page.on("request", lambda request: "/apiv1/peaks/" in request.url and peaks.append(
+        request.url))
+    clock = page.get_by_label(f"Playback time of {name}")
+    expect(clock).to_have_text(f"0:00.0 / 0:0{SECONDS}.0")  # the duration before any Play
+    for stem in STEMS:
+        expect(page.locator(f'canvas.waveform[data-stem="{stem}"]')).to_be_visible()
+    # Drawn once the render worker made the peaks: far more than the playhead's line.
+    page.wait_for_function(INKED, arg=500, timeout=60_000)
+    drums = page.locator('canvas.waveform[data-stem="drums"]')
+    box = drums.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    expect(clock).to_have_text(re.compile(r"^0:0[23]\.\d / "))
+    assert abs(seconds_shown(page, name) - SECONDS / 2) < 0.2
+    page.get_by_role("button", name=f"Zoom in to {name}").click()
+    expect(page.get_by_role("status").filter(has_text="Zoom 2×")).to_have_count(1)
+    # Shift and drag selects the region that loops.
+    page.keyboard.down("Shift")
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + 10)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + 10, steps=5)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    expect(page.get_by_role("button", name=f"Loop {name}")).to_have_attribute(
+        "aria-pressed", "true")
+    expect(page.get_by_role("status").filter(has_text="Loop on, from")).to_have_count(1)
+    assert peaks and all(".dat" in url or url.split("?")[0].endswith(song_hash) for url in peaks)
+
+
+def test_the_keys_play_seek_mute_solo_loop_and_list_themselves(open_song, studio):
+    _, song_hash = studio
+    name = player_name(song_hash)
+    page = open_song()
+    play = page.get_by_role("button", name=f"Play {name}")
+    play.focus()
+    page.keyboard.press(" ")
+    expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible()
+    expect(page.get_by_role("button", name=f"Pause {name}")).to_be_focused()
+    announcer = page.locator(".player [role=status]")
+    expect(announcer).to_have_text(f"Playing {name}")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "() => document.querySelector('.player').player.transport.position() >= 5")
+    page.keyboard.press(" ")
+    expect(page.get_by_role("button", name=f"Play {name}")).to_be_visible()
+    expect(announcer).to_have_text(re.compile(r"^Paused at 0:0[56]\.\d$"))
+    mute = page.get_by_role("button", name="Mute vocals")
+    mute.focus()
+    page.keyboard.press("m")
+    expect(mute).to_have_attribute("aria-pressed", "true")
+    expect(announcer).to_have_text("vocals muted")
+    page.keyboard.press("s")
+    expect(page.get_by_role("button", name="Solo vocals")).to_have_attribute(
+        "aria-pressed", "true")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("l")
+    expect(page.get_by_role("button", name=f"Loop {name}")).to_have_attribute(
+        "aria-pressed", "true")
+    page.keyboard.press("?")
+    dialog = page.get_by_role("dialog", name="Keyboard shortcuts")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    # Typing in a field is never taken over.
+    page.get_by_label("API key").focus()
+    page.keyboard.type("ms l")
+    expect(page.get_by_label("API key")).to_have_value("ms l")
+    expect(mute).to_have_attribute("aria-pressed", "true")
+
+
+def test_the_exported_mix_is_the_browsers_mix_of_the_same_stems(open_song, studio, tmp_path):
+    base_url, song_hash = studio
+    name = player_name(song_hash)
+    page = open_song()
+    page.get_by_label("drums volume").fill("0.5")
+    page.get_by_role("button", name="Mute vocals").click()
+    page.get_by_label(f"Mix format for {name}").select_option("wav")
+    page.get_by_role("button", name=f"Export the mix of {name}").click()
+    link = page.get_by_role("link", name="Download the mix (WAV)")
+    expect(link).to_be_visible(timeout=60_000)
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "mix.wav"
+    download.value.save_as(saved)
+    exported, rate = soundfile.read(saved, dtype="float32", always_2d=True)
+    assert rate == RATE and exported.shape == (SECONDS * RATE, 2)
+    # The browser mixes the WAV tracks it plays at the gains its controls set, offline.
+    mixed = page.evaluate("""async ([stems, length]) => {
+        const player = document.querySelector('.player').player;
+        const ctx = new OfflineAudioContext(2, length, 44100);
+        for (const stem of player.stems) {
+            const bytes = await (await fetch(stem.voice.url)).arrayBuffer();
+            const source = ctx.createBufferSource();
+            source.buffer = await ctx.decodeAudioData(bytes);
+            const gain = ctx.createGain();
+            gain.gain.value = player.audible(stem) ? stem.volume : 0;
+            source.connect(gain).connect(ctx.destination);
+            source.start();
+        }
+        const out = await ctx.startRendering();
+        return [Array.from(out.getChannelData(0)), Array.from(out.getChannelData(1))];
+    }""", [STEMS, SECONDS * RATE])
+    browser_mix = np.array(mixed, dtype=np.float32).T
+    # Each WAV track and the mix are 16-bit: the difference is a few quantization steps.
+    assert np.abs(browser_mix - exported).max() < 4 / 32768
+    assert np.abs(exported).max() > 0.05  # not silence compared with silence
+
+
+def test_the_analysis_is_shown_for_the_mix_and_each_stem(open_song, studio):
+    page = open_song()
+    expect(page.locator(".player .analysis")).to_have_text(
+        re.compile(r"^Tempo, key, loudness: .*LUFS$"), timeout=60_000)
+    for stem in STEMS:
+        expect(page.locator(f'.stem[data-stem="{stem}"] .stem-analysis')).to_have_text(
+            re.compile(r"LUFS$"))
+
+
+def test_stems_stay_in_step_when_seeking_and_looping(open_song, studio):
+    _, song_hash = studio
+    name = player_name(song_hash)
+    page = open_song()
+    page.get_by_role("button", name=f"Play {name}").click()
+    expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible()
+    drifts = []
+    for target in (4.0, 1.0, 3.0):
+        page.evaluate(f"document.querySelector('.player').player.seek({target})")
+        page.wait_for_function(f"""() => {{ const t = document.querySelector('.player')
+            .player.transport; return t.position() > {target} + 0.3; }}""")
+        drifts.append(page.evaluate("document.querySelector('.player').player.transport.drift()"))
+    page.evaluate("document.querySelector('.player').player.setRegion({start: 1, end: 1.6})")
+    page.wait_for_function("""() => { const t = document.querySelector('.player').player
+        .transport; window.loops = (window.loops || 0) + (t.position() < 1.2 ? 1 : 0);
+        return window.loops > 3 && t.position() < 1.6; }""", polling=50)
+    drifts.append(page.evaluate("document.querySelector('.player').player.transport.drift()"))
+    assert max(drifts) < 0.03, drifts
+
+
+def test_the_page_asks_for_no_missing_file_and_fits_a_phone(open_song):
+    page = open_song(viewport={"width": 390, "height": 844})
+    favicon = page.evaluate("fetch(document.querySelector('link[rel=icon]').href)"
+                            ".then((r) => r.status)")
+    assert favicon == 200
+    wide = page.evaluate("""[...document.querySelectorAll("body *")]
+        .filter((e) => e.getBoundingClientRect().right > window.innerWidth)
+        .map((e) => `${e.tagName}.${e.className}`)""")
+    assert wide == []
