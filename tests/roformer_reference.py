@@ -74,8 +74,9 @@ def reference_network(family: str, model: dict) -> torch.nn.Module:
 
 def write_model(folder: Path, name: str, family: str, *, instruments: list[str],
                 target: str | None = None, seed: int = 0, dim_t: int = 33, overlap: int = 4,
-                **model: object) -> dict:
-    """`name.yaml` and `name.ckpt` of a random-weight model in `folder`; its model section."""
+                config_only: dict | None = None, **model: object) -> dict:
+    """`name.yaml` and `name.ckpt` of a random-weight model in `folder`; its model section.
+    `config_only`: model keys written to the YAML but not given to the network."""
     section: dict = dict(SMALL)
     section["num_stems"] = 1 if target else len(instruments)
     if family == "bs_roformer":
@@ -86,7 +87,7 @@ def write_model(folder: Path, name: str, family: str, *, instruments: list[str],
     config = {"audio": {"chunk_size": section["stft_hop_length"] * (dim_t - 1),
                         "hop_length": section["stft_hop_length"], "sample_rate": 44100,
                         "num_channels": 2},
-              "model": section,
+              "model": {**section, **(config_only or {})},
               "training": {"instruments": instruments, "target_instrument": target,
                            "batch_size": 2, "lr": 1e-4},
               "inference": {"batch_size": 1, "dim_t": dim_t, "num_overlap": overlap}}
