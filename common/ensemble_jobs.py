@@ -95,10 +95,10 @@ def release(client: redis.Redis, song: str, default_model: str) -> int:
             client.srem(keys.ensemble_waiting(song), stems_id)
             continue
         spec, _ = from_params(json.loads(raw["params"]))
-        members = [reads.hash(keys.job(separation_id(song, m, default_model)))
-                   for m in spec.members]
-        if all(member_finished(Job.from_redis("", raw) if raw else None)
-               for raw in members):
+        records = {m: reads.hash(keys.job(separation_id(song, m, default_model)))
+                   for m in spec.members}
+        if all(member_finished(Job.from_redis(member, record) if record else None)
+               for member, record in records.items()):
             released += int(client.eval(_RELEASE, 3, keys.ensemble_waiting(song),
                                         keys.RENDER_QUEUE, keys.job(stems_id), stems_id))
     return released
