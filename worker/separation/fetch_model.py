@@ -58,8 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                     "files and N.yaml for Demucs) into the models folder, each checked against "
                     "the catalogue's sha256 and renamed into place only when whole.")
     fetch_cmd.add_argument("names", nargs="*", metavar="NAME",
-                           help="catalogued model names (default: DEMUCS_MODELS, or "
-                                "DEMUCS_MODEL)")
+                           help="catalogued model names (default: those of DEMUCS_MODELS "
+                                "the catalogue has)")
     fetch_cmd.add_argument("--models-dir", metavar="DIR",
                            help="where to write (default: MODELS_DIR, else DEMUCS_REPO)")
     fetch_cmd.add_argument("--no-verify", action="store_true",
