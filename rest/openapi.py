@@ -84,7 +84,8 @@ _PATHS = {
                       **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503)},
     }},
     "/apiv1/queue": {"get": {
-        "summary": "Hashes waiting for a worker, oldest first",
+        "summary": "Hashes waiting for a worker, oldest first (with API_KEYS: the caller's own), "
+                   "and how many jobs wait and run",
         "parameters": [_query("model", "A model this service offers: its queue; default: the "
                                        "first model's (toWorker)", {"type": "string"})],
         "responses": {"200": _json("Queue", "The queue"), **_errors(400, 401, 503)},
@@ -100,14 +101,14 @@ _PATHS = {
         "responses": {"200": {"description": "The track",
                               "content": {mime: {"schema": {"type": "string", "format": "binary"}}
                                           for mime in sorted({f.mime for f in FORMATS.values()})}},
-                      "202": _RENDERING, **_errors(400, 401, 404, 500, 503)},
+                      "202": _RENDERING, **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
     }},
     "/apiv1/zip/{songhash}": {"get": {
         "summary": "Download every track of a rendition as one zip (<stem>.<ext> entries)",
         "parameters": [_HASH, _MODEL, _FORMAT, _TWO_STEMS, _BITS, _BITRATE],
         "responses": {"200": {"description": "The zip, streamed", "content": {
                           "application/zip": {"schema": {"type": "string", "format": "binary"}}}},
-                      "202": _RENDERING, **_errors(400, 401, 404, 500, 503)},
+                      "202": _RENDERING, **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
     }},
     "/apiv1/models": {"get": {
         "summary": "The models this service offers: stems, family, quality, speed",
@@ -152,7 +153,8 @@ _PATHS = {
     "/metrics": {"get": {
         "summary": "Prometheus metrics: queues, jobs in flight and ended, HTTP requests",
         "responses": {"200": {"description": "Prometheus text format",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      **_errors(401)},
     }},
 }
 
@@ -179,8 +181,10 @@ _SCHEMAS = {
         "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         "reason": {"type": "string"},
     }},
-    "Queue": {"type": "object", "required": ["queue"], "properties": {
+    "Queue": {"type": "object", "required": ["queue", "length", "in_flight"], "properties": {
         "queue": {"type": "array", "items": {"type": "string"}},
+        "length": {"type": "integer"},
+        "in_flight": {"type": "integer"},
     }},
     "Status": {"type": "object", "required": ["hash", "status", "tracks", "error", "progress"],
                "properties": {
