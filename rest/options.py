@@ -28,12 +28,13 @@ def _stems(model: str, registered: Mapping[str, list[str]]) -> list[str]:
     return registered.get(model) or list(tracks.known_stems(model))
 
 
-def model_param(value, settings: Settings) -> str:
-    """The model a request names (the default when it names none), if this deployment serves it."""
+def model_param(value, settings: Settings, ensembles: bool = True) -> str:
+    """The model a request names (the default when it names none), if this deployment serves
+    it, or (with `ensembles`) an ensemble asked for by POST /apiv1/ensemble."""
     if value in (None, ""):
         return settings.demucs_models[0]
-    if isinstance(value, str) and ensemble_jobs.exists(ctx.jobs().redis, value):
-        return value  # an ensemble asked for by POST /apiv1/ensemble: a model like the others
+    if ensembles and isinstance(value, str) and ensemble_jobs.exists(ctx.jobs().redis, value):
+        return value  # read like a model: its stems are made from its members' stems
     if not isinstance(value, str) or value not in settings.demucs_models:
         raise ApiError(400, f"unknown model {value!r}; this service offers "
                             f"{', '.join(settings.demucs_models)}",
@@ -77,7 +78,7 @@ def rendition_of(fields: Mapping, settings: Settings, stems: list[str]) -> Rendi
 
 def options_of(fields: Mapping, settings: Settings, jobs: JobStore) -> tuple[str, Rendition]:
     """(model, rendition) of a submission's or a download's option fields."""
-    model = model_param(fields.get("model"), settings)
+    model = model_param(fields.get("model"), settings, ensembles=False)  # no worker runs one
     return model, rendition_of(fields, settings, stems_of(model, jobs))
 
 

@@ -184,3 +184,12 @@ def test_deleting_a_song_leaves_nothing_of_its_waiting_ensemble(client, song, re
     left = [key for key in redis_client.keys("*") if song in key]
     assert left == [keys.deletions(song)]  # the gateway's deletion counter, kept on purpose
     assert client.get(f"/apiv1/status/{song}?model={name}").status_code == 404
+
+
+def test_a_song_is_never_submitted_to_an_ensemble(client, song, jobs, storage) -> None:
+    store_member(jobs, storage, song, MODEL, seed=2)
+    name = post(client, song, algorithm="pick", picks={"vocals": MODEL}).json["model"]
+    refused = client.post("/apiv1/separate", json={"mp3": b64(audio_file("wav", 2, seed=4)),
+                                                   "model": name})
+    assert refused.status_code == 400
+    assert refused.json["error"].startswith(f"unknown model {name!r}; this service offers")
