@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pty
 import subprocess
 import sys
 import threading
@@ -190,6 +191,31 @@ def test_without_names_the_served_catalogued_models_are_fetched(tmp_path: Path,
                         "yours to put in the models folder)")
     assert lines[-1].startswith("fetch_model: tiny: fetched in ")
     assert listing(tmp_path) == ["tiny.ckpt", "tiny.yaml"]
+
+
+def test_a_terminal_gets_a_bar_not_lines(tmp_path: Path, server: FileServer) -> None:
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "worker.separation.fetch_model", "download", "tiny",
+               "--catalogue", str(catalogue(tmp_path, server)), "--models-dir",
+               str(tmp_path / "models")]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=follower, stderr=follower,
+                               env={**os.environ, "COLUMNS": "100", "TERM": "xterm"})
+    os.close(follower)
+    written = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)  # blocks until output, fails once the process ends
+        except OSError:
+            break
+        if not chunk:
+            break
+        written += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, written
+    text = written.decode(errors="replace")
+    assert "\x1b[" in text and "tiny.ckpt" in text  # drawn, then cleared
+    assert "% (" not in text  # no plain progress lines
+    assert (tmp_path / "models" / "tiny.ckpt").read_bytes() == WEIGHTS
 
 
 def test_download_path_imports_no_torch(tmp_path: Path, server: FileServer) -> None:
