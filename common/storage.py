@@ -48,6 +48,12 @@ def lossless_object(song_hash: str, model: str, stem: str) -> str:
     return f"{song_hash}/{model}/stems/{tracks.lossless_track(stem)}"
 
 
+def job_prefix(song_hash: str, model: str, rendition: str = "") -> str:
+    """Where one job writes: a separation's stems `<hash>/<model>/stems/`, a render job's
+    tracks `<hash>/<model>/<rendition>/`."""
+    return f"{song_hash}/{model}/{rendition or 'stems'}/"
+
+
 def rendition_object(song_hash: str, model: str, rendition: str, track: str) -> str:
     """One track of a rendition: `<hash>/<model>/<rendition>/<track>` (track with its ext)."""
     return f"{song_hash}/{model}/{rendition}/{track}"
@@ -178,6 +184,29 @@ class Storage:
         self._call(self.client.put_object, self.output_bucket,
                    lossless_object(song_hash, model, stem), io.BytesIO(data), len(data),
                    content_type="audio/flac")
+
+    def abort_uploads(self, prefix: str) -> int:
+        """Abort every multipart upload still open under `prefix` of the output bucket (those
+        of an attempt that died mid-upload); returns how many."""
+        aborted = 0
+        while True:  # aborted uploads leave the listing, so each round starts from the top
+            listing = self._call(self.client._list_multipart_uploads, self.output_bucket,
+                                 prefix=prefix)
+            for upload in listing.uploads:
+                aborted += self._call(self._abort_open_upload, upload.object_name,
+                                      upload.upload_id)
+            if not listing.is_truncated or not listing.uploads:
+                return aborted
+
+    def _abort_open_upload(self, name: str, upload_id: str) -> int:
+        """1 when the upload was aborted, 0 when it had ended meanwhile."""
+        try:
+            self.client._abort_multipart_upload(self.output_bucket, name, upload_id)
+        except S3Error as error:
+            if error.code == "NoSuchUpload":
+                return 0
+            raise
+        return 1
 
     def remove_lossless(self, song_hash: str, model: str, stem: str) -> None:
         """Remove one lossless stem (an absent one is no error)."""

@@ -134,3 +134,20 @@ def test_a_long_stem_goes_in_parts_and_is_visible_only_when_whole(storage, finis
     assert soundfile.info(io.BytesIO(data)).frames == stem.shape[-1]
     assert np.abs(got.numpy() - stem).max() <= LOSSLESS_HEADROOM / 2**23
     assert stored(storage) == [lossless_object("abc", MODEL, "drums")]
+
+
+@pytest.mark.parametrize("stems_left", [1, 3])
+def test_a_retry_aborts_the_uploads_an_earlier_attempt_left_open(storage, separator, make_mp3,
+                                                                  stems_left):
+    """A worker killed mid-upload and restarted before any reaper saw it dead."""
+    noise = noise_stem(45)  # more than two parts of FLAC: the first part after the head is sent
+    for stem in ["drums", "bass", "vocals"][:stems_left]:
+        sink = StemSink(storage.lossless_upload("abc", MODEL, stem), 44100, 2)
+        sink.write(noise)
+        sink.queued[-1][0].result()
+        assert sink.upload.parts
+    put_upload(storage, "abc.mp3", make_mp3(5, seed=2))
+    separate_to_store(separator, storage, "abc", "abc.mp3", MODEL, max_seconds=60,
+                      progress=lambda _: None)
+    assert stored(storage) == sorted(lossless_object("abc", MODEL, stem)
+                                     for stem in separator.sources)

@@ -80,7 +80,8 @@ class ClaimLoop:
                                    check=self.unhealthy)
         self.reaper = Reaper(self.jobs, self.worker_id, settings.max_deaths,
                              settings.reaper_interval_s, on_owed=self.outbox.send_owed,
-                             heartbeat_ttl_s=settings.heartbeat_ttl_s, sweep=self._sweep)
+                             heartbeat_ttl_s=settings.heartbeat_ttl_s, sweep=self._sweep,
+                             storage=self.storage)
 
     # -- what a kind of worker provides -----------------------------------------------------
     def prepare(self) -> None:

@@ -18,14 +18,24 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from common.storage import LOSSLESS_HEADROOM, NotFound, PartUpload, Storage, StorageError
+from common.storage import (
+    LOSSLESS_HEADROOM,
+    NotFound,
+    PartUpload,
+    Storage,
+    StorageError,
+    job_prefix,
+)
 from worker.runtime.errors import InputMissing
 from worker.runtime.progress import Progress
 from worker.separation.audio import blocks, summarise
 from worker.separation.separator import Separator
 
 log = logging.getLogger("worker")
-QUEUED = 4  # stretches waiting per stem before the separation waits for its encoder
+# Frames waiting per stem before the separation waits for its encoder (about 24 s at 44.1 kHz:
+# four strides of htdemucs, one of a model with long segments), and frames encoded at a time.
+QUEUED_FRAMES = 2**20
+ENCODE_FRAMES = 2**16
 
 
 class Parts:
@@ -106,31 +116,39 @@ class StemSink:
         self.flac = soundfile.SoundFile(self.file, "w", samplerate, channels, "PCM_24",
                                         format="FLAC")
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="stem")
-        self.queued: deque[Future] = deque()
+        self.queued: deque[tuple[Future, int]] = deque()  # (encoding, its frames)
         self.clipped = 0
 
     def write(self, stem: np.ndarray) -> None:
-        """Queue a `[channels, n]` stretch; raises what an earlier write or upload raised."""
-        while len(self.queued) >= QUEUED:
-            self.queued.popleft().result()
-        self.queued.append(self.thread.submit(self._encode, stem))
+        """Queue a `[channels, n]` stretch; raises what an earlier write or upload raised.
 
-    def _encode(self, stem: np.ndarray) -> None:
-        scaled = stem.T / np.float32(LOSSLESS_HEADROOM)
-        self.clipped += int(np.count_nonzero(np.abs(scaled) > 1))
-        self.flac.write(np.clip(scaled, -1, 1, out=scaled))
+        The sink keeps a copy of its own, frames first as libsndfile takes them, so that the
+        separation's whole stretch (every stem of it) is freed as soon as it is handed out.
+        """
+        frames = np.array(stem.T, dtype=np.float32, order="C")
+        while self.queued and sum(n for _, n in self.queued) + len(frames) > QUEUED_FRAMES:
+            self.queued.popleft()[0].result()
+        self.queued.append((self.thread.submit(self._encode, frames), len(frames)))
+
+    def _encode(self, frames: np.ndarray) -> None:
+        # In place and a block at a time: the encoder's scratch stays small whatever the stride.
+        for start in range(0, len(frames), ENCODE_FRAMES):
+            block = frames[start:start + ENCODE_FRAMES]
+            block /= np.float32(LOSSLESS_HEADROOM)
+            self.clipped += int(np.count_nonzero(np.abs(block) > 1))
+            self.flac.write(np.clip(block, -1, 1, out=block))
 
     def finish(self) -> None:
         """Encode what is queued and send every part; the stem is not visible yet."""
         while self.queued:
-            self.queued.popleft().result()
+            self.queued.popleft()[0].result()
         self.thread.shutdown()
         self.flac.close()
         self.file.finish()
 
     def abort(self) -> None:
         """Drop everything sent of this stem."""
-        for future in self.queued:
+        for future, _ in self.queued:
             future.cancel()
         self.thread.shutdown(wait=True)
         self.file.discard = True
@@ -168,6 +186,11 @@ def separate_to_store(separator: Separator, storage: Storage, song_hash: str, in
         lap("fetch")
         summary = summarise(path, rate, channels, max_seconds)
         lap("decode")
+        # An earlier attempt that died mid-upload (its worker restarted before any reaper saw
+        # it dead) left its parts open: they go before this attempt sends its own.
+        if leftovers := storage.abort_uploads(job_prefix(song_hash, model)):
+            log.warning("song %s: %d open upload(s) of an earlier attempt aborted", song_hash,
+                        leftovers)
         sinks = {name: StemSink(storage.lossless_upload(song_hash, model, name), rate, channels)
                  for name in separator.sources}
         try:
@@ -175,6 +198,7 @@ def separate_to_store(separator: Separator, storage: Storage, song_hash: str, in
                                               progress):
                 for index, sink in enumerate(sinks.values()):
                     sink.write(stretch[index].numpy())
+                del stretch  # the sinks hold copies: free it before the next segments run
             for sink in sinks.values():
                 sink.finish()
             lap("separate")
