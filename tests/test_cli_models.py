@@ -14,7 +14,7 @@ import requests
 from werkzeug.serving import make_server
 
 from client.cli import main
-from common import modelinfo
+from common import keys, modelinfo
 from rest.app import close_app, create_app
 
 
@@ -43,7 +43,7 @@ def test_models_table_and_json(server: str, redis_client) -> None:
     facts = {"family": "demucs", "stems": ["drums", "bass", "other", "vocals"],
              "sample_rate": 44100, "chunk_s": 7.8, "parameters": 2_500_000}
     modelinfo.register(redis_client, "demucs_unittest", "w1", facts)
-    redis_client.set("heartbeat:w1", "1", ex=30)
+    redis_client.set(keys.heartbeat("w1"), "1", ex=30)
     modelinfo.record_speed(redis_client, "demucs_unittest", "cpu", 10.0, 2.5)
 
     code, out, err = call("models", "--server", server)
