@@ -3,7 +3,6 @@ workers registered, whether one is alive, and its speed measured on finished job
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from common import catalogue, keys, modelinfo
 from tests.audio_files import audio_file
-from tests.helpers import wait_for, wait_for_job
+from tests.helpers import b64, wait_for, wait_for_job
 
 pytestmark = pytest.mark.timeout(240)
 MODEL = "demucs_unittest"
@@ -57,8 +56,7 @@ def test_a_worker_registers_its_model_and_its_speed_is_counted(make_client, run_
     assert entry["parameters"] == sum(p.numel() for p in unittest.parameters())
     assert jobs.models() == {MODEL: ["drums", "bass", "other", "vocals"]}  # the old hash
 
-    response = client.post("/apiv1/separate", content_type="multipart/form-data",
-                           data={"file": (io.BytesIO(audio_file("wav", 3)), "song.wav")})
+    response = client.post("/apiv1/separate", json={"mp3": b64(audio_file("wav", 3))})
     song = response.json["hash"]
     wait_for_job(jobs, song, lambda job: bool(job.awaiting), timeout=180,
                  what="the song was never separated")

@@ -65,7 +65,7 @@ class SpecEnsembler:
 
     def feed(self, blocks: list[np.ndarray], last: bool = False) -> np.ndarray:
         """Take the inputs' next samples (`[channels, n]` each, the same n); the output samples
-        now complete, `[channels, m]`. With `last`, the rest, padded to the input's length."""
+        now complete, `[channels, m]`. With `last` (the inputs' ends), every frame left."""
         self.pending = [np.concatenate([p, b], axis=1) for p, b in zip(self.pending, blocks,
                                                                          strict=True)]
         if last:  # the centring's zeros after the end, and the frames' room
