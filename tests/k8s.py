@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import re
@@ -25,6 +26,9 @@ SECRET_NAMES = {name for name, (_, about) in ENVIRONMENT.items() if "(secret)" i
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 NAMESPACE = "micro-demucs"
 CLUSTER_SCOPED = {"Namespace"}
+# The set-once values (k8s/base/values.yaml), as the file says them.
+VALUES: dict[str, str] = yaml.safe_load((ROOT / "k8s" / "base" / "values.yaml").read_text())[
+    "data"]
 # Every optional component at once, on top of the gpu overlay (tests render it from a temporary
 # folder; kustomize reads components from anywhere).
 ALL_COMPONENTS = ["keda", "monitoring", "gateway-api"]
@@ -46,15 +50,20 @@ def render(path: str) -> tuple[dict[str, Any], ...]:
 @functools.cache
 def render_everything() -> tuple[dict[str, Any], ...]:
     """The gpu overlay with every optional component (monitoring, gateway-api) added."""
+    return render_with_everything(ROOT / "k8s")
+
+
+def render_with_everything(k8s_folder: Path) -> tuple[dict[str, Any], ...]:
+    """The gpu overlay of a k8s/ folder (this one or a copy) with every optional component."""
     folder = Path(tempfile.mkdtemp(prefix="k8s-all-"))
-    k8s = os.path.relpath(ROOT / "k8s", folder)  # kustomize takes relative paths only
+    k8s = os.path.relpath(k8s_folder, folder)  # kustomize takes relative paths only
     (folder / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "namespace": NAMESPACE, "resources": [f"{k8s}/overlays/gpu"],
         "components": [f"{k8s}/components/{name}" for name in ALL_COMPONENTS[1:]],
     }))
     try:
-        return render(str(folder))
+        return render.__wrapped__(str(folder))
     finally:
         shutil.rmtree(folder)
 
@@ -82,24 +91,43 @@ def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
     return workload["spec"]["template"]["spec"]
 
 
-def container_env(objs: tuple[dict, ...], container: dict[str, Any]) -> dict[str, str]:
-    """The environment a container starts with (Secret values stay base64; fieldRefs empty)."""
+def container_env(objs: tuple[dict, ...], container: dict[str, Any],
+                  decode: bool = False) -> dict[str, str]:
+    """The environment a container starts with (Secret values base64 unless `decode`;
+    fieldRefs empty)."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         ref = source.get("configMapRef") or source["secretRef"]
         kind = "ConfigMap" if "configMapRef" in source else "Secret"
         found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == ref["name"]]
         assert found, f"{container['name']} reads missing {kind} {ref['name']}"
-        env.update(found[0].get("data", {}))
+        data = found[0].get("data", {})
+        if kind == "Secret" and decode:
+            data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        env.update(data)
     env.update({item["name"]: item.get("value", "") for item in container.get("env", [])})
     return env
 
 
-def app_containers(objs: tuple[dict, ...]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(workload name, container) for the project's own images."""
+def secrets_read(container: dict[str, Any]) -> set[str]:
+    """Names of the Secrets a container reads, whole (envFrom) or by key."""
+    names = {s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s}
+    return names | {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", [])
+                    if "secretKeyRef" in e.get("valueFrom", {})}
+
+
+def is_ours(image: str) -> bool:
+    """Whether an image is one this project builds (under the registry of values.yaml)."""
+    return image.startswith(VALUES["registry"] + "/")
+
+
+def app_containers(objs: tuple[dict, ...], init: bool = False
+                   ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(workload name, container) for the project's own images; init containers too if `init`."""
     for workload in workloads(objs):
-        for container in pod_spec(workload)["containers"]:
-            if container["image"].startswith("micro-demucs/"):
+        spec = pod_spec(workload)
+        for container in spec["containers"] + (spec.get("initContainers", []) if init else []):
+            if is_ours(container["image"]):
                 yield workload["metadata"]["name"], container
 
 
@@ -118,6 +146,8 @@ def allowed_peers(objs: tuple[dict, ...], app: str) -> list[tuple[str, str, int]
     pods = {o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"]
             for o in workloads(objs)}
     pods["intruder"] = {"app.kubernetes.io/name": "intruder"}
+    # cert-manager's HTTP-01 solver pod, as it labels the pods it starts for a challenge.
+    pods["acme-solver"] = {"acme.cert-manager.io/http01-solver": "true"}
     policies = [p for p in objs if p["kind"] == "NetworkPolicy"
                 and "Ingress" in p["spec"]["policyTypes"]
                 and selects(p["spec"]["podSelector"], pods[app])]

@@ -1,18 +1,19 @@
-"""Kubernetes manifests: every overlay renders, validates and keeps the deployment promises."""
+"""Kubernetes manifests: every overlay renders, validates and keeps the deployment promises.
+Secrets: test_deploy_secrets.py; the workers' pods: test_deploy_workers.py."""
 
 from __future__ import annotations
 
-import base64
 import re
-import subprocess
+import shutil
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
-from common.settings import ENVIRONMENT, Settings, SettingsError
+from common.settings import ENVIRONMENT, Settings
 from tests.k8s import (
     ALLOWED_EXTRAS,
     CLUSTER_SCOPED,
@@ -21,14 +22,17 @@ from tests.k8s import (
     OVERLAYS,
     ROOT,
     SECRET_NAMES,
+    VALUES,
     app_containers,
     config,
     container_env,
+    is_ours,
     one,
     pod_spec,
     quantity_bytes,
     render,
     render_everything,
+    render_with_everything,
     selects,
     workloads,
 )
@@ -36,7 +40,7 @@ from tests.k8s import (
 CRD_APIS = ("keda.sh/", "monitoring.coreos.com/", "gateway.networking.k8s.io/")
 
 
-@pytest.mark.parametrize("path", ["base"] + [f"overlays/{name}" for name in OVERLAYS])
+@pytest.mark.parametrize("path", ["base", "namespace"] + [f"overlays/{name}" for name in OVERLAYS])
 def test_renders_and_validates_strictly(path: str) -> None:
     for obj in render(path):
         if not obj["apiVersion"].startswith(CRD_APIS):  # custom resources: own tests
@@ -61,18 +65,22 @@ def test_every_namespaced_object_is_in_one_namespace(overlay: str) -> None:
     objs = render_everything() if overlay == "everything" else render(f"overlays/{overlay}")
     for obj in objs:
         where = f"{obj['kind']}/{obj['metadata']['name']}"
-        if obj["kind"] in CLUSTER_SCOPED:
-            assert obj["metadata"]["name"] == NAMESPACE and "namespace" not in obj["metadata"]
-        else:
-            assert obj["metadata"].get("namespace") == NAMESPACE, where
-    # KEDA dials Redis by its cluster name, which must name the same namespace.
-    for scaled in (o for o in objs if o["kind"] == "ScaledObject"):
-        for trigger in scaled["spec"]["triggers"]:
-            assert trigger["metadata"]["address"] == f"redis.{NAMESPACE}.svc.cluster.local:6379"
+        assert obj["kind"] not in CLUSTER_SCOPED, where
+        assert obj["metadata"].get("namespace") == NAMESPACE, where
+    # KEDA, in its own namespace, dials Redis by the services' own REDIS_HOST: a name that
+    # resolves from anywhere in the cluster.
+    assert config(objs)["REDIS_HOST"] == f"redis.{NAMESPACE}.svc"
 
 
-def test_the_namespace_enforces_the_restricted_pod_security_standard() -> None:
-    labels = one(render("overlays/gpu"), "Namespace", NAMESPACE)["metadata"]["labels"]
+def test_deleting_the_application_keeps_the_namespace_and_its_volumes() -> None:
+    """`kubectl delete -k k8s/overlays/...` deletes what the overlay renders: no Namespace (it
+    would take every volume and Secret with it) and no standing PersistentVolumeClaim."""
+    for overlay in OVERLAYS:
+        kinds = {o["kind"] for o in render(f"overlays/{overlay}")}
+        assert not kinds & {"Namespace", "PersistentVolumeClaim"}, overlay
+    (namespace,) = render("namespace")
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == NAMESPACE
+    labels = namespace["metadata"]["labels"]
     for mode in ("enforce", "warn", "audit"):
         assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
 
@@ -90,13 +98,10 @@ def test_every_pod_is_hardened(overlay: str) -> None:
         assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", name
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         scratch = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
-        for container in spec["containers"]:
+        for container in spec["containers"] + spec.get("initContainers", []):
             where = f"{name}/{container['name']}"
             for bound in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][bound]), where
-            # The scheduler reserves the scratch space the pod may fill.
-            requested = container["resources"]["requests"]["ephemeral-storage"]
-            assert quantity_bytes(requested) >= _disk_scratch_bytes(spec), where
             context = container["securityContext"]
             assert context["runAsNonRoot"] is True and context["runAsUser"] == 10001, where
             assert context["allowPrivilegeEscalation"] is False, where
@@ -104,32 +109,29 @@ def test_every_pod_is_hardened(overlay: str) -> None:
             assert context["capabilities"]["drop"] == ["ALL"], where
             mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
             assert mounts.get("/tmp") in scratch, f"{where} has no emptyDir at /tmp"
+        for container in spec["containers"]:
+            where = f"{name}/{container['name']}"
+            # The scheduler reserves the scratch space the pod may fill.
+            requested = container["resources"]["requests"]["ephemeral-storage"]
+            assert quantity_bytes(requested) >= _disk_scratch_bytes(spec), where
             assert "readinessProbe" in container and "livenessProbe" in container, where
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_one_shot_job_to_reapply(overlay: str) -> None:
-    """A Job's template cannot change on a later apply: the services create the buckets."""
+    """A Job's template cannot change on a later apply: MinIO's start-up makes the buckets."""
     assert not [o for o in render(f"overlays/{overlay}") if o["kind"] in ("Job", "CronJob")]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_liveness_never_depends_on_redis(overlay: str) -> None:
-    """A Redis failover must not restart workers (and lose their songs): liveness asks the
-    process; readiness may ask Redis."""
-    objs = render(f"overlays/{overlay}")
-    for name in ("worker", "render", "logs"):
-        (container,) = pod_spec(one(objs, "Deployment", name))["containers"]
-        for probe in ("livenessProbe", "startupProbe"):
-            check = container.get(probe)
-            if check is None:
-                continue
-            command = " ".join(check.get("exec", {}).get("command", []))
-            assert "redis" not in command.lower() and "healthcheck" not in command, (name, probe)
-            if "httpGet" in check:
-                ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-                assert check["httpGet"]["path"] == "/healthz"
-                assert ports[check["httpGet"]["port"]] == int(config(objs)["METRICS_PORT"])
+@pytest.mark.parametrize("overlay", OVERLAYS + ["everything"])
+def test_every_container_keeps_its_images_entrypoint(overlay: str) -> None:
+    """`args`, never `command`: tini (the worker images) or the image's own entrypoint stays
+    PID 1, forwarding signals and reaping children."""
+    objs = render_everything() if overlay == "everything" else render(f"overlays/{overlay}")
+    for workload in workloads(objs):
+        spec = pod_spec(workload)
+        for container in spec["containers"] + spec.get("initContainers", []):
+            assert "command" not in container, (workload["metadata"]["name"], container["name"])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -137,57 +139,9 @@ def test_third_party_images_are_pinned_by_digest(overlay: str) -> None:
     for workload in workloads(render(f"overlays/{overlay}")):
         for container in pod_spec(workload)["containers"]:
             image = container["image"]
-            if image.startswith("micro-demucs/"):
-                continue  # built here; the overlay names the registry's tag
+            if is_ours(image):
+                continue  # built here, under the registry of values.yaml
             assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), image
-
-
-def _version(image: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.search(r":(\d+)\.(\d+)\.(\d+)", image).groups())
-
-
-def test_redis_has_the_lua_fix_and_a_password_every_client_sends() -> None:
-    objs = render("overlays/gpu")
-    (redis,) = pod_spec(one(objs, "StatefulSet", "redis"))["containers"]
-    assert _version(redis["image"]) >= (7, 4, 6)  # CVE-2025-49844
-    secret = one(objs, "Secret", "micro-demucs-secrets")["metadata"]["name"]
-    for name in ("REDIS_PASSWORD", "REDISCLI_AUTH"):
-        (ref,) = [e["valueFrom"]["secretKeyRef"] for e in redis["env"] if e["name"] == name]
-        assert ref == {"name": secret, "key": "REDIS_PASSWORD"}
-    assert "--include /tmp/auth.conf" in redis["args"][0]
-    for name, container in app_containers(objs):  # rest, workers, logs: from the Secret
-        assert "REDIS_PASSWORD" in container_env(objs, container), name
-        assert config(objs)["REDIS_URL"] == ""  # so REDIS_PASSWORD builds the URL
-    auth = one(objs, "TriggerAuthentication", "redis")["spec"]["secretTargetRef"]
-    assert auth == [{"parameter": "password", "name": secret, "key": "REDIS_PASSWORD"}]
-    for scaled in (o for o in objs if o["kind"] == "ScaledObject"):
-        for trigger in scaled["spec"]["triggers"]:
-            assert trigger["authenticationRef"] == {"name": "redis"}
-
-
-def _redis_start(objs: tuple[dict, ...]) -> str:
-    (redis,) = pod_spec(one(objs, "StatefulSet", "redis"))["containers"]
-    assert redis["command"] == ["/bin/sh", "-c"]
-    return redis["args"][0]
-
-
-@pytest.mark.parametrize("password", ["", "CHANGE-ME-redis-password", "my-changeme-pw"])
-def test_redis_refuses_to_start_without_a_real_password(password: str) -> None:
-    out = subprocess.run(["sh", "-c", _redis_start(render("overlays/cpu"))], timeout=10,
-                         env={"PATH": "/usr/bin:/bin", "REDIS_PASSWORD": password},
-                         capture_output=True, text=True, check=False)
-    assert out.returncode == 1 and "REDIS_PASSWORD" in out.stderr
-
-
-def test_the_example_secret_is_refused_by_every_service() -> None:
-    """The shipped placeholders render, but no service starts with them."""
-    objs = render("overlays/cpu")
-    secret = {k: base64.b64decode(v).decode()
-              for k, v in one(objs, "Secret", "micro-demucs-secrets")["data"].items()}
-    for _, container in app_containers(objs):
-        env = {**container_env(objs, container), **secret}
-        with pytest.raises(SettingsError, match="placeholder"):
-            Settings.from_env(env).require_secrets()
 
 
 def test_probes_hit_the_service_endpoints() -> None:
@@ -201,25 +155,24 @@ def test_probes_hit_the_service_endpoints() -> None:
         assert worker["readinessProbe"]["exec"]["command"] == [
             "python", "-m", "worker.runtime.healthcheck"]
     (render_worker,) = pod_spec(one(objs, "Deployment", "render"))["containers"]
-    assert render_worker["command"] == ["python", "-m", "worker.render"]
+    assert render_worker["image"] == f"{VALUES['registry']}/render:1.0.0"
+    assert "args" not in render_worker  # its image runs python -m worker.render
     (logs,) = pod_spec(one(objs, "Deployment", "logs"))["containers"]
-    assert logs["command"] == ["python", "-m", "logs"]
+    assert logs["args"] == ["python", "-m", "logs"]
     assert logs["image"] == rest["image"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_env_names_are_settings(overlay: str) -> None:
     objs = render(f"overlays/{overlay}")
-    for name, container in app_containers(objs):
+    for name, container in app_containers(objs, init=True):
         env = container_env(objs, container)
         assert set(env) <= set(ENVIRONMENT) | ALLOWED_EXTRAS, (name, set(env) - set(ENVIRONMENT))
         Settings.from_env({k: v for k, v in env.items() if k not in SECRET_NAMES})
 
 
-def test_configmap_and_secret_cover_the_settings() -> None:
-    objs = render("base")
-    assert set(config(objs)) == set(ENVIRONMENT) - SECRET_NAMES
-    assert set(one(objs, "Secret", "micro-demucs-secrets")["data"]) == SECRET_NAMES
+def test_configmap_covers_the_settings() -> None:
+    assert set(config(render("base"))) == set(ENVIRONMENT) - SECRET_NAMES
 
 
 def test_compose_uses_the_same_names() -> None:
@@ -228,7 +181,8 @@ def test_compose_uses_the_same_names() -> None:
     k8s = {name: set(container_env(objs, c)) for name, c in app_containers(objs)}
     for service, deployment in {"rest": "rest", "worker": "worker", "render": "render",
                                 "worker-gpu": "worker", "logs": "logs"}.items():
-        names = set(compose[service]["environment"])
+        # Secrets apart: on Kubernetes each service gets only its own (test_deploy_secrets.py).
+        names = set(compose[service]["environment"]) - SECRET_NAMES
         assert names <= k8s[deployment], (service, names - k8s[deployment])
 
 
@@ -262,33 +216,10 @@ def test_rest_drains_before_it_stops() -> None:
     assert delay >= 5 and spec["terminationGracePeriodSeconds"] >= delay + graceful
 
 
-# The HTTPRoute fields this component uses, as Gateway API v1 (standard channel) defines them.
-@pytest.mark.parametrize("overlay", ["gpu", "gpu-external-s3"])
-def test_gpu_overlay(overlay: str) -> None:
-    objs = render(f"overlays/{overlay}")
-    spec = pod_spec(one(objs, "Deployment", "worker"))
-    (worker,) = spec["containers"]
-    assert worker["image"].endswith("-cuda")
-    resources = worker["resources"]
-    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == 1
-    # The GPU request places the pod; a GPU Feature Discovery label may not exist.
-    assert "nodeSelector" not in spec and "affinity" not in spec
-    mounts = {m["mountPath"]: m["name"] for m in worker["volumeMounts"]}
-    volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
-    # Compiled kernels persist across pods, on a volume that allows exec.
-    claim = volumes[mounts["/cache"]]["persistentVolumeClaim"]["claimName"]
-    pvc = one(objs, "PersistentVolumeClaim", claim)
-    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]  # every GPU worker shares it
-    assert config(objs)["DEMUCS_DEVICE"] == "cuda" and config(objs)["DEMUCS_COMPILE"] == "true"
-    cpu = pod_spec(one(render("overlays/cpu"), "Deployment", "worker"))["containers"][0]
-    assert cpu["image"].endswith("-cpu") and "nvidia.com/gpu" not in cpu["resources"]["limits"]
-
-
 def test_external_s3_replaces_minio() -> None:
     objs = render("overlays/gpu-external-s3")
     assert not [o for o in objs if o["metadata"]["name"].startswith("minio")
-                and o["kind"] in ("StatefulSet", "NetworkPolicy")]
+                and o["kind"] in ("StatefulSet", "NetworkPolicy", "Secret", "ConfigMap")]
     assert one(objs, "Service", "minio")["spec"]["type"] == "ExternalName"
     assert config(objs)["MINIO_SECURE"] == "true"
 
@@ -303,18 +234,63 @@ def test_stateful_sets_have_headless_services(overlay: str) -> None:
                         stateful["spec"]["template"]["metadata"]["labels"])
 
 
-def test_redis_runs_the_shared_config() -> None:
-    objs = render("overlays/cpu")
-    conf = one(objs, "ConfigMap", "redis-config")
-    assert conf["data"]["redis.conf"] == (ROOT / "redis" / "redis.conf").read_text()
-    assert "exec redis-server /usr/local/etc/redis/redis.conf" in _redis_start(objs)
-
-
-def test_image_tags_follow_the_project_version() -> None:
+def test_image_tags_follow_the_project_version_under_one_registry() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    images = [c["image"] for _, c in app_containers(render("overlays/gpu"))]
-    images += [c["image"] for _, c in app_containers(render("overlays/cpu"))]
-    images += [s["image"] for s in compose.values() if s["image"].startswith("micro-demucs/")]
-    assert images and all(re.fullmatch(rf"micro-demucs/\w+:{version}(-cpu|-cuda)?", i)
-                          for i in images), images
+    images = [c["image"] for overlay in ("cpu", "gpu")
+              for _, c in app_containers(render(f"overlays/{overlay}"), init=True)]
+    images += [s["image"] for s in compose.values() if "build" in s]
+    registry = re.escape(VALUES["registry"])
+    assert len(images) >= 10 and all(
+        re.fullmatch(rf"{registry}/(rest|worker|render):{version}(-cpu|-cuda)?", i)
+        for i in images), images
+    # Spelled out: a bare name would resolve to Docker Hub (docker.io/micro-demucs/...).
+    assert "." in VALUES["registry"].split("/")[0]
+
+
+def _copy_with_values(tmp_path: Path, **values: str) -> Path:
+    """A copy of k8s/ (and redis/, which the base includes) with some values changed."""
+    shutil.copytree(ROOT / "k8s", tmp_path / "k8s")
+    shutil.copytree(ROOT / "redis", tmp_path / "redis")
+    path = tmp_path / "k8s" / "base" / "values.yaml"
+    document = yaml.safe_load(path.read_text())
+    document["data"].update(values)
+    path.write_text(yaml.safe_dump(document))
+    return tmp_path / "k8s"
+
+
+def test_each_value_is_set_once_and_reaches_every_use(tmp_path: Path) -> None:
+    """Change values.yaml alone and every object that uses a value follows."""
+    changed = {"registry": "localhost:5000/team/md", "host": "stems.test.invalid",
+               "ingressNamespace": "traefik", "gatewayName": "edge",
+               "gatewayNamespace": "infra", "gatewayProxyNamespace": "istio-ingress",
+               "monitoringNamespace": "observability", "prometheusRelease": "prom"}
+    objs = render_with_everything(_copy_with_values(tmp_path, **changed))
+    images = [c["image"] for w in workloads(objs)
+              for c in pod_spec(w)["containers"] + pod_spec(w).get("initContainers", [])
+              if "minio/" not in c["image"] and "redis:" not in c["image"]]
+    assert len(images) == 5 and all(i.startswith("localhost:5000/team/md/") for i in images)
+    route = one(objs, "HTTPRoute", "rest")["spec"]
+    assert route["hostnames"] == ["stems.test.invalid"]
+    assert route["parentRefs"] == [{"name": "edge", "namespace": "infra"}]
+    for name in ("rest", "acme-http01-solver"):
+        peer = one(objs, "NetworkPolicy", name)["spec"]["ingress"][0]["from"][0]
+        assert peer["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "istio-ingress"}, name
+    monitoring = one(objs, "NetworkPolicy", "metrics-from-monitoring")["spec"]["ingress"][0]
+    assert monitoring["from"][0]["namespaceSelector"]["matchLabels"][
+        "kubernetes.io/metadata.name"] == "observability"
+    for obj in objs:
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            assert obj["metadata"]["labels"]["release"] == "prom", obj["metadata"]["name"]
+    gpu = render.__wrapped__(str(tmp_path / "k8s" / "overlays" / "gpu"))
+    ingress = one(gpu, "Ingress", "rest")["spec"]
+    assert ingress["rules"][0]["host"] == "stems.test.invalid"
+    assert ingress["tls"][0]["hosts"] == ["stems.test.invalid"]
+    peer = one(gpu, "NetworkPolicy", "rest")["spec"]["ingress"][0]["from"][0]
+    assert peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "traefik"
+    # No object keeps a placeholder, and the values object itself is never applied.
+    text = yaml.safe_dump_all(objs + gpu)
+    assert not re.search(r"REGISTRY|GATEWAY_NAME|GATEWAY_NAMESPACE|PROMETHEUS_RELEASE|\bHOST\b",
+                         text)
+    assert not [o for o in objs + gpu if o["metadata"]["name"] == "deploy-values"]

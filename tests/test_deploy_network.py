@@ -10,7 +10,9 @@ import jsonschema
 import pytest
 
 from tests.k8s import (
+    NAMESPACE,
     OVERLAYS,
+    VALUES,
     allowed_peers,
     config,
     one,
@@ -19,6 +21,16 @@ from tests.k8s import (
     render_everything,
     selects,
 )
+
+# The slowest uplink a user may upload from and still be served: a slow ADSL or mobile link.
+SLOWEST_LINK_BITS_S = 4_000_000
+# Storing, hashing and queuing the body once it has arrived.
+AFTER_BODY_S = 60
+
+
+def _largest_upload_s(objs: tuple[dict, ...]) -> float:
+    """Seconds the largest JSON upload (base64 of MAX_UPLOAD_MB) takes on the slowest link."""
+    return int(config(objs)["MAX_UPLOAD_MB"]) * 1024 * 1024 * 4 / 3 * 8 / SLOWEST_LINK_BITS_S
 
 
 def _nginx_bytes(size: str) -> int:
@@ -39,8 +51,10 @@ def test_ingress_has_a_host_tls_and_fits_the_largest_upload() -> None:
     notes = ingress["metadata"]["annotations"]
     largest = int(config(objs)["MAX_UPLOAD_MB"]) * 1024 * 1024 * 4 / 3  # base64 in JSON
     assert _nginx_bytes(notes["nginx.ingress.kubernetes.io/proxy-body-size"]) >= largest
+    body_s = int(config(objs)["BODY_TIMEOUT_S"])
+    assert body_s >= _largest_upload_s(objs) > 270  # 140 MB at 4 Mbit/s: 280 s
     for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
-        assert int(notes[f"nginx.ingress.kubernetes.io/{timeout}"]) >= 300
+        assert int(notes[f"nginx.ingress.kubernetes.io/{timeout}"]) >= body_s + AFTER_BODY_S
     assert notes["cert-manager.io/cluster-issuer"]
     (rule,) = ingress["spec"]["rules"]
     (tls,) = ingress["spec"]["tls"]
@@ -97,10 +111,17 @@ def test_gateway_api_route_replaces_the_ingress() -> None:
     assert not _routed("/metrics", paths) and _routed("/apiv1/status/x", paths)
     service = one(objs, "Service", "rest")
     assert rule["backendRefs"] == [{"name": "rest", "port": service["spec"]["ports"][0]["port"]}]
-    assert _seconds(rule["timeouts"]["request"]) >= 300
-    namespace = route["spec"]["parentRefs"][0]["namespace"]
-    assert set(allowed_peers(objs, "rest")) >= {("namespace", namespace, 5000)}
-    assert ("namespace", "ingress-nginx", 5000) not in set(allowed_peers(objs, "rest"))
+    # The whole request, body included, on the slowest link: the gateway's limit, then a minute.
+    body_s = int(config(objs)["BODY_TIMEOUT_S"])
+    assert body_s >= _largest_upload_s(objs)
+    assert _seconds(rule["timeouts"]["request"]) >= body_s + AFTER_BODY_S
+    assert route["spec"]["parentRefs"] == [{"name": VALUES["gatewayName"],
+                                            "namespace": VALUES["gatewayNamespace"]}]
+    # Admitted: where the Gateway's proxies run, which need not be the Gateway's namespace.
+    proxies = ("namespace", VALUES["gatewayProxyNamespace"])
+    assert set(allowed_peers(objs, "rest")) >= {(*proxies, 5000)}
+    assert set(allowed_peers(objs, "acme-solver")) == {(*proxies, 8089)}
+    assert (VALUES["ingressNamespace"], 5000) not in {p[1:] for p in allowed_peers(objs, "rest")}
 
 
 def _seconds(duration: str) -> int:
@@ -114,7 +135,10 @@ def test_network_policies(overlay: str) -> None:
     clients = {"rest", "worker", "render"}
     assert set(allowed_peers(objs, "redis")) == {
         *(("pod", name, 6379) for name in clients | {"logs"}), ("namespace", "keda", 6379)}
-    assert set(allowed_peers(objs, "rest")) == {("namespace", "ingress-nginx", 5000)}
+    ingress = VALUES["ingressNamespace"]
+    assert set(allowed_peers(objs, "rest")) == {("namespace", ingress, 5000)}
+    # cert-manager's HTTP-01 solver answers the ACME server through the same controller.
+    assert set(allowed_peers(objs, "acme-solver")) == {("namespace", ingress, 8089)}
     for closed in ("worker", "render", "logs"):
         assert allowed_peers(objs, closed) == [], closed
     if overlay != "gpu-external-s3":
@@ -137,13 +161,47 @@ def test_monitoring_scrapes_rest_and_every_worker() -> None:
                         workload["spec"]["template"]["metadata"]["labels"]), name
         (container,) = pod_spec(workload)["containers"]
         assert pod_endpoint["port"] in {p["name"] for p in container["ports"]}
-        assert ("namespace", "monitoring", 9100) in set(allowed_peers(objs, name))
-    assert ("namespace", "monitoring", 5000) in set(allowed_peers(objs, "rest"))
-    dashboard = one(objs, "ConfigMap", "micro-demucs-dashboard")
+        assert ("namespace", VALUES["monitoringNamespace"], 9100) in set(
+            allowed_peers(objs, name))
+    assert ("namespace", VALUES["monitoringNamespace"], 5000) in set(allowed_peers(objs, "rest"))
+    # The usual operator install (kube-prometheus-stack) selects by `release`.
+    for kind, name in (("ServiceMonitor", "rest"), ("PodMonitor", "workers"),
+                       ("PrometheusRule", "micro-demucs")):
+        labels = one(objs, kind, name)["metadata"]["labels"]
+        assert labels["release"] == VALUES["prometheusRelease"], kind
+
+
+# Served by every rest pod alike, read from Redis: summing them over pods multiplies them.
+REDIS_WIDE = ("micro_demucs_queue_length", "micro_demucs_jobs_in_flight",
+              "micro_demucs_jobs_finished_total")
+
+
+def test_the_dashboard_reads_right_and_counts_cluster_figures_once() -> None:
+    dashboard = one(render_everything(), "ConfigMap", "micro-demucs-dashboard")
+    # A fixed name (no content hash) and a readable uid and title in Grafana.
+    assert dashboard["metadata"]["name"] == "micro-demucs-dashboard"
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
-    panels = json.loads(dashboard["data"]["micro-demucs.json"])["panels"]
-    exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
-    for metric in ("micro_demucs_queue_length", "micro_demucs_jobs_finished_total",
-                   "micro_demucs_worker_realtime_factor_bucket",
-                   "micro_demucs_http_requests_total"):
-        assert metric in exprs, metric
+    (key,) = dashboard["data"]
+    board = json.loads(dashboard["data"][key])
+    assert key == f"{board['uid']}.json" and re.fullmatch(r"[a-z]+(-[a-z]+)+", board["uid"])
+    assert board["title"].startswith("Micro Demucs ")
+    exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+    for metric in REDIS_WIDE + ("micro_demucs_worker_realtime_factor_bucket",
+                                "micro_demucs_http_requests_total"):
+        assert any(metric in e for e in exprs), metric
+    for expr in (e for e in exprs if any(m in e for m in REDIS_WIDE)):
+        assert re.match(r"max by \(\w+\) \(", expr) and "sum" not in expr, expr
+
+
+def test_an_alert_warns_before_the_store_fills() -> None:
+    objs = render_everything()
+    rules = {r["alert"]: r for g in one(objs, "PrometheusRule", "micro-demucs")["spec"]["groups"]
+             for r in g["rules"]}
+    claim = one(objs, "StatefulSet", "minio")["spec"]["volumeClaimTemplates"][0]["metadata"]
+    for alert, threshold in (("MicroDemucsStoreFilling", 0.8), ("MicroDemucsStoreFull", 0.95)):
+        expr = rules[alert]["expr"]
+        pattern = re.search(r'persistentvolumeclaim=~"([^"]+)"', expr).group(1)
+        assert re.fullmatch(pattern, f"{claim['name']}-minio-0"), alert
+        assert f'namespace="{NAMESPACE}"' in expr and expr.rstrip().endswith(f"> {threshold}")
+    # Songs expire by default, so the store does not fill with normal use.
+    assert float(config(objs)["RESULT_TTL_HOURS"]) > 0

@@ -1,7 +1,9 @@
-"""The two Dockerfiles: hadolint, pinned bases, non-root, and layers that can actually run."""
+"""The three Dockerfiles: hadolint, pinned bases, non-root, and layers that can actually run."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import os
 import re
@@ -14,7 +16,10 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILES = {"rest": ROOT / "rest" / "Dockerfile", "worker": ROOT / "worker" / "Dockerfile"}
+DOCKERFILES = {"rest": ROOT / "rest" / "Dockerfile", "worker": ROOT / "worker" / "Dockerfile",
+               "render": ROOT / "worker" / "render" / "Dockerfile"}
+# The newest Python 3.11 patch release (3.11.15, March 2026; 3.11 takes security fixes only).
+PYTHON = "3.11.15"
 
 
 def instructions(service: str) -> list[tuple[str, str]]:
@@ -49,7 +54,8 @@ def test_hadolint_passes(service: str) -> None:
 @pytest.mark.parametrize("service", sorted(DOCKERFILES))
 def test_base_pinned_non_root_unbuffered(service: str) -> None:
     (base,) = args_of(service, "FROM")
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+@sha256:[0-9a-f]{64}", base), base
+    assert re.fullmatch(rf"python:{re.escape(PYTHON)}-slim-\w+@sha256:[0-9a-f]{{64}}", base), base
+    assert len({args_of(name, "FROM")[0] for name in DOCKERFILES}) == 1  # one base for all
     assert args_of(service, "USER") == ["10001:10001"]
     env = " ".join(args_of(service, "ENV"))
     assert "PYTHONUNBUFFERED=1" in env and "HOME=/tmp" in env
@@ -152,3 +158,46 @@ def test_the_cuda_build_has_the_compiler_triton_needs() -> None:
     (install,) = runs
     gpu_only = install[install.index('if [ "${TORCH_VARIANT}" != "cpu" ]'):]
     assert re.search(r"\bgcc=\S+", gpu_only) and "libc6-dev" in gpu_only
+
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return dict(line.lower().split("==") for line in lines if line)
+
+
+def test_render_image_has_no_torch_and_what_the_render_worker_imports() -> None:
+    """worker/render/Dockerfile installs its own short list: every third-party distribution
+    that the code it copies (worker.render, worker.runtime, common) imports, at the worker
+    image's pins, and neither torch nor the model's libraries."""
+    assert json.loads(args_of("render", "ENTRYPOINT")[0]) == ["tini", "--"]
+    assert json.loads(args_of("render", "CMD")[0]) == ["python", "-m", "worker.render"]
+    copied = {copy.split()[0].rstrip("/") for copy in args_of("render", "COPY")}
+    assert copied == {"worker/render/requirements.txt", "common", "worker/__init__.py",
+                      "worker/runtime", "worker/render"}
+    render_pins = _pins(ROOT / "worker" / "render" / "requirements.txt")
+    worker_pins = _pins(ROOT / "worker" / "requirements.txt")
+    assert render_pins.items() <= worker_pins.items()
+    assert not set(render_pins) & {"torch", "demucs", "torchaudio"}
+    distributions = importlib.metadata.packages_distributions()
+    imported = _imports(ROOT / "common", ROOT / "worker" / "runtime", ROOT / "worker" / "render")
+    needed = {_name(d) for m in imported for d in distributions.get(m, [])}
+    # Pinned, or installed with a pinned one (urllib3 with minio).
+    installed = set(render_pins) | {_name(re.split(r"[ ;<>=!~\[]", r)[0]) for pin in render_pins
+                                    for r in importlib.metadata.requires(pin) or []}
+    assert needed and needed <= installed, needed - installed
+
+
+def _name(distribution: str) -> str:
+    return distribution.lower().replace("_", "-")
+
+
+def _imports(*folders: Path) -> set[str]:
+    """Top-level names of the third-party modules the Python files in `folders` import."""
+    names: set[str] = set()
+    for path in (p for folder in folders for p in folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"common", "worker", "__future__"}
