@@ -71,14 +71,17 @@ def test_gpu_overlay(overlay: str) -> None:
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_every_served_model_is_fetched_into_a_writable_volume(overlay: str) -> None:
-    """Not only the model baked into the image: an init container downloads each model the
-    worker serves into the `models` volume, and the worker loads from there."""
+    """Not only the model baked into the image: an init container downloads the model the
+    worker loads into the `models` volume, and the worker loads it from there."""
     objs = render(f"overlays/{overlay}")
     spec = pod_spec(one(objs, "Deployment", "worker"))
     (models,) = spec["initContainers"]
     (worker,) = spec["containers"]
     assert models["args"][:4] == ["python", "-m", "worker.separation.fetch_model", "download"]
-    assert not [a for a in models["args"][4:] if not a.startswith("--")]  # every served model
+    # Its own model, as Kubernetes expands $(NAME) from the container's environment.
+    assert [a for a in models["args"][4:] if not a.startswith("--")] == ["$(DEMUCS_MODEL)"]
+    assert container_env(objs, models)["DEMUCS_MODEL"] == container_env(objs, worker)[
+        "DEMUCS_MODEL"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     folder = container_env(objs, models)["DEMUCS_REPO"]
     assert folder and container_env(objs, worker)["DEMUCS_REPO"] == folder
