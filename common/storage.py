@@ -262,9 +262,11 @@ class Storage:
             self.output_bucket, prefix=prefix, recursive=True)))
         return [obj.object_name.removeprefix(prefix) for obj in objects]
 
-    def stream_output(self, name: str) -> tuple[int, Iterator[bytes]]:
-        """Size and chunks of an object of the output bucket, for streaming it to a client."""
-        response = self._call(self.client.get_object, self.output_bucket, name)
+    def stream_output(self, name: str, offset: int = 0,
+                      length: int = 0) -> tuple[int, Iterator[bytes]]:
+        """Size and chunks of an object of the output bucket (`length` bytes from `offset`;
+        0: to its end), for streaming it to a client."""
+        response = self._call(self.client.get_object, self.output_bucket, name, offset, length)
         size = int(response.headers.get("Content-Length", 0))
 
         def chunks() -> Iterator[bytes]:

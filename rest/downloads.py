@@ -20,6 +20,7 @@ from rest import access
 from rest import context as ctx
 from rest.errors import ApiError, unavailable
 from rest.options import model_param, rendition_of, stems_of
+from rest.ranges import stream_stored
 from rest.validate import song_hash_param, track_param
 from rest.zipstream import stream_zip
 
@@ -135,14 +136,14 @@ def track(songhash: str, track: str):
     if wanted.name not in stored:
         raise ApiError(404, f"song {song_hash} has no track {wanted.name} in {rendition.id}; "
                             f"it has {', '.join(stored) or 'none left'}", tracks=stored)
-    try:
-        size, chunks = ctx.storage().stream_output(
-            rendition_object(song_hash, model, rendition.id, wanted.name))
+    try:  # by byte range when asked: a player starts a long track anywhere
+        return stream_stored(ctx.storage(), rendition_object(song_hash, model, rendition.id,
+                                                             wanted.name),
+                             wanted.mime, request.headers.get("Range"),
+                             _attachment(f"{song_hash}-{wanted.name}"))
     except NotFound:
         raise ApiError(404, f"track {wanted.name} of song {song_hash} is missing from the "
                             "object store; resubmit the song") from None
-    return Response(chunks, mimetype=wanted.mime,
-                    headers=_attachment(f"{song_hash}-{wanted.name}", size))
 
 
 @downloads.get("/apiv1/zip/<songhash>")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, request
 
 from common import mixes, operations
 from common.jobs import JobStatus, RenditionResult, render_id
@@ -21,6 +21,7 @@ from rest import context as ctx
 from rest.downloads import separated
 from rest.errors import ApiError
 from rest.options import model_param, stems_of
+from rest.ranges import stream_stored
 from rest.validate import song_hash_param
 
 log = logging.getLogger("rest")
@@ -68,16 +69,15 @@ def stored_files(song_hash: str, model: str, op: str, location: str, params: str
 
 
 def stream(song_hash: str, model: str, op: str, name: str, mime: str, filename: str = ""):
-    """One stored file of an operation, streamed (as an attachment when `filename` is given)."""
+    """One stored file of an operation, whole or by byte range (as an attachment when
+    `filename` is given)."""
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
     try:
-        size, chunks = ctx.storage().stream_output(rendition_object(song_hash, model, op, name))
+        return stream_stored(ctx.storage(), rendition_object(song_hash, model, op, name), mime,
+                             request.headers.get("Range"), headers)
     except NotFound:
         raise ApiError(404, f"{name} of song {song_hash} is missing from the object store; "
                             "resubmit the song") from None
-    headers = {"Content-Length": str(size)}
-    if filename:
-        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return Response(chunks, mimetype=mime, headers=headers)
 
 
 def _query(model: str) -> str:

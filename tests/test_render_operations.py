@@ -119,6 +119,18 @@ def test_the_gateway_queues_a_mix_then_serves_it(jobs, storage, song, live_stack
                           timeout=10)
     assert again.status_code == 200 and again.headers["Location"] == location
     assert soundfile.info(io.BytesIO(got.content)).frames == 2 * RATE
+    # By byte range, as a player asks for a long file: the part asked for, and its place.
+    part = requests.get(base + location, headers={"Range": "bytes=100-199"}, timeout=10)
+    assert (part.status_code, part.content) == (206, got.content[100:200])
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(got.content)}"
+    tail = requests.get(base + location, headers={"Range": "bytes=-10"}, timeout=10)
+    assert (tail.status_code, tail.content) == (206, got.content[-10:])
+    beyond = requests.get(base + location, headers={"Range": "bytes=99999999-"}, timeout=10)
+    assert beyond.status_code == 416 and "outside" in beyond.json()["error"]
+    assert beyond.headers["Content-Range"] == f"bytes */{len(got.content)}"
+    stem = requests.get(f"{base}/apiv1/track/{song_hash}/vocals.wav?bits=16",
+                        headers={"Range": "bytes=0-43"}, timeout=10)  # a WAV header
+    assert stem.status_code == 206 and stem.content[:4] == b"RIFF" and len(stem.content) == 44
 
 
 BAD_MIXES = [

@@ -123,8 +123,16 @@ export class Transport {
       this.handlers.onTick(target);
       return;
     }
+    if (this.duration && target >= this.duration && !this.region) {
+      this.ended(); // play() at the very end would start again from the top
+      return;
+    }
     for (const stem of this.stems) stem.audio.pause();
     await this.align(target);
+    if (this.stems.some((stem) => stem.audio.ended)) {
+      this.ended(); // sought to the very end: play() would start again from the top
+      return;
+    }
     await Promise.all(this.stems.map((stem) => stem.audio.play()));
     this.handlers.onTick(target);
   }
