@@ -22,7 +22,7 @@ class SettingsError(ValueError):
     """An environment variable holds a value the services cannot use."""
 
 
-# Values shipped as examples (k8s/base/secret.example.env): a service never starts with one.
+# Values shipped as examples (k8s/base/secrets/*.env): a service never starts with one.
 _PLACEHOLDER = re.compile(r"change-?me", re.IGNORECASE)
 
 
