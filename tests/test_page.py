@@ -331,7 +331,9 @@ def test_the_page_and_every_file_it_loads_come_from_the_gateway(make_client):
         served[path] = answer.get_data(as_text=True)
         answer.close()
         pending += [f"/static/{name}" for name in re.findall(r'from "\./([\w.]+)"', served[path])]
-    assert {"/static/style.css", "/static/main.js", "/static/api.js", "/static/songs.js",
-            "/static/player.js", "/static/upload.js", "/static/dom.js"} == set(served)
+    assert {"/static/style.css", "/static/favicon.svg", "/static/main.js", "/static/api.js",
+            "/static/songs.js", "/static/player.js", "/static/transport.js",
+            "/static/waveform.js", "/static/studio.js", "/static/keys.js", "/static/upload.js",
+            "/static/dom.js"} == set(served)
     assert not [path for path, text in {"/": html, **served}.items()
                 if re.search(r"(https?:)?//[\w.-]+\.\w", text)], "a reference to another origin"
