@@ -47,7 +47,9 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
                       "keep the bare hash on `toWorker`); empty: the only model served"),
     "DEMUCS_MODEL": ("htdemucs", "Model this separation worker loads (htdemucs, htdemucs_ft, "
                      "htdemucs_6s, demucs_unittest, ...)"),
-    "DEMUCS_REPO": ("", "Local folder of model files; empty: the Hugging Face hub and its cache"),
+    "MODELS_DIR": ("", "Folder of model files (Demucs N.th/N.yaml, RoFormer N.yaml + N.ckpt); "
+                   "empty: the Hugging Face hub and its cache"),
+    "DEMUCS_REPO": ("", "Old name of MODELS_DIR, read when MODELS_DIR is not set"),
     "DEMUCS_DEVICE": ("auto", "auto (CUDA when available), cpu or cuda[:n]"),
     "DEMUCS_PRECISION": ("auto", "auto (bf16 on CUDA and bf16 CPUs, else fp32), fp32, bf16, fp16"),
     "DEMUCS_BATCH": ("0", "Segments per forward pass; 0: from free memory on CUDA, 1 on CPU"),

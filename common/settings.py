@@ -172,7 +172,8 @@ class Settings:
     demucs_model: str
     default_model: str
     demucs_models: tuple[str, ...]  # the default first
-    demucs_repo: str
+    models_dir: str  # MODELS_DIR, else its old name DEMUCS_REPO
+    demucs_repo: str  # the same folder, under the name older code reads
     demucs_device: str
     demucs_precision: str
     demucs_batch: int
@@ -256,7 +257,8 @@ class Settings:
             demucs_model=_text(env, "DEMUCS_MODEL"),
             default_model=default_model,
             demucs_models=demucs_models,
-            demucs_repo=_text(env, "DEMUCS_REPO"),
+            models_dir=_text(env, "MODELS_DIR") or _text(env, "DEMUCS_REPO"),
+            demucs_repo=_text(env, "MODELS_DIR") or _text(env, "DEMUCS_REPO"),
             demucs_device=_text(env, "DEMUCS_DEVICE").lower(),
             demucs_precision=_precision(env),
             demucs_batch=_int(env, "DEMUCS_BATCH"),
