@@ -73,6 +73,9 @@ def test_grace_and_scaling() -> None:
     gpu_period = pod_spec(one(gpu, "Deployment", "worker"))["terminationGracePeriodSeconds"]
     says(f"sized from the GPU's speed: {gpu_grace} s",
          f"`terminationGracePeriodSeconds` {gpu_period} s")
+    (cache,) = [v["ephemeral"]["volumeClaimTemplate"]["spec"] for v in pod_spec(
+        one(gpu, "Deployment", "worker"))["volumes"] if v["name"] == "compile-cache"]
+    says(f"a generic ephemeral volume of {_unit(cache['resources']['requests']['storage'])}")
     worker, render_ = (one(cpu, "ScaledObject", n)["spec"] for n in ("worker", "render"))
     window = worker["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
     says(f"(worker {worker['maxReplicaCount']}, render {render_['maxReplicaCount']})",
