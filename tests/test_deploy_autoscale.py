@@ -326,17 +326,16 @@ def test_gpu_pods_are_started_per_batch_of_songs_not_per_song(redis_client):
     """A burst of short songs starts one GPU pod per `target` songs, where the CPU overlay
     starts one per song (up to maxReplicaCount), and the last GPU pod goes soon after."""
     burst = {f"{n:064x}": 20.0 for n in range(12)}
-    peaks, stops = {}, {}
+    peaks = {}
     for overlay in ("cpu", "gpu"):
-        objs, scaled = render(f"overlays/{overlay}"), scaled_objects(overlay)
         redis_client.flushdb()
-        peaks[overlay] = replay(redis_client, scaled, graces(objs), burst, 900)["peak"]["worker"]
-        spec = scaled["worker"]["spec"]
-        stops[overlay] = spec["cooldownPeriod"]
-    gpu = scaled_objects("gpu")["worker"]["spec"]
-    assert peaks["gpu"] == math.ceil(len(burst) / float(
-        gpu["advanced"]["scalingModifiers"]["target"])) < peaks["cpu"]
-    assert gpu["minReplicaCount"] == 0 and stops["gpu"] < stops["cpu"]
+        outcome = replay(redis_client, scaled_objects(overlay),
+                         graces(render(f"overlays/{overlay}")), burst, 900)
+        peaks[overlay] = outcome["peak"]["worker"]
+    cpu, gpu = (scaled_objects(overlay)["worker"]["spec"] for overlay in ("cpu", "gpu"))
+    target = float(gpu["advanced"]["scalingModifiers"]["target"])
+    assert peaks["gpu"] == math.ceil(len(burst) / target) < peaks["cpu"]
+    assert gpu["minReplicaCount"] == 0 and gpu["cooldownPeriod"] < cpu["cooldownPeriod"]
 
 
 def test_the_replay_catches_a_queue_only_trigger(redis_client):
