@@ -110,7 +110,7 @@ def test_uploads_models_probes_and_storage() -> None:
     (models,) = spec["initContainers"]
     (volume,) = [v for v in spec["volumes"] if v["name"] == "models"]
     says(f"`{' '.join(models['args'])}`", f"`emptyDir` of {_unit(volume['emptyDir']['sizeLimit'])}",
-         f"(`DEMUCS_REPO={container_env(objs, models)['DEMUCS_REPO']}`)")
+         f"(`MODELS_DIR={container_env(objs, models)['MODELS_DIR']}`)")
     render_ = _container(objs, "Deployment", "render")
     says(f"`STALL_TIMEOUT_S` ({config(objs)['STALL_TIMEOUT_S']} s; the render workers "
          f"{container_env(objs, render_)['STALL_TIMEOUT_S']} s")

@@ -83,8 +83,8 @@ def test_every_served_model_is_fetched_into_a_writable_volume(overlay: str) -> N
     assert container_env(objs, models)["DEMUCS_MODEL"] == container_env(objs, worker)[
         "DEMUCS_MODEL"]
     volumes = {v["name"]: v for v in spec["volumes"]}
-    folder = container_env(objs, models)["DEMUCS_REPO"]
-    assert folder and container_env(objs, worker)["DEMUCS_REPO"] == folder
+    folder = container_env(objs, models)["MODELS_DIR"]
+    assert folder and container_env(objs, worker)["MODELS_DIR"] == folder
     (fetched,) = [m for m in models["volumeMounts"] if m["mountPath"] == folder]
     (loaded,) = [m for m in worker["volumeMounts"] if m["mountPath"] == folder]
     assert fetched["name"] == loaded["name"] and not fetched.get("readOnly")
