@@ -14,19 +14,18 @@ import logging
 from flask import Blueprint, request
 
 from common import mixes, operations
-from common.jobs import JobStatus, RenditionResult, render_id
+from common.jobs import Job, JobStatus, RenditionResult, render_id
 from common.storage import NotFound, rendition_object
 from rest import access
 from rest import context as ctx
 from rest.downloads import separated
-from rest.errors import ApiError
+from rest.errors import ApiError, unavailable
 from rest.options import model_param, stems_of
 from rest.ranges import stream_stored
 from rest.validate import song_hash_param
 
 log = logging.getLogger("rest")
 studio = Blueprint("studio", __name__)
-access.install(studio, open_endpoints=set(), writes_by_get=set())
 
 RETRY_S = 2
 
@@ -45,13 +44,34 @@ def pending(waiting: Pending):
     return waiting.body, 202, {"Retry-After": str(RETRY_S), "Location": waiting.location}
 
 
+def _start(song_hash: str, model: str, op: str, params: str, render: Job | None
+           ) -> RenditionResult:
+    """Ask for the operation to be made, within the gateway's render limits: a write when it
+    starts a render job, the render queue and each song's render jobs capped, HEAD never."""
+    if request.method == "HEAD":
+        raise ApiError(404, f"{op} of song {song_hash} is not made yet; GET starts making it "
+                            "(HEAD never does)")
+    starts = render is None or render.status not in (JobStatus.QUEUED, JobStatus.PROCESSING)
+    if starts and request.method == "GET":  # a POST is counted as a write already
+        access.count_write()
+    result = ctx.jobs().request_rendition(song_hash, model, op, params)
+    if result is RenditionResult.QUEUE_FULL:
+        raise unavailable(f"the render queue is full ({ctx.settings().max_queue_length} jobs); "
+                          "retry later")
+    if result is RenditionResult.TOO_MANY:
+        limit = ctx.settings().max_renditions_per_song
+        raise ApiError(409, f"song {song_hash} has {limit} renditions and mixes already, the "
+                            "most one song may have; ask for one made already")
+    return result
+
+
 def stored_files(song_hash: str, model: str, op: str, location: str, params: str = "") -> list[str]:
     """The files of an operation once stored; queued (202) before, 404 before separation."""
     job = separated(song_hash, model)
     render = ctx.jobs().get(render_id(song_hash, model, op))
     if render is not None and render.status is JobStatus.DONE:
         return render.tracks
-    result = ctx.jobs().request_rendition(song_hash, model, op, params)
+    result = _start(song_hash, model, op, params, render)
     if result is RenditionResult.NOT_SEPARATED:
         raise ApiError(404, f"song {song_hash} is not separated yet (status {job.status.value})",
                        status=job.status.value, progress=job.progress)

@@ -156,6 +156,20 @@ def test_a_bad_mix_request_says_what_to_fix(jobs, storage, song, live_stack):
     assert jobs.queue_length("toRender") == 0  # nothing was queued for any of them
 
 
+def test_mixes_count_against_the_render_limits(jobs, storage, song, live_stack):
+    song_hash, _ = song  # its wav-16 rendition is one render job already
+    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL,
+                                 MAX_RENDITIONS_PER_SONG="2")
+    first = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["drums"]}, timeout=10)
+    assert first.status_code in (200, 202)
+    second = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["bass"]}, timeout=10)
+    assert second.status_code == 409 and "renditions and mixes" in second.json()["error"]
+    again = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["drums"]}, timeout=10)
+    assert again.status_code in (200, 202)  # the same mix is no new job
+    head = requests.head(f"{base}/apiv1/analysis/{song_hash}", timeout=10)
+    assert head.status_code == 404 and jobs.get(render_id(song_hash, MODEL, "analysis")) is None
+
+
 def test_the_cli_saves_a_karaoke_loop_in_one_step(jobs, storage, song, live_stack, tmp_path,
                                                   capsys):
     song_hash, stems = song
