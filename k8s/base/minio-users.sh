@@ -1,13 +1,14 @@
-#!/bin/sh
+#!/bin/bash
 # MinIO's postStart hook (minio.yaml): with the root user, which only MinIO holds, create the
 # buckets and one user per service with only the policy it needs; idempotent, so it runs at
-# every start and a changed secret takes effect on the next one.
+# every start and a changed secret takes effect on the next one. MinIO's image is minimal
+# (bash, coreutils, mc): nothing else is used.
 #   rest, worker: read and write songs and output (they store, separate and delete songs).
 #   render: read and write output; delete songs (the expiry sweep that every worker runs).
 # The logs consumer gets no store user at all.
 set -eu
 export MC_CONFIG_DIR=/tmp/mc
-here=$(dirname "$0")
+here=${0%/*}
 tries=0
 until mc alias set local http://127.0.0.1:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" \
     >/dev/null 2>&1; do
@@ -21,8 +22,10 @@ done
 mc mb --ignore-existing "local/$SONGS_BUCKET" "local/$OUTPUT_BUCKET" >/dev/null
 
 policy() {  # name, file: the file with the configured bucket names filled in
-  sed -e "s/SONGS_BUCKET/$SONGS_BUCKET/g" -e "s/OUTPUT_BUCKET/$OUTPUT_BUCKET/g" "$here/$2" \
-    > "$MC_CONFIG_DIR/$1.json"
+  local text
+  text=$(<"$here/$2")
+  text=${text//SONGS_BUCKET/$SONGS_BUCKET}
+  printf '%s\n' "${text//OUTPUT_BUCKET/$OUTPUT_BUCKET}" > "$MC_CONFIG_DIR/$1.json"
   mc admin policy create local "$1" "$MC_CONFIG_DIR/$1.json" >/dev/null
 }
 
@@ -30,7 +33,7 @@ user() {  # access key, secret key, policy
   mc admin user add local "$1" "$2" >/dev/null
   # attach refuses a policy already attached; the user's info then names it.
   mc admin policy attach local "$3" --user "$1" >/dev/null 2>&1 \
-    || mc admin user info local "$1" | grep -q "$3"
+    || [[ "$(mc admin user info local "$1")" == *"$3"* ]]
 }
 
 policy micro-demucs-app minio-policy-app.json
