@@ -16,6 +16,7 @@ from rest import context as ctx
 from rest.downloads import ready_tracks, separated, track_rendition
 from rest.errors import ApiError, unavailable
 from rest.options import describe, model_param
+from rest.studio import status_analysis
 from rest.submission import Submission, read_submission
 from rest.upload import upload_slot
 from rest.validate import song_hash_param, track_param
@@ -172,6 +173,7 @@ def status(songhash: str):
         "options": describe(model, tracks.parse_rendition(job.rendition) if job.rendition
                             else ctx.default_rendition()),
         "ready": ready_tracks(song_hash),
+        "analysis": status_analysis(job),  # tempo, key, loudness; queued once separated
     }
     if job.status is JobStatus.QUEUED and (place := ctx.jobs().place(job.id)):
         answer["position"], answer["queue_length"] = place

@@ -196,3 +196,22 @@ def mix_file(songhash: str, op: str):
         raise ApiError(404, f"mix {op} of song {song_hash} was removed; POST it again")
     return stream(song_hash, model, op, name, mixes.mime(render.params),
                   f"{song_hash}-{op}.{name.rsplit('.', 1)[1]}")
+
+
+def status_analysis(job: Job) -> dict | None:
+    """What a separation's status says of its analysis: the figures once made; before, the
+    analysis and the waveform peaks are queued (once: asking again finds them) and this says
+    where they stand. None before the separation is done."""
+    if job.status is not JobStatus.DONE:
+        return None
+    model = job.model or ctx.settings().default_model
+    analysis = ctx.jobs().get(render_id(job.song_hash, model, operations.ANALYSIS))
+    if analysis is not None and analysis.status is JobStatus.DONE:
+        try:
+            return json.loads(ctx.storage().get_output(rendition_object(
+                job.song_hash, model, operations.ANALYSIS, "analysis.json")))
+        except NotFound:
+            return None
+    results = [ctx.jobs().request_rendition(job.song_hash, model, op)
+               for op in (operations.ANALYSIS, operations.PEAKS)]
+    return {"status": results[0].value}

@@ -184,3 +184,18 @@ def test_the_cli_saves_a_karaoke_loop_in_one_step(jobs, storage, song, live_stac
     assert (info.frames, info.format) == (RATE, "FLAC")
     with pytest.raises(SystemExit, match="must be STEM=DB"):
         cli.main(["--server", base, "mix", song_hash, "--gain", "drums"])
+
+
+def test_the_status_queues_the_analysis_and_waveforms_then_shows_the_figures(
+        jobs, storage, song, live_stack):
+    song_hash, _ = song
+    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
+    url = f"{base}/apiv1/status/{song_hash}"
+    assert requests.get(url, timeout=10).json()["analysis"] == {"status": "enqueued"}
+    assert jobs.get(render_id(song_hash, MODEL, "peaks")) is not None
+
+    def figures():
+        return (requests.get(url, timeout=10).json()["analysis"] or {}).get("mix")
+
+    mix = wait_for(figures, 60, "the analysis in the status")
+    assert mix["duration_s"] == 2.0 and mix["loudness_lufs"] < 0
