@@ -287,8 +287,10 @@ def test_each_value_is_set_once_and_reaches_every_use(tmp_path: Path) -> None:
     ingress = one(gpu, "Ingress", "rest")["spec"]
     assert ingress["rules"][0]["host"] == "stems.test.invalid"
     assert ingress["tls"][0]["hosts"] == ["stems.test.invalid"]
-    peer = one(gpu, "NetworkPolicy", "rest")["spec"]["ingress"][0]["from"][0]
-    assert peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "traefik"
+    for name in ("rest", "acme-http01-solver"):
+        peer = one(gpu, "NetworkPolicy", name)["spec"]["ingress"][0]["from"][0]
+        assert peer["namespaceSelector"]["matchLabels"] == {
+            "kubernetes.io/metadata.name": "traefik"}, name
     # No object keeps a placeholder, and the values object itself is never applied.
     text = yaml.safe_dump_all(objs + gpu)
     assert not re.search(r"REGISTRY|GATEWAY_NAME|GATEWAY_NAMESPACE|PROMETHEUS_RELEASE|\bHOST\b",
