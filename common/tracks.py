@@ -117,6 +117,11 @@ class Rendition:
     def ext(self) -> str:
         return audio_format(self.format).ext
 
+    @property
+    def quality_param(self) -> str:
+        """The option (and query parameter) naming its quality: `bitrate` or `bits`."""
+        return audio_format(self.format).unit
+
     def tracks(self, stems: tuple[str, ...] | list[str]) -> list[Track]:
         """The tracks this rendition makes of a model's `stems`, in the model's order."""
         if not self.two_stems:

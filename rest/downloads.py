@@ -179,7 +179,7 @@ def ready_tracks(song_hash: str) -> list[dict]:
             rendition = tracks.parse_rendition(job.rendition)
         except TrackError:
             continue
-        quality = "bitrate" if rendition.format == "mp3" else "bits"
+        quality = rendition.quality_param
         query = f"?model={job.model}&{quality}={rendition.quality}"
         ready += [{"track": name, "model": job.model, "format": rendition.format,
                    quality: rendition.quality, "rendition": rendition.id,

@@ -32,7 +32,7 @@ def model_param(value, settings: Settings, ensembles: bool = True) -> str:
     """The model a request names (the default when it names none), if this deployment serves
     it, or (with `ensembles`) an ensemble asked for by POST /apiv1/ensemble."""
     if value in (None, ""):
-        return settings.demucs_models[0]
+        return settings.default_model
     if ensembles and isinstance(value, str) and ensemble_jobs.exists(ctx.jobs().redis, value):
         return value  # read like a model: its stems are made from its members' stems
     if not isinstance(value, str) or value not in settings.demucs_models:
@@ -84,6 +84,6 @@ def options_of(fields: Mapping, settings: Settings, jobs: JobStore) -> tuple[str
 
 def describe(model: str, rendition: Rendition) -> dict:
     """The options of a rendition, as a client would send them."""
-    quality = "bitrate" if rendition.format == "mp3" else "bits"
-    return {"model": model, "format": rendition.format, quality: rendition.quality,
+    return {"model": model, "format": rendition.format,
+            rendition.quality_param: rendition.quality,
             "two_stems": rendition.two_stems or None}

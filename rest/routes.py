@@ -118,7 +118,7 @@ def _store_and_enqueue(song: Submission, owner: str) -> EnqueueResult:
 def _forget_lost_tracks(job) -> None:
     """Mark tracks missing from the store as removed, so that resubmitting separates again."""
     rendition = job.rendition or ctx.default_rendition().id
-    prefix = rendition_object(job.song_hash, job.model or ctx.settings().demucs_models[0],
+    prefix = rendition_object(job.song_hash, job.model or ctx.settings().default_model,
                               rendition, "")
     stored = set(ctx.storage().names_under(prefix))
     for track in set(job.tracks) - stored:

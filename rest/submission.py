@@ -77,14 +77,18 @@ def _from_form(request: Request, settings: Settings, jobs: JobStore) -> Submissi
     if part is None:
         raise ApiError(400, f"send the audio ({FORMATS}) in a multipart part named file")
     upload = cast(HashingFile, part.stream)  # UploadRequest makes every file part one
-    if upload.size == 0:
-        raise ApiError(400, "the file part is empty: send the song's bytes")
-    callback = _callback_text(request.form.get("callback"), settings)
-    model, rendition = options_of(request.form, settings, jobs)
-    upload.flush()
-    # Probed through the page cache: the upload is never copied into this process's memory.
-    with mmap.mmap(upload.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        info = check_audio(view, settings)
+    try:
+        if upload.size == 0:
+            raise ApiError(400, "the file part is empty: send the song's bytes")
+        callback = _callback_text(request.form.get("callback"), settings)
+        model, rendition = options_of(request.form, settings, jobs)
+        upload.flush()
+        # Probed through the page cache: the upload is never copied into this process's memory.
+        with mmap.mmap(upload.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            info = check_audio(view, settings)
+    except BaseException:
+        upload.file.close()  # refused: its temporary file goes now
+        raise
     upload.seek(0)
     return Submission(upload.hash.hexdigest(), upload.file, upload.size, info, callback, model,
                       rendition)

@@ -1,7 +1,9 @@
 """One round of hostile uploads against a running gateway, each of which must be refused:
 the attempts of docs/guarantees.md's table (hidden audio, nested JSON, huge callback data,
 stray base64 bits, a two-frame file, port 0, credentials in the query, HEAD removes, a URL
-over gunicorn's limit, bodies that trickle). `make chaos` sends it among its songs.
+over gunicorn's limit, NaN in callback data, a form of too many parts, a WAV of a million tiny
+chunks, an M4A whose media header is cut short, bodies that trickle). `make chaos` sends it
+among its songs.
 
 The gateway must run with MAX_DURATION_S of a minute or less and a short BODY_TIMEOUT_S.
 """
@@ -10,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import http.client
+import io
 import json
 import socket
+import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +38,31 @@ def _stray_bits(data: bytes) -> str:
     return text[:-pad - 1] + ALPHABET[ALPHABET.index(text[-pad - 1]) + 1] + "=" * pad
 
 
+def chunked_wav(empty_chunks: int, seconds: float = 2) -> bytes:
+    """A playable 8 kHz mono WAV whose audio comes after `empty_chunks` 8-byte chunks."""
+    fmt = struct.pack("<HHIIHH", 1, 1, 8000, 16000, 2, 16)
+    samples = b"\0\1" * int(8000 * seconds)
+    body = (b"WAVE" + b"junk\0\0\0\0" * empty_chunks + b"fmt " + struct.pack("<I", len(fmt))
+            + fmt + b"data" + struct.pack("<I", len(samples)) + samples)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def mp4_box(kind: bytes, *children: bytes) -> bytes:
+    payload = b"".join(children)
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def m4a_with_empty_mdhd() -> bytes:
+    """An M4A whose sound track's media header is an empty box, the last bytes of the file."""
+    hdlr = mp4_box(b"hdlr", b"\0" * 8 + b"soun" + b"\0" * 12)
+    entry = (struct.pack(">I", 36) + b"mp4a" + b"\0" * 16 + struct.pack(">I", 2 << 16)
+             + b"\0" * 4 + struct.pack(">I", 44100 << 16))
+    stsd = mp4_box(b"stsd", b"\0" * 4 + struct.pack(">I", 1) + entry)
+    mdia = mp4_box(b"mdia", hdlr, mp4_box(b"minf", mp4_box(b"stbl", stsd)), mp4_box(b"mdhd"))
+    return (mp4_box(b"ftyp", b"M4A \0\0\0\0") + mp4_box(b"mdat", b"\0" * 64)
+            + mp4_box(b"moov", mp4_box(b"trak", mdia)))
+
+
 def _attempts(base_url: str) -> dict[str, tuple[Callable[[], requests.Response], int]]:
     """name -> (send it, the status it must get)."""
     song = song_mp3(2, seed=424242)
@@ -47,6 +76,10 @@ def _attempts(base_url: str) -> dict[str, tuple[Callable[[], requests.Response],
     def raw(text: str) -> Callable[[], requests.Response]:
         return lambda: requests.post(separate, data=text, timeout=60,
                                      headers={"Content-Type": "application/json"})
+
+    def upload(data: bytes, name: str, **fields: str) -> Callable[[], requests.Response]:
+        return lambda: requests.post(separate, files={"file": (name, io.BytesIO(data))},
+                                     data=fields, timeout=60)
 
     return {
         "audio hidden behind a TAG": (post({"mp3": _b64(hidden)}), 422),
@@ -66,6 +99,12 @@ def _attempts(base_url: str) -> dict[str, tuple[Callable[[], requests.Response],
             f"{base_url}/apiv1/remove/{'0' * 64}/bass.mp3", timeout=60), 405),
         "a URL over the limit": (lambda: requests.get(
             f"{base_url}/apiv1/status/{'a' * 9000}", timeout=60), 414),
+        "NaN in callback.data": (raw('{"mp3": "' + _b64(song) + '", "callback": {"url": '
+                                     '"http://x.invalid/", "data": NaN}}'), 400),
+        "1,200 form parts": (upload(song, "song.mp3",
+                                    **{f"field{n}": "x" for n in range(1200)}), 413),
+        "a WAV of 1.5 million chunks": (upload(chunked_wav(1_500_000), "chunks.wav"), 400),
+        "an M4A whose mdhd is empty": (upload(m4a_with_empty_mdhd(), "short.m4a"), 400),
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from common.storage import UPLOAD_TYPES
 from rest.probe import adts, flac, mp3, mp4, ogg, wav
 from rest.probe.reader import AudioInfo, Buffer, NotAudio, skip_id3v2
 
@@ -17,8 +18,9 @@ __all__ = ["AudioInfo", "NotAudio", "probe", "FORMATS", "DECODED"]
 
 # What the gateway accepts, as the names a client reads in errors and docs.
 FORMATS = "MP3, WAV, FLAC, Ogg Vorbis or Opus, M4A (AAC or ALAC) or AAC in ADTS (.aac)"
-# The formats (upload extensions) the worker's decoder reads, each recognised here.
-DECODED = ("mp3", "wav", "flac", "ogg", "m4a", "aac")
+# The formats (upload extensions) the worker's decoder reads, each recognised here: the one
+# list of them is the store's, with their content types.
+DECODED = tuple(UPLOAD_TYPES)
 
 
 def probe(data: Buffer, stop_after_s: float = math.inf) -> AudioInfo:
