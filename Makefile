@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 # The browser the page's tests drive: Debian's package (nothing is downloaded from a browser CDN).
 CHROMIUM := /usr/bin/chromium
 STAMP := $(VENV)/.installed
+# axe-core, the accessibility checker the page's tests inject: from the npm registry, pinned.
+AXE_VERSION := 4.14.1
+AXE := tests/.axe/axe-core-$(AXE_VERSION)/axe.min.js
 
 .PHONY: demo test up down logs bench chaos lint clean screenshot
 
@@ -29,7 +32,13 @@ $(CHROMIUM):
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'
 
-test: lint $(CHROMIUM)  ## lint, then the whole test suite against real Redis and S3 servers
+$(AXE):
+	mkdir -p $(dir $(AXE))
+	cd $(dir $(AXE)) && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && \
+		tar -xzf axe-core-$(AXE_VERSION).tgz --strip-components=1 package/axe.min.js && \
+		rm axe-core-$(AXE_VERSION).tgz
+
+test: lint $(CHROMIUM) $(AXE)  ## lint, then the whole test suite against real Redis and S3 servers
 	$(PY) -m pytest
 
 up: $(STAMP)  ## start the local stack in the background (REST_PORT, WORKERS, RENDERERS, DEMUCS_MODEL)
@@ -49,7 +58,7 @@ bench: $(STAMP)  ## stock Demucs against this service, side by side; memory by s
 chaos: $(STAMP)  ## 50 songs, 3 workers and 2 render workers, one killed every few seconds
 	$(PY) -m scripts.chaos
 
-screenshot: $(STAMP) $(CHROMIUM)  ## docs/page.png: the page with a finished song, from its test
+screenshot: $(STAMP) $(CHROMIUM) $(AXE)  ## docs/page.png: the page with a finished song, from its test
 	UPDATE_SCREENSHOT=1 $(PY) -m pytest -q tests/test_page.py -k uploaded
 
 lint: $(STAMP)  ## ruff, and mypy over the code that ships (its settings in pyproject.toml)

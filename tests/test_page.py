@@ -163,7 +163,7 @@ def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
     assert {"Uploading", "Queued", "Done"} <= set(phases), seen
 
     song_hash = song_hash_of(page, "groove.mp3")
-    page.get_by_role("button", name="Remove intro.mp3 from this list").click()
+    page.get_by_role("button", name="Remove from list: intro.mp3").click()
     for stem in STEMS:
         expect(page.get_by_role("link", name=f"Download {stem}.mp3")).to_have_attribute(
             "href", f"/apiv1/track/{song_hash}/{stem}.mp3")
@@ -296,7 +296,7 @@ def test_a_waiting_song_is_cancelled_then_deleted_and_nothing_of_it_remains(
     upload(page, ("waiting.mp3", short_mp3))  # sent again, it waits again, in the same row
     expect(page.get_by_role("progressbar")).to_have_count(1)
     expect(bar).to_have_attribute("aria-valuetext", re.compile("^Queued"))
-    page.get_by_role("button", name="Delete waiting.mp3 from the server").click()
+    page.get_by_role("button", name="Delete from server: waiting.mp3").click()
     expect(page.get_by_text("No songs yet.")).to_be_visible()
     assert stored_objects(storage) == []
     assert redis_client.keys("job:*") == []

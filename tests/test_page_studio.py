@@ -6,7 +6,9 @@ the analysis, the model picker, streaming playback in sync, and no console error
 from __future__ import annotations
 
 import itertools
+import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,6 +34,8 @@ STEMS = list(tracks.FOUR_STEMS)
 SECONDS = 6
 RATE = 44100
 _numbers = itertools.count()
+# axe-core, fetched from the npm registry by `make test` (Makefile: AXE), injected by the test.
+AXE = next(Path(__file__).parent.glob(".axe/axe-core-*/axe.min.js"), None)
 
 
 def put_separated(jobs: JobStore, storage: Storage, song_hash: str, seconds: float,
@@ -205,7 +209,7 @@ def test_the_exported_mix_is_the_browsers_mix_of_the_same_stems(open_song, studi
     page.get_by_label("drums volume").fill("0.5")
     page.get_by_role("button", name="Mute vocals").click()
     page.get_by_label(f"Mix format for {name}").select_option("wav")
-    page.get_by_role("button", name=f"Export the mix of {name}").click()
+    page.get_by_role("button", name=f"Export mix of {name}").click()
     link = page.get_by_role("link", name="Download the mix (WAV)")
     expect(link).to_be_visible(timeout=60_000)
     with page.expect_download() as download:
@@ -274,3 +278,23 @@ def test_the_page_asks_for_no_missing_file_and_fits_a_phone(open_song):
         .filter((e) => e.getBoundingClientRect().right > window.innerWidth)
         .map((e) => `${e.tagName}.${e.className}`)""")
     assert wide == []
+
+
+def test_no_serious_or_critical_accessibility_violation(open_song, studio):
+    if AXE is None:
+        message = "axe-core is missing: `make test` fetches it (tests/.axe/)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    # The page's policy forbids injected scripts; this profile alone lets the checker in.
+    page = open_song(bypass_csp=True)
+    expect(page.locator(".player .analysis")).to_have_text(re.compile("LUFS"), timeout=60_000)
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ["violations"]}))
+        .violations.map((v) => ({id: v.id, impact: v.impact,
+                                 nodes: v.nodes.map((n) => n.target.join(" "))}))""")
+    assert [v for v in found if v["impact"] in ("serious", "critical")] == []
+    page.keyboard.press("?")  # the keys' list, open
+    dialog = page.evaluate("""async () => (await axe.run("#keys")).violations
+        .filter((v) => ["serious", "critical"].includes(v.impact)).map((v) => v.id)""")
+    assert dialog == []

@@ -88,8 +88,8 @@ export class Player {
     tools.append(
       button("Zoom out", `Zoom out of ${name}`, () => this.zoom(0.5)),
       button("Zoom in", `Zoom in to ${name}`, () => this.zoom(2)),
-      button("Loop start", `Start the loop of ${name} here`, () => this.markLoop("start")),
-      button("Loop end", `End the loop of ${name} here`, () => this.markLoop("end")),
+      button("Loop from here", `Loop from here in ${name}`, () => this.markLoop("start")),
+      button("Loop to here", `Loop to here in ${name}`, () => this.markLoop("end")),
       this.loopButton);
     this.summary = element("p", { class: "analysis" }, "");
     this.announcer = element("p", { class: "visually-hidden", role: "status" });

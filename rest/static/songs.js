@@ -165,10 +165,10 @@ export class SongList {
       buttons.push(this.button(`Cancel ${name}`, "Cancel", () => this.cancel(entry)));
     }
     if (this.capabilities.deleteSong && status !== "gone") {
-      buttons.push(this.button(`Delete ${name} from the server`, "Delete from server",
+      buttons.push(this.button(`Delete from server: ${name}`, "Delete from server",
                                () => this.deleteFromServer(entry)));
     }
-    buttons.push(this.button(`Remove ${name} from this list`, "Remove from list",
+    buttons.push(this.button(`Remove from list: ${name}`, "Remove from list",
                              () => this.forget(entry)));
     // A control still offered stays the same element, so the focus on it stays put.
     const kept = new Map([...actions.children].map((node) => [node.getAttribute("aria-label")

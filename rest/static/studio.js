@@ -53,7 +53,7 @@ export class MixExport {
       this.format.append(new Option(text, value));
     }
     formatLabel.append(this.format);
-    this.button = element("button", { type: "button", "aria-label": `Export the mix of ${name}` },
+    this.button = element("button", { type: "button", "aria-label": `Export mix of ${name}` },
                           "Export mix");
     this.button.addEventListener("click", () => this.export());
     this.result = element("span", { class: "export-result" });
