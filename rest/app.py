@@ -19,10 +19,11 @@ from rest.deadline import BodyDeadline
 from rest.downloads import downloads
 from rest.ensemble import ensemble
 from rest.errors import register_error_handlers
+from rest.health import health
 from rest.manage import manage
 from rest.metrics import init_metrics
 from rest.page import page
-from rest.routes import api
+from rest.songs import songs
 from rest.studio import studio
 from rest.upload import UploadRequest
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     access.init_app(app)  # after the OPTIONS answer, which needs no key
     init_metrics(app)
-    for blueprint in (api, page, downloads, manage, studio, ensemble):
+    for blueprint in (songs, health, page, downloads, manage, studio, ensemble):
         app.register_blueprint(blueprint)
     return app
 

@@ -1,4 +1,4 @@
-"""The routes of the API, all under /apiv1/, plus the health probes."""
+"""The song routes: submitting a song, the queue, a song's status, removing a track."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from flask import Blueprint, request
 from common import tracks
 from common.jobs import EnqueueResult, JobStatus, render_id
 from common.storage import NotFound, StorageError, rendition_object, song_object
-from rest import access, openapi
+from rest import access
 from rest import context as ctx
 from rest.downloads import ready_tracks, separated, track_rendition
 from rest.errors import ApiError, unavailable
@@ -22,11 +22,10 @@ from rest.upload import upload_slot
 from rest.validate import song_hash_param, track_param
 
 log = logging.getLogger("rest")
-api = Blueprint("api", __name__)
-# Every route is guarded by rest/access.py: methods other than GET are writes; these are open,
-# and this one GET route (the original design's remove) is a write too.
-access.declare(open_endpoints={"api.healthz", "api.readyz", "api.openapi_document"},
-               writes_by_get={"api.remove"})
+songs = Blueprint("songs", __name__)
+# Every route is guarded by rest/access.py: methods other than GET are writes, and this one GET
+# route (the original design's remove) is a write too.
+access.declare(writes_by_get={"songs.remove"})
 
 _DELETION_RETRIES = 3  # a deletion that ends while a song is submitted: look at the upload again
 _REASONS = {
@@ -45,7 +44,7 @@ def _existing_answer(job) -> EnqueueResult | None:
     return EnqueueResult.already(job.status)
 
 
-@api.post("/apiv1/separate")
+@songs.post("/apiv1/separate")
 def separate():
     """Accept a song (base64 JSON or multipart) and queue it; `{"hash", "reason"}`."""
     with upload_slot():
@@ -136,7 +135,7 @@ def _forget_upload(song_hash: str, ext: str, stored_before: bool) -> None:
         log.error("song %s: could not remove the orphaned upload: %s", song_hash, error)
 
 
-@api.get("/apiv1/queue")
+@songs.get("/apiv1/queue")
 def queue():
     """The songs waiting in a model's queue, oldest first, and how many jobs wait and run.
 
@@ -155,7 +154,7 @@ def queue():
             "in_flight": len(jobs.in_flight(jobs.queue_for(model)))}
 
 
-@api.get("/apiv1/status/<songhash>")
+@songs.get("/apiv1/status/<songhash>")
 def status(songhash: str):
     """A song's separation with a model: status, progress, options and the tracks ready."""
     song_hash = song_hash_param(songhash)
@@ -180,7 +179,7 @@ def status(songhash: str):
     return answer
 
 
-@api.route("/apiv1/remove/<songhash>/<track>", methods=["GET", "DELETE"])
+@songs.route("/apiv1/remove/<songhash>/<track>", methods=["GET", "DELETE"])
 def remove(songhash: str, track: str):
     """Remove one stored track of a song's rendition; 404 naming the tracks there are."""
     # GET is kept for the original clients (REMOVE_REQUIRES_DELETE refuses it); HEAD is refused.
@@ -208,32 +207,3 @@ def remove(songhash: str, track: str):
         ctx.jobs().remove_track(job.id, wanted.name)
     log.info("song %s: removed %s of %s %s", song_hash, wanted.name, model, rendition.id)
     return {"hash": song_hash, "track": wanted.name, "reason": "Track removed"}
-
-
-@api.get("/apiv1/openapi.json")
-def openapi_document():
-    return openapi.document()
-
-
-@api.get("/healthz")
-def healthz():
-    return {"status": "alive"}
-
-
-@api.get("/readyz")
-def readyz():
-    """200 once Redis answers and both buckets exist (made here on a fresh store); else 503."""
-    # Anonymous callers learn only whether the gateway is ready; what failed goes to the log.
-    problems = {}
-    try:
-        ctx.redis_client().ping()
-    except redis.RedisError as error:
-        problems["redis"] = error
-    try:
-        ctx.storage().ensure_buckets()  # a fresh store gets them here: no one-shot setup job
-    except StorageError as error:
-        problems["object store"] = error
-    if problems:
-        log.error("not ready: %s", "; ".join(f"{k}: {v}" for k, v in problems.items()))
-        raise unavailable("not ready")
-    return {"status": "ready"}
