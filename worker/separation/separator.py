@@ -50,7 +50,7 @@ class Separator:
         self.device = pick_device(settings.demucs_device)
         self.overlap = settings.demucs_overlap
         self.shifts = settings.demucs_shifts
-        self.roformer = roformer_files(settings.demucs_model, settings.demucs_repo) is not None
+        self.roformer = roformer_files(settings.demucs_model, settings.models_dir) is not None
         try:
             how = self._load_roformer(settings) if self.roformer else self._load_demucs(settings)
         except ModelLoadError:
@@ -61,7 +61,7 @@ class Separator:
                  settings.demucs_model, self.device, threads, how, ", ".join(self.sources))
 
     def _load_demucs(self, settings: Settings) -> str:
-        demucs = load_model(settings.demucs_model, settings.demucs_repo)
+        demucs = load_model(settings.demucs_model, settings.models_dir)
         self.model: torch.nn.Module = demucs.to(self.device)
         self.sources: list[str] = list(demucs.sources)
         self.samplerate: int = demucs.samplerate
@@ -75,7 +75,7 @@ class Separator:
         return self._how("segment")
 
     def _load_roformer(self, settings: Settings) -> str:
-        network, config = load_roformer(settings.demucs_model, settings.demucs_repo)
+        network, config = load_roformer(settings.demucs_model, settings.models_dir)
         self.model = network.to(self.device)
         self.sources = config.sources
         self.samplerate, self.audio_channels = config.samplerate, config.channels
@@ -132,7 +132,8 @@ class Separator:
             assert isinstance(self.batched, BatchedModel)
             stretches = self.batched.stream(mixes, summary.length, self.overlap, progress)
         for stretch in stretches:
-            yield stretch * std + mean
+            yield stretch.mul_(std).add_(mean)  # in place: the stretch is this loop's own
+            del stretch  # not held while the next segments are separated
 
     def _stock(self, mix: torch.Tensor, progress: Progress | None) -> torch.Tensor:
         """Stock apply_model with random shifts; progress counts its segments."""
