@@ -113,18 +113,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-render-") as folder:
         scratch = Path(folder)
-        redis_port, s3_port = stack.free_port(), stack.free_port()
-        servers = [stack.start_redis(redis_port, scratch / "redis", scratch / "redis.log"),
-                   stack.start_object_store(s3_port, scratch / "s3", scratch / "s3.log")]
-        try:
-            env = stack.service_env(redis_port, s3_port)
-            stack.create_buckets(env)
+        with stack.stores(scratch) as env:
             for seconds in args.seconds:
                 rows.append(measure(env, scratch, seconds, args.rendition))
                 print(json.dumps(rows[-1]), flush=True)
-        finally:
-            for server in servers:
-                stack.stop(server)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     print("peak_mb " + " ".join(f"{r['song_seconds']}s={r['peak_mb']}" for r in rows))

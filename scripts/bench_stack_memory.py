@@ -153,21 +153,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-stack-") as folder:
         scratch = Path(folder)
-        redis_port, s3_port, rest_port = (stack.free_port() for _ in range(3))
-        servers = [stack.start_redis(redis_port, scratch / "redis", scratch / "redis.log"),
-                   stack.start_object_store(s3_port, scratch / "s3", scratch / "s3.log")]
-        try:
-            env = stack.service_env(redis_port, s3_port, DEMUCS_MODEL=MODEL,
-                                    DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
-            stack.create_buckets(env)
-            servers.append(stack.start_rest(rest_port, env, scratch / "rest.log"))
-            base = f"http://127.0.0.1:{rest_port}"
-            for seconds in args.seconds:
-                rows.append(measure(env, base, scratch, seconds, minute * (seconds // 60)))
-                print(json.dumps(rows[-1]), flush=True)
-        finally:
-            for server in servers:
-                stack.stop(server)
+        with stack.stores(scratch, DEMUCS_MODEL=MODEL, DEMUCS_MODELS=MODEL,
+                          DEFAULT_MODEL=MODEL) as env:
+            rest_port = stack.free_port()
+            rest = stack.start_rest(rest_port, env, scratch / "rest.log")
+            try:
+                base = f"http://127.0.0.1:{rest_port}"
+                for seconds in args.seconds:
+                    rows.append(measure(env, base, scratch, seconds, minute * (seconds // 60)))
+                    print(json.dumps(rows[-1]), flush=True)
+            finally:
+                stack.stop(rest)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2))
     for key in ("worker_hwm_mb", "render_sum_peak_mb"):

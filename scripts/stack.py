@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -164,6 +166,22 @@ def create_buckets(env: dict) -> None:
     store = Storage(Settings.from_env(env))
     store.ensure_buckets()
     store.close()
+
+
+@contextmanager
+def stores(folder: Path, **extra: str) -> Iterator[dict[str, str]]:
+    """A Redis server and an S3 server on free loopback ports, with the buckets made: yields
+    the services' environment (`extra` added); both stopped at the end. Logs in `folder`."""
+    redis_port, s3_port = free_port(), free_port()
+    servers = [start_redis(redis_port, folder / "redis", folder / "redis.log")]
+    try:
+        servers.append(start_object_store(s3_port, folder / "s3", folder / "s3.log"))
+        env = service_env(redis_port, s3_port, **extra)
+        create_buckets(env)
+        yield env
+    finally:
+        for server in servers:
+            stop(server)
 
 
 def stop(process: subprocess.Popen | int, timeout: float = 30) -> None:

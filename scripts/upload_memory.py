@@ -100,21 +100,13 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        redis_port, s3_port = stack.free_port(), stack.free_port()
-        servers = [stack.start_redis(redis_port, folder, folder / "redis.log"),
-                   stack.start_object_store(s3_port, folder / "s3", folder / "s3.log")]
-        try:
-            env = stack.service_env(redis_port, s3_port, MAX_UPLOAD_MB=str(int(args.mb) + 1),
-                                    MAX_DURATION_S="100000", RATE_LIMIT_PER_MIN="0")
-            stack.create_buckets(env)
+        with stack.stores(folder, MAX_UPLOAD_MB=str(int(args.mb) + 1), MAX_DURATION_S="100000",
+                          RATE_LIMIT_PER_MIN="0") as env:
             # MP3 frames concatenate: a short song repeated is a long, valid MP3.
             pieces = [song_mp3(10, seed=seed, bitrate=320) for seed in (1, 2)]
             songs = [piece * int(args.mb * 2**20 // len(piece)) for piece in pieces]
             print(f"{len(songs[0]) / 2**20:.1f} MB mp3 through {args.tree}:",
                   measure(args.tree, env, songs, folder))
-        finally:
-            for process in servers:
-                stack.stop(process)
 
 
 if __name__ == "__main__":
