@@ -44,8 +44,10 @@ class GaveUp(Unreachable):
 
 
 def transient(error: ApiError) -> bool:
-    """An answer worth waiting out: rate limited, or the server's stores briefly away."""
-    return error.status in (429, 502, 503, 504)
+    """An answer worth waiting out: rate limited, the server's stores briefly away, or a
+    conflict that says when to ask again (a song being deleted)."""
+    return error.status in (429, 502, 503, 504) or (error.status == 409
+                                                    and error.retry_after is not None)
 
 
 def error_line(error: ApiError | Unreachable) -> str:

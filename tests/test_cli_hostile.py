@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from client.api import ApiError, transient
 from tests.test_cli import call
 
 SONG = "ab" * 32
@@ -188,3 +189,9 @@ def test_a_hash_that_is_not_one_is_a_usage_error(tmp_path):
     for args in (["wait", "../../etc"], ["download", "/" + "a" * 63], ["status", "x"]):
         code, _, stderr = call(*args, "--server", "http://127.0.0.1:9")
         assert code == 2 and "is not a song hash" in stderr, (args, stderr)
+
+
+def test_only_answers_that_say_so_are_waited_out():
+    assert transient(ApiError(409, "song is being deleted", retry_after=2))
+    assert not transient(ApiError(409, "it has finished separating"))
+    assert transient(ApiError(503, "the queue is full")) and not transient(ApiError(404, "no"))
