@@ -29,7 +29,16 @@ from common.records import (
 from common.redisconn import TextReads
 
 __all__ = ["CancelResult", "EnqueueResult", "Job", "JobStatus", "JobStore", "Kind",
-           "RenditionResult", "render_id", "separation_id"]
+           "RenditionRefused", "RenditionResult", "render_id", "separation_id"]
+
+
+class RenditionRefused(Exception):
+    """No new render job: the render queue is full (QUEUE_FULL) or the song has its most
+    renditions (TOO_MANY)."""
+
+    def __init__(self, result: RenditionResult, song_hash: str):
+        super().__init__(f"{result.value}: {song_hash}")
+        self.result, self.song_hash = result, song_hash
 
 
 class JobStore(Claims):
@@ -136,14 +145,17 @@ class JobStore(Claims):
         """Queue the render job of a rendition, or of any render operation (common/operations.py;
         `params` its canonical JSON), unless it is stored or on its way; a new one only while
         the render queue is shorter than `max_render_queue` and the song has fewer than
-        `max_renditions` render jobs (QUEUE_FULL, TOO_MANY)."""
+        `max_renditions` render jobs (else RenditionRefused)."""
         model = model or self.default_model
         render = render_id(song_hash, model, rendition)
         separation = self.separation_id(song_hash, model)
-        return RenditionResult(self._request_rendition(
+        result = RenditionResult(self._request_rendition(
             keys=[keys.job(render), keys.RENDER_QUEUE, keys.song(song_hash), keys.job(separation)],
             args=[render, song_hash, model, rendition, separation, time.time(), params,
                   self.max_render_queue, self.max_renditions]))
+        if result in (RenditionResult.QUEUE_FULL, RenditionResult.TOO_MANY):
+            raise RenditionRefused(result, song_hash)
+        return result
 
     def remove_track(self, job_id: str, track: str) -> None:
         """Strike a track from a job's list; the job is no longer complete."""

@@ -18,7 +18,7 @@ from common.storage import NotFound, rendition_object
 from common.tracks import Rendition, Track, TrackError
 from rest import access
 from rest import context as ctx
-from rest.errors import ApiError, unavailable
+from rest.errors import ApiError
 from rest.options import model_param, rendition_of, stems_of
 from rest.ranges import stream_stored
 from rest.validate import song_hash_param, track_param
@@ -82,18 +82,7 @@ def _start_rendition(song_hash: str, model: str, rendition: Rendition,
                             "GET starts making it (HEAD never does)")
     if render is None or render.status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
         access.count_write()
-    result = ctx.jobs().request_rendition(song_hash, model, rendition.id)
-    if result is RenditionResult.QUEUE_FULL:
-        raise unavailable(f"the render queue is full ({ctx.settings().max_queue_length} jobs); "
-                          "retry later")
-    if result is RenditionResult.TOO_MANY:
-        limit = ctx.settings().max_renditions_per_song
-        have = [job.rendition for job in ctx.jobs().song_jobs(song_hash)
-                if job.kind is Kind.RENDER]
-        raise ApiError(409, f"song {song_hash} has {limit} renditions already, the most one "
-                            f"song may have; ask for one of them: {', '.join(have)}",
-                       renditions=have)
-    return result
+    return ctx.jobs().request_rendition(song_hash, model, rendition.id)
 
 
 def stored_tracks(song_hash: str, model: str, rendition: Rendition) -> list[str]:

@@ -9,6 +9,7 @@ import redis
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from common.jobs import Kind, RenditionRefused, RenditionResult
 from common.storage import StorageError
 
 log = logging.getLogger("rest")
@@ -87,6 +88,19 @@ def register_error_handlers(app: Flask) -> None:
     def redis_down(error: redis.RedisError):
         log.error("Redis unavailable: %s", error)
         return api_error(unavailable("the job queue (Redis) is unavailable; retry shortly"))
+
+    @app.errorhandler(RenditionRefused)
+    def rendition_refused(refused: RenditionRefused):
+        settings = app.config["SETTINGS"]
+        if refused.result is RenditionResult.QUEUE_FULL:
+            return api_error(unavailable(f"the render queue is full "
+                                         f"({settings.max_queue_length} jobs); retry later"))
+        have = sorted(job.rendition for job in app.extensions["jobs"].song_jobs(refused.song_hash)
+                      if job.kind is Kind.RENDER)
+        return api_error(ApiError(
+            409, f"song {refused.song_hash} has {settings.max_renditions_per_song} renditions "
+                 f"already, the most one song may have; ask for one of them: {', '.join(have)}",
+            renditions=have))
 
     @app.errorhandler(StorageError)
     def storage_down(error: StorageError):
