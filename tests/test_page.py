@@ -26,6 +26,14 @@ SLOW = 120_000  # ms: a worker's start (torch import, model) and a separation on
 
 pytestmark = pytest.mark.slow
 
+# Whether every stem's waveform canvas has more than `least` pixels drawn.
+INKED = """(least) => [...document.querySelectorAll("canvas.waveform")].every((canvas) => {
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let drawn = 0;
+    for (let i = 3; i < data.length; i += 4) if (data[i]) drawn += 1;
+    return drawn > least;
+})"""
+
 
 @pytest.fixture(scope="module")
 def browser():
@@ -187,6 +195,9 @@ def test_a_song_is_uploaded_separated_played_mixed_and_downloaded(
         "aria-pressed", "true")
     expect(page.get_by_role("meter", name=f"{loud[0]} level")).to_have_attribute(
         "aria-valuetext", "silent")
+    # Once separated, the song's analysis and waveforms are made by the render worker.
+    expect(page.locator(".player .analysis")).to_have_text(re.compile(r"LUFS$"), timeout=SLOW)
+    page.wait_for_function(INKED, arg=500, timeout=SLOW)
     shot = tmp_path / "page.png"
     page.screenshot(path=shot, full_page=True)
     if os.environ.get("UPDATE_SCREENSHOT") == "1":  # `make screenshot`

@@ -24,7 +24,7 @@ from scripts import stack
 from scripts.make_samples import synthesize
 from tests.conftest import LiveStack
 from tests.helpers import wait_for_job
-from tests.test_page import browser  # noqa: F401  (the module's chromium)
+from tests.test_page import INKED, browser  # noqa: F401  (the module's chromium)
 from worker.render.encode import write_lossless
 
 pytestmark = pytest.mark.slow
@@ -113,13 +113,6 @@ def player_name(song_hash: str) -> str:
     return f"Song {song_hash[:12]}"
 
 
-# Whether every stem's waveform canvas has more than `least` pixels drawn.
-INKED = """(least) => [...document.querySelectorAll("canvas.waveform")].every((canvas) => {
-    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-    let drawn = 0;
-    for (let i = 3; i < data.length; i += 4) if (data[i]) drawn += 1;
-    return drawn > least;
-})"""
 
 
 def seconds_shown(page, name: str) -> float:

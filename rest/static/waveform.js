@@ -22,14 +22,20 @@ export class Peaks {
     this.song = song;
     this.levels = null; // stem -> [{samples_per_peak, url}], finest first
     this.cache = new Map(); // url -> Promise of a parsed file
+    this.peak = 127; // the largest magnitude of the song's mix, as the files store it
   }
 
   async load() {
-    this.index ??= api.fetchJson(api.peaksUrl(this.song)).then((index) => {
+    this.index ??= api.fetchJson(api.peaksUrl(this.song)).then(async (index) => {
       this.levels = {};
       for (const [stem, levels] of Object.entries(index.stems)) {
         this.levels[stem] = [...levels].sort((a, b) => a.samples_per_peak - b.samples_per_peak);
       }
+      // Drawn to the song's own peak (its mix's), so that a quiet song still shows its shape
+      // and the stems keep their levels relative to each other.
+      const mix = await this.file("mix", Infinity);
+      this.peak = 1;
+      for (const value of mix?.pairs || [127]) this.peak = Math.max(this.peak, Math.abs(value));
     });
     return this.index;
   }
@@ -152,6 +158,7 @@ export class Waveform {
     const first = (view.start * rate) / spp;
     const count = pairs.length / 2;
     const middle = height / 2;
+    const peak = this.peaks.peak || 127;
     g.fillStyle = colour;
     for (let x = 0; x < width; x += 1) {
       const from = Math.floor(first + x * perPixel);
@@ -163,8 +170,8 @@ export class Waveform {
         low = Math.min(low, pairs[2 * i]);
         high = Math.max(high, pairs[2 * i + 1]);
       }
-      const top = middle - (high / 127) * middle;
-      g.fillRect(x, top, 1, Math.max(1, middle - (low / 127) * middle - top));
+      const top = middle - Math.min(1, high / peak) * middle;
+      g.fillRect(x, top, 1, Math.max(1, middle - Math.max(-1, low / peak) * middle - top));
     }
   }
 }
