@@ -12,6 +12,8 @@
    cache the first wrote.
 4. The device's busy fraction over several songs back to back, when the songs' stems are
    written as FLAC on a few cores (rendering apart) against encoded to mp3 (rendering inside).
+5. A BS-RoFormer of the released size served from N.yaml + N.ckpt: fp32 against the reference
+   pipeline (>= 60 dB), bf16, fp16 and compiled bf16 (scripts/gpu_check_roformer.py).
 
 The model is HTDemucs in the released htdemucs configuration with random weights (compute does
 not depend on the weights); the CPU rehearsal uses a small HTDemucs. On the CPU, a memory cap
@@ -37,7 +39,7 @@ import torch
 from demucs.htdemucs import HTDemucs
 
 from common.settings import Settings
-from scripts import bench_model, gpu_busy
+from scripts import bench_model, gpu_busy, gpu_check_roformer
 from worker.separation.separator import Separator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,7 +208,8 @@ def summary(report: dict) -> str:
             f"oom_backoff={'ok' if report['oom_backoff']['ok'] else 'failed'} "
             f"compile_first_s={compiled.get('first', {}).get('seconds')} "
             f"compile_cached_s={compiled.get('cached', {}).get('seconds')} "
-            f"busy={busy['apart']['busy']} busy_inside={busy['inside']['busy']}")
+            f"busy={busy['apart']['busy']} busy_inside={busy['inside']['busy']} "
+            f"roformer={'ok' if report['roformer']['ok'] else 'failed'}")
 
 
 def main() -> int:
@@ -254,6 +257,8 @@ def main() -> int:
                                         how, args.write_cores)
             for how in ("apart", "inside")}
         print(f"  {report['busy']}")
+    print("5. a BS-RoFormer from N.yaml + N.ckpt: reference fp32, then ours")
+    report["roformer"] = gpu_check_roformer.roformer_check(device, args.seconds, small)
     report["summary"] = summary(report)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(bench_model.jsonable(report), indent=2))

@@ -104,9 +104,10 @@ def write_model(folder: Path, name: str, family: str, *, instruments: list[str],
 
 
 def reference_demix(network: torch.nn.Module, mix: np.ndarray, chunk: int, overlap: int,
-                    instruments: list[str], target: str | None) -> dict[str, np.ndarray]:
-    """audio-separator 0.47.1's `MDXCSeparator.demix`, RoFormer branch, in fp32 on the CPU
-    (without its pitch shift, its level changes and its device bookkeeping)."""
+                    instruments: list[str], target: str | None,
+                    device: torch.device | str = "cpu") -> dict[str, np.ndarray]:
+    """audio-separator 0.47.1's `MDXCSeparator.demix`, RoFormer branch, in fp32, the network
+    on `device` and the sums on the CPU (without its pitch shift and its level changes)."""
     mix_t = torch.tensor(mix, dtype=torch.float32)
     step = chunk // overlap
     req_shape = (len(instruments),) + tuple(mix_t.shape)
@@ -117,7 +118,7 @@ def reference_demix(network: torch.nn.Module, mix: np.ndarray, chunk: int, overl
         for start_idx in _roformer_chunk_starts(mix_t.shape[1], chunk, step):
             part = mix_t[:, start_idx:start_idx + chunk]
             length = part.shape[-1]
-            x = network(part.unsqueeze(0))[0]
+            x = network(part.unsqueeze(0).to(device))[0].cpu()
             safe_len = min(length, x.shape[-1], window.shape[0])
             result[..., start_idx:start_idx + safe_len] += x[..., :safe_len] * window[:safe_len]
             counter[..., start_idx:start_idx + safe_len] += window[:safe_len]

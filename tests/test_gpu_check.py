@@ -23,7 +23,7 @@ def test_cpu_rehearsal_writes_every_figure(tmp_path):
     summary = done.stdout.strip().splitlines()[-1]
     fields = dict(item.split("=", 1) for item in summary.split())
     assert set(fields) == {"gpu_model_speedup", "bf16_snr_db", "oom_backoff", "compile_first_s",
-                           "compile_cached_s", "busy", "busy_inside"}
+                           "compile_cached_s", "busy", "busy_inside", "roformer"}
     report = json.loads(report_path.read_text())
     assert report["summary"] == summary
 
@@ -50,3 +50,16 @@ def test_cpu_rehearsal_writes_every_figure(tmp_path):
         assert busy["separating_s"] <= busy["wall_s"]
     # FLAC of one stem takes far more bytes than 320 kbps mp3: the writers really wrote.
     assert report["busy"]["apart"]["last_song_bytes"] > report["busy"]["inside"]["last_song_bytes"]
+
+
+def test_cpu_rehearsal_serves_a_roformer_like_its_reference(tmp_path):
+    """Step 5 alone, as the rehearsal runs it: fp32 meets the reference, each precision runs."""
+    import torch
+
+    from scripts.gpu_check_roformer import roformer_check
+
+    report = roformer_check(torch.device("cpu"), 9.0, small=True)
+    assert report["ok"] and report["tiny"]
+    names = [row["name"] for row in report["rows"]]
+    assert names[0] == "reference fp32" and len(names) == 5
+    assert report["rows"][1]["snr_db"] >= 60
