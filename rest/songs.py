@@ -9,7 +9,7 @@ import redis
 from flask import Blueprint, request
 
 from common import tracks
-from common.jobs import EnqueueResult, JobStatus, render_id
+from common.jobs import EnqueueResult, JobStatus, RenditionRefused, render_id
 from common.storage import NotFound, StorageError, rendition_object, song_object
 from rest import access
 from rest import context as ctx
@@ -172,11 +172,20 @@ def status(songhash: str):
         "options": describe(model, tracks.parse_rendition(job.rendition) if job.rendition
                             else ctx.default_rendition()),
         "ready": ready_tracks(song_hash),
-        "analysis": status_analysis(job),  # tempo, key, loudness; queued once separated
+        "analysis": _analysis(job),
     }
     if job.status is JobStatus.QUEUED and (place := ctx.jobs().place(job.id)):
         answer["position"], answer["queue_length"] = place
     return answer
+
+
+def _analysis(job) -> dict | None:
+    """Tempo, key, loudness; queued once separated. A status read never fails for want of room
+    for that render work (a full render queue, a song at its most renditions)."""
+    try:
+        return status_analysis(job)
+    except RenditionRefused as refused:
+        return {"status": refused.result.value}
 
 
 @songs.route("/apiv1/remove/<songhash>/<track>", methods=["GET", "DELETE"])

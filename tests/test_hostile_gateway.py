@@ -53,6 +53,8 @@ def test_a_song_has_at_most_max_renditions(make_client, jobs, storage, redis_cli
     assert len(refused["renditions"]) == 5 and "mp3-320" in refused["renditions"]
     assert client.get(f"/apiv1/track/{song_hash}/vocals.mp3").status_code == 200  # stored one
     assert client.get(answers[0].request.url).status_code == 202  # one being made
+    status = client.get(f"/apiv1/status/{song_hash}")  # its analysis has no room: still 200
+    assert status.status_code == 200 and status.json["analysis"] == {"status": "too_many"}
 
 
 def test_a_full_render_queue_answers_503(make_client, jobs, storage, redis_client, make_mp3):
