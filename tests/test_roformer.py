@@ -100,6 +100,15 @@ def test_bf16_stays_close(tmp_path, family):
     assert snr_db(torch.from_numpy(expected["vocals"]), ours[0]) >= 35
 
 
+def test_linear_attention_and_a_deeper_mask_estimator_equal_the_reference(tmp_path):
+    section = write_model(tmp_path, "m", "bs_roformer", instruments=["vocals", "other"],
+                          linear_transformer_depth=1, mask_estimator_depth=3)
+    mix = song(0.2, seed=4)
+    network, config, expected = reference(tmp_path, "m", "bs_roformer", section, mix)
+    ours = ChunkedModel(network, config, "cpu", "fp32").separate(mix)
+    assert snr_db(torch.from_numpy(expected["vocals"]), ours[0]) >= 60
+
+
 def test_options_audio_separator_ignores_follow_msst(tmp_path):
     """skip_connection, linear_transformer_depth and a deeper mask estimator load and run."""
     write_model(tmp_path, "m", "bs_roformer", instruments=["vocals", "other"],

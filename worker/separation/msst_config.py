@@ -102,8 +102,8 @@ def _section(raw: Any, name: str) -> dict[str, Any]:
 
 
 def _parse(raw: Any) -> RoformerConfig:
-    model, audio = _section(raw, "model"), _section(raw, "audio")
-    training, inference = _section(raw, "training"), _section(raw, "inference")
+    model, audio, training = (_section(raw, name) for name in ("model", "audio", "training"))
+    inference = _section(raw, "inference") if "inference" in raw else {}
     family = _family(model)
     _check_keys(family, model)
     hop = int(model.get("stft_hop_length", audio.get("hop_length", 512)))
