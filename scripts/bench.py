@@ -5,7 +5,9 @@
     python -m scripts.bench --cli-one-call      # also the CLI given all songs at once
 
 1. Model stage: stock `apply_model` (shifts=0) against worker/separation/batched.py
-   (scripts/bench_model.py).
+   (scripts/bench_model.py); then the RoFormer row: the reference pipeline (audio-separator's
+   BS-RoFormer and demix, fp32) against worker/separation/chunking.py in the default precision
+   (scripts/bench_roformer.py), dim 256 and depth 6 unless --roformer-released (512, 12).
 2. End to end, one 60 s mp3: the stock CLI (`python -m demucs.separate --mp3`, a fresh process
    that loads the model) against the local stack (REST in, worker with the model loaded, stems
    downloaded), with the job's own stage timings.
@@ -43,7 +45,7 @@ import torch
 from common.jobs import JobStore, Kind
 from common.redisconn import connect
 from common.settings import Settings
-from scripts import bench_model, stack
+from scripts import bench_model, bench_roformer, stack
 from scripts.make_samples import song_mp3
 
 ROOT = stack.ROOT
@@ -292,6 +294,10 @@ def main() -> None:
                         help="also time the CLI given all songs in one call (adds ~2 minutes)")
     parser.add_argument("--busy-only", action="store_true",
                         help="only stage 4, the separation worker's busy fraction")
+    parser.add_argument("--roformer-seconds", type=float, default=10,
+                        help="audio for the RoFormer row; 0 skips it")
+    parser.add_argument("--roformer-released", action="store_true",
+                        help="the RoFormer row at the released size (about 10 min a chunk here)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench.json")
     args = parser.parse_args()
     say = print
@@ -301,6 +307,11 @@ def main() -> None:
                      "load_at_start": load()}
     if not args.busy_only:
         results["model_stage"] = model_stage(args.seconds, args.rounds, say)
+    if not args.busy_only and args.roformer_seconds:
+        size = ({} if args.roformer_released else {"dim": 256, "depth": 6})
+        say(f"1b. RoFormer model stage, {args.roformer_seconds:g} s, {size or 'released size'}")
+        results["roformer"] = bench_roformer.speed(args.roformer_seconds, ["auto"],
+                                                   {**bench_roformer.RELEASED, **size})
     torch.set_num_threads(1)  # this process only waits from here on
 
     prepare_model(MODELS)
@@ -329,6 +340,9 @@ def main() -> None:
                    "e2e_speedup": results["end_to_end"]["speedup"],
                    "throughput_speedup": results["throughput"]["speedup_vs_loop"],
                    "snr_db": default["snr_db"]}
+        if "roformer" in results:
+            ours = results["roformer"]["rows"][-1]
+            summary.update(roformer_speedup=ours["speedup"], roformer_snr_db=ours["snr_db"])
     summary.update(busy_apart=results["busy"]["busy_apart"],
                    busy_inside=results["busy"]["busy_inside"])
     results["summary"] = summary
