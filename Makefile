@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 AXE_VERSION := 4.14.1
 AXE := tests/.axe/axe-core-$(AXE_VERSION)/axe.min.js
 
-.PHONY: demo test up down logs bench chaos lint clean screenshot
+.PHONY: demo test test-fast up down logs bench chaos lint clean screenshot
 
 $(STAMP): pyproject.toml requirements-dev.txt requirements-reference.txt rest/requirements.txt worker/requirements.txt \
 		client/requirements.txt
@@ -40,6 +40,10 @@ $(AXE):
 
 test: lint $(CHROMIUM) $(AXE)  ## lint, then the whole test suite against real Redis and S3 servers
 	$(PY) -m pytest
+
+# No server, no process started: the pure tests (pyproject.toml's markers), in about a minute.
+test-fast: lint  ## lint, then the tests that need neither the servers nor whole processes
+	$(PY) -m pytest -q -m "not servers and not slow"
 
 up: $(STAMP)  ## start the local stack in the background (REST_PORT, WORKERS, RENDERERS, DEMUCS_MODEL)
 	$(PY) -m scripts.stack up

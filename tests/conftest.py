@@ -21,6 +21,15 @@ from scripts import stack
 from scripts.make_samples import song_mp3
 
 _bucket_numbers = itertools.count()
+SERVER_FIXTURES = {"redis_server", "s3_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `servers` every test that needs the session's servers, through any fixture: the
+    fast tier (`make test-fast`) leaves them out without a test file saying so."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture(scope="session")

@@ -57,8 +57,15 @@ def stock(model: torch.nn.Module, mix: torch.Tensor) -> torch.Tensor:
 MODELS = {"htdemucs": lambda: small_htdemucs(0), "hdemucs": small_hdemucs, "bag": small_bag}
 
 
-@pytest.mark.parametrize("batch", [1, 3, 48])
-@pytest.mark.parametrize("name", list(MODELS))
+def one_fast(cases: list, fast) -> list:
+    """`cases` as parameters, all but `fast` marked slow: each model and batch size against stock
+    Demucs takes minutes on a CPU, so `make test-fast` runs one case and `make test` all."""
+    return [pytest.param(*(case if isinstance(case, tuple) else (case,)),
+                         marks=() if case == fast else pytest.mark.slow) for case in cases]
+
+
+@pytest.mark.parametrize(("name", "batch"), one_fast(
+    [(name, batch) for name in MODELS for batch in (1, 3, 48)], fast=("htdemucs", 3)))
 def test_fp32_equals_stock_apply_model(name, batch, mix):
     model = MODELS[name]()
     ours = BatchedModel(model, "cpu", "fp32", batch).separate(mix, 0.25)
@@ -83,7 +90,8 @@ def test_only_htdemucs_has_one_input_shape(mix):
 
 def test_other_overlap_and_a_song_shorter_than_a_segment():
     model = small_htdemucs(0)
-    for seconds, overlap in ((0.4, 0.25), (3.0, 0.5), (3.0, 0.0)):
+    # 2 s: several segments of 1 s at either overlap, and little more to compute.
+    for seconds, overlap in ((0.4, 0.25), (2.0, 0.5), (2.0, 0.0)):
         mix = torch.randn(2, int(seconds * RATE), generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             reference = apply_model(model, mix[None], shifts=0, overlap=overlap)[0]
@@ -159,7 +167,7 @@ def blocks_of(mix: torch.Tensor, sizes: list[int], read: list[int]):
         yield block
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", one_fast(list(MODELS), fast="htdemucs"))
 def test_a_streamed_song_equals_stock_and_is_read_and_handed_on_as_it_goes(name):
     """12 s (16 segments of 1 s, or 12 of 1.3 s) in blocks of odd sizes, batches of 2."""
     model = MODELS[name]()
