@@ -34,6 +34,8 @@ STEMS = list(tracks.FOUR_STEMS)
 SECONDS = 6
 RATE = 44100
 _numbers = itertools.count()
+KEY = "studio-admin-key"
+STUDIO: dict[str, str] = {}  # the module stack's other addresses
 # axe-core, fetched from the npm registry by `make test` (Makefile: AXE), injected by the test.
 AXE = next(Path(__file__).parent.glob(".axe/axe-core-*/axe.min.js"), None)
 
@@ -73,7 +75,14 @@ def studio(redis_server, s3_server, tmp_path_factory):
     base_url = live.start_rest()
     live.start_render(RENDER_PROCESSES="2")
     wait_for_job(jobs, song_hash, lambda j: j.status is JobStatus.DONE)
+    # A second gateway over the same song that wants a key for every read, as some do.
+    keyed_port = stack.free_port()
+    keyed = stack.start_rest(keyed_port, {**env, "API_KEYS": f"{KEY}:admin",
+                                          "PROTECT_READS": "true"},
+                             live.folder / "keyed-rest.log")
+    STUDIO["keyed"] = f"http://127.0.0.1:{keyed_port}"
     yield base_url, song_hash
+    stack.stop(keyed, timeout=10)
     live.stop()
     storage.close()
     client.close()
@@ -291,3 +300,32 @@ def test_no_serious_or_critical_accessibility_violation(open_song, studio):
     dialog = page.evaluate("""async () => (await axe.run("#keys")).violations
         .filter((v) => ["serious", "critical"].includes(v.impact)).map((v) => v.id)""")
     assert dialog == []
+
+
+def test_with_a_key_for_every_read_the_page_still_plays_draws_and_exports(browser, studio):  # noqa: F811
+    _, song_hash = studio
+    name = player_name(song_hash)
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1000, "height": 1000})
+    problems: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.goto(STUDIO["keyed"] + "/")
+        page.get_by_label("API key").fill(KEY)
+        page.get_by_role("button", name="Save key").click()
+        page.goto(f"{STUDIO['keyed']}/#{song_hash}")
+        problems.clear()  # before the key, a read was refused (401), as it should be
+        page.reload()  # the key saved, the song opened afresh with it
+        expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuetext", "Done")
+        page.wait_for_function(INKED, arg=500, timeout=60_000)
+        page.get_by_role("button", name=f"Play {name}").click()
+        expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible(timeout=10_000)
+        page.get_by_role("button", name=f"Export mix of {name}").click()
+        link = page.get_by_role("link", name="Download the mix (WAV)")
+        expect(link).to_be_visible(timeout=60_000)
+        with page.expect_download() as download:
+            link.click()
+        assert soundfile.info(download.value.path()).frames == SECONDS * RATE
+        assert problems == []
+    finally:
+        context.close()

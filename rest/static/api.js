@@ -147,6 +147,26 @@ export async function fetchFile(url) {
   return (await whenMade(url)).arrayBuffer();
 }
 
+// What an <audio> element can play: the URL itself, streamed; with an API key, which an
+// element cannot send, the whole file fetched with it first (a server that protects reads).
+export function playableUrl(url) {
+  if (!apiKey()) return url;
+  return fetchFile(url).then((bytes) => URL.createObjectURL(new Blob([bytes])));
+}
+
+// A download link followed with the API key (a plain link would go without it).
+export async function saveWithKey(event, link) {
+  if (!apiKey()) return;
+  event.preventDefault();
+  const bytes = await fetchFile(link.href);
+  const url = URL.createObjectURL(new Blob([bytes]));
+  const saver = document.createElement("a");
+  saver.href = url;
+  saver.download = link.getAttribute("download");
+  saver.click();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
 // A JSON answer (peaks index, analysis), once made.
 export async function fetchJson(url) {
   return (await whenMade(url)).json();

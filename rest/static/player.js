@@ -47,7 +47,8 @@ export class Player {
     this.view = new View(() => this.drawSoon());
     this.stems = tracks.map((track) => this.stemRow(track));
     this.transport = new Transport(
-      this.stems.map((stem) => ({ stem: stem.label, url: api.trackUrl(song, stem.track) })), {
+      this.stems.map((stem) => ({ stem: stem.label,
+                                  url: api.playableUrl(api.trackUrl(song, stem.track)) })), {
         onTick: (position) => this.showPosition(position),
         onState: () => this.showState(),
         onDuration: (seconds) => this.showDuration(seconds),
@@ -96,7 +97,8 @@ export class Player {
     this.stemList = element("ul", { class: "stems" });
     this.stemList.append(...this.stems.map((stem) => stem.row));
     this.exporter = new MixExport(this.song, () => this.mixState(), this.onError,
-                                  (words) => this.announce(words));
+                                  (words) => this.announce(words),
+                                  (event, link) => this.download(event, link));
     root.append(transport, tools, this.summary, this.stemList, this.exporter.element,
                 this.announcer);
     if (this.capabilities.zip) {
@@ -194,14 +196,8 @@ export class Player {
 
   // With an API key the link alone would go unauthenticated, so fetch it with the key.
   async download(event, link) {
-    if (!api.apiKey()) return;
-    event.preventDefault();
     try {
-      const bytes = await api.fetchFile(link.href);
-      const url = URL.createObjectURL(new Blob([bytes]));
-      const saver = element("a", { href: url, download: link.getAttribute("download") });
-      saver.click();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      await api.saveWithKey(event, link);
     } catch (error) {
       this.onError(`Could not download ${link.getAttribute("download")}: ${api.explain(error)}`);
     }

@@ -35,9 +35,11 @@ export class Analysis {
 }
 
 export class MixExport {
-  // `mixState()` gives {gains, mute, start, end} as the page plays; `announce(words)` speaks.
-  constructor(song, mixState, onError, announce) {
+  // `mixState()` gives {gains, mute, start, end} as the page plays; `announce(words)` speaks;
+  // `download(event, link)` follows a link with the API key.
+  constructor(song, mixState, onError, announce, download) {
     this.song = song;
+    this.download = download;
     this.mixState = mixState;
     this.onError = onError;
     this.announce = announce;
@@ -72,6 +74,7 @@ export class MixExport {
       const base = this.song.name.replace(/\.[^.]+$/, "");
       const link = element("a", { href: answer.url, download: `${base}-mix.${mix.format}` },
                            `Download the mix (${mix.format.toUpperCase()})`);
+      link.addEventListener("click", (event) => this.download(event, link));
       this.result.replaceChildren(link);
       this.announce("The mix is ready to download");
     } catch (error) {

@@ -40,11 +40,13 @@ export class Transport {
     }
   }
 
+  // `url`: a URL, or the promise of one (a file fetched with an API key first).
   element(url) {
     // preload=metadata: the duration is known before the first Play, nothing more is fetched.
     const audio = new Audio();
     audio.preload = "metadata";
-    audio.src = url;
+    Promise.resolve(url).then((src) => (audio.src = src),
+                              (error) => this.handlers.onError(error));
     return audio;
   }
 
