@@ -81,6 +81,8 @@ class OverlapAdd:
         # A sample no chunk reached (a RoFormer output a hop short of a short song) is silent,
         # as the reference's clamped counter makes it; every covered sample weighs far more.
         stretch = self.out[..., :count] / self.weights[:count].clamp(min=1e-10)
-        self.out, self.weights = self.out[..., count:], self.weights[count:]
+        # Copies of what stays, so that the storage of the stretch taken is freed now, not
+        # after the next chunks were run and added.
+        self.out, self.weights = self.out[..., count:].clone(), self.weights[count:].clone()
         self.start = upto
         return stretch
