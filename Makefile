@@ -56,8 +56,8 @@ logs: $(STAMP)  ## print the log lines both services push to Redis
 
 bench: $(STAMP)  ## stock Demucs against this service, side by side; memory by song length
 	$(PY) -m scripts.bench
-	$(PY) -m scripts.bench_memory
-	$(PY) -m scripts.bench_render_memory
+	$(PY) -m scripts.bench_memory --seconds 60 600
+	$(PY) -m scripts.bench_stack_memory
 
 chaos: $(STAMP)  ## 50 songs, 3 workers and 2 render workers, one killed every few seconds
 	$(PY) -m scripts.chaos

@@ -7,9 +7,11 @@ Each song is separated in a fresh process, from the upload in a real S3 server t
 stems stored there, exactly as a separation job runs it; the figure is that process's peak
 resident set (ru_maxrss), model included. Songs are a 60 s synthetic mp3 repeated.
 
-`--stop-after N` cancels each song after N segments (as a cancel does: progress raises), for
-machines too slow to separate 30 minutes of htdemucs: the first pass over the whole song, the
-model and the rolling buffers are then all measured, but not the later parts' uploads.
+`--stop-after N` cancels each song after N segments (as a cancel does: progress raises): a quick
+look only. A stopped run says nothing about memory by length: what a song holds between
+segments (stretches being encoded, parts being sent, the allocator's free pages) settles only
+after several segments, so a claim about length needs whole songs (`make bench` runs 60 s and
+600 s here, and scripts/bench_stack_memory.py whole processes under the local stack).
 `--model small` is an HTDemucs with htdemucs's segment (7.8 s) and a fraction of its compute.
 """
 
