@@ -50,6 +50,15 @@ _RENDERING = {"description": "The rendition is being made from the song's stems;
                   "status": {"type": "string", "enum": ["enqueued", "queued", "processing"]},
               }}}}}
 
+# The studio's operations (waveform peaks, analysis, mixes), made by a render worker on request.
+_MADE = {"description": "Being made from the song's stems; ask again after Retry-After seconds "
+                        "at Location",
+         "headers": {"Retry-After": {"schema": {"type": "integer"}},
+                     "Location": {"schema": {"type": "string"}}}}
+_FILE = {"description": "The file, whole (200) or the byte range asked for (206)",
+         "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                             "format": "binary"}}}}
+
 
 def _json(schema_name: str, description: str) -> dict:
     return {"description": description, "content": {"application/json": {
@@ -137,6 +146,45 @@ _PATHS = {
                       **_errors(400, 401, 403, 404, 429, 503)},
     }},
     "/apiv1/remove/{songhash}/{track}": {"get": _REMOVE_BY_GET, "delete": _REMOVE},
+    "/apiv1/mix/{songhash}": {"post": {
+        "summary": "Queue a mix of a separated song's stems (gains in dB, mute, solo, start, end "
+                   "in seconds, format, bits or bitrate, model); fetch it from Location",
+        "parameters": [_HASH],
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Mix"}}}},
+        "responses": {"200": _json("MixQueued", "Made already: Location names it"),
+                      "202": _json("MixQueued", "Being made: Location names it, ask after "
+                                                "Retry-After"),
+                      **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
+    }},
+    "/apiv1/mix/{songhash}/{op}": {"get": {
+        "summary": "A mix posted before: the file once made (by byte range when asked)",
+        "parameters": [_HASH, {"name": "op", "in": "path", "required": True,
+                               "schema": {"type": "string", "pattern": "^mix-[0-9a-f]{16}$"}},
+                       _MODEL],
+        "responses": {"200": _FILE, "206": _FILE, "202": _MADE,
+                      **_errors(400, 401, 403, 404, 416, 429, 500, 503)},
+    }},
+    "/apiv1/analysis/{songhash}": {"get": {
+        "summary": "Tempo (BPM), key and integrated loudness (LUFS) of the mix and each stem",
+        "parameters": [_HASH, _MODEL],
+        "responses": {"200": {"description": "The analysis: mix and stems, each {tempo_bpm, "
+                                             "key, loudness_lufs, duration_s}"},
+                      "202": _MADE, **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
+    }},
+    "/apiv1/peaks/{songhash}": {"get": {
+        "summary": "Waveform peaks of each stem and the mix: zoom levels and their files' URLs",
+        "parameters": [_HASH, _MODEL],
+        "responses": {"200": {"description": "Per stem, [{samples_per_peak, url}]"},
+                      "202": _MADE, **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
+    }},
+    "/apiv1/peaks/{songhash}/{name}": {"get": {
+        "summary": "One peaks file: audiowaveform's binary .dat, version 1, 8-bit",
+        "parameters": [_HASH, {"name": "name", "in": "path", "required": True,
+                               "schema": {"type": "string"}}, _MODEL],
+        "responses": {"200": _FILE, "206": _FILE, "202": _MADE,
+                      **_errors(400, 401, 403, 404, 409, 416, 429, 500, 503)},
+    }},
     "/apiv1/openapi.json": {"get": {
         "summary": "This document",
         "responses": {"200": {"description": "OpenAPI 3 document",
@@ -259,6 +307,23 @@ _SCHEMAS = {
     }},
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"type": "string"}}},
+    "Mix": {"type": "object", "properties": {
+        "model": {"type": "string"},
+        "gains": {"type": "object", "additionalProperties": {"type": "number", "minimum": -60,
+                                                             "maximum": 12},
+                  "description": "stem: dB"},
+        "mute": {"type": "array", "items": {"type": "string"}},
+        "solo": {"type": "array", "items": {"type": "string"}},
+        "start": {"type": "number", "minimum": 0}, "end": {"type": "number", "minimum": 0},
+        "format": {"type": "string", "enum": list(FORMATS)},
+        "bits": {"type": "integer", "enum": [16, 24]},
+        "bitrate": {"type": "integer", "enum": list(MP3_BITRATES)},
+    }},
+    "MixQueued": {"type": "object", "properties": {
+        "hash": {"type": "string"}, "model": {"type": "string"},
+        "operation": {"type": "string"}, "status": {"type": "string"},
+        "url": {"type": "string"}, "params": {"type": "object"},
+    }},
     "Error": {"type": "object", "required": ["error"], "properties": {
         "error": {"type": "string", "description": "What went wrong and how to fix it"},
     }},
