@@ -35,6 +35,7 @@ SECONDS = 6
 RATE = 44100
 _numbers = itertools.count()
 KEY = "studio-admin-key"
+AUDIO_BLOCK_S = 128 / RATE  # one Web Audio render quantum
 STUDIO: dict[str, str] = {}  # the module stack's other addresses
 # axe-core, fetched from the npm registry by `make test` (Makefile: AXE), injected by the test.
 AXE = next(Path(__file__).parent.glob(".axe/axe-core-*/axe.min.js"), None)
@@ -268,7 +269,8 @@ def test_stems_stay_in_step_when_seeking_and_looping(open_song, studio):
         .transport; window.loops = (window.loops || 0) + (t.position() < 1.2 ? 1 : 0);
         return window.loops > 3 && t.position() < 1.6; }""", polling=50)
     drifts.append(page.evaluate("document.querySelector('.player').player.transport.drift()"))
-    assert max(drifts) < 0.03, drifts
+    print(f"\ndrift between stems after each seek and a loop (s): {drifts}")
+    assert max(drifts) < AUDIO_BLOCK_S, drifts
 
 
 def test_the_page_asks_for_no_missing_file_and_fits_a_phone(open_song):
