@@ -164,9 +164,10 @@ class Api:
         """Ask for an ensemble of a song's stems by several models (POST /apiv1/ensemble)."""
         return self._json("POST", f"/apiv1/ensemble/{song_hash}", json=spec)
 
-    def queue(self, params: dict[str, str] | None = None) -> list[str]:
-        """Hashes waiting in a model's queue (the default model's unless params name one)."""
-        return self._json("GET", "/apiv1/queue", params=params)["queue"]
+    def queue(self, params: dict[str, str] | None = None) -> dict:
+        """A model's queue (the default model's unless params name one): `queue`, the hashes
+        waiting that this caller may see, `length` and `in_flight`, counts of every job."""
+        return self._json("GET", "/apiv1/queue", params=params)
 
     def remove(self, song_hash: str, track: str, params: dict[str, str] | None = None) -> dict:
         """Remove one track of a song from the server."""

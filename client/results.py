@@ -41,15 +41,21 @@ def status(api: Api, args: argparse.Namespace) -> int:
 
 
 def queue(api: Api, args: argparse.Namespace) -> int:
-    """Print the hashes waiting in a model's queue, oldest first."""
-    hashes = api.queue(status_params(args.options))
+    """Print the hashes waiting in a model's queue, oldest first (with a server's API keys,
+    those of this key's songs), and how many songs wait in all."""
+    answer = api.queue(status_params(args.options))
+    hashes = [str(song_hash) for song_hash in answer.get("queue") or []]
+    waiting = int(answer.get("length", len(hashes)))
     if args.json:
-        _print_json({"queue": hashes})
-    elif not hashes:
+        _print_json({"queue": hashes, "length": waiting,
+                     "in_flight": int(answer.get("in_flight", 0))})
+    elif not waiting:
         print("the queue is empty")
     else:
         for place, song_hash in enumerate(hashes, 1):
             print(f"{place:>4}  {song_hash}")
+        if waiting > len(hashes):
+            print(f"{waiting} waiting in all, {waiting - len(hashes)} of them other keys' songs")
     return 0
 
 

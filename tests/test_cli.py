@@ -154,7 +154,8 @@ def check_commands(base_url: str, first: str, tmp_path: Path) -> None:
     assert words[0] == f"{first}: done"
     assert words[1:] == ["  tracks: " + ", ".join(status["tracks"]),
                          "  options: model=demucs_unittest format=mp3 bitrate=320"]
-    assert json.loads(call("queue", "--json", *server)[1]) == {"queue": []}
+    assert json.loads(call("queue", "--json", *server)[1]) == {"queue": [], "length": 0,
+                                                               "in_flight": 0}
     assert call("queue", *server)[1].strip() == "the queue is empty"
 
     code, out, err = call("download", first, "-o", str(tmp_path / "dl"), "--json", *server)
@@ -219,6 +220,10 @@ def test_ctrl_c_leaves_the_job_running_and_wait_takes_it_up(live_stack, songs, t
                          headers={"Authorization": "Bearer k-write"}).json()
     assert queue["queue"] == [song_hash(song)] and queue["length"] == 1
     assert requests.get(f"{base_url}/apiv1/queue", timeout=30).json()["queue"] == []
+    assert call("queue", "--server", base_url)[1].splitlines() == [
+        "1 waiting in all, 1 of them other keys' songs"]
+    assert call("queue", "--server", base_url, "--api-key", "k-write")[1].splitlines() == [
+        f"   1  {song_hash(song)}"]
     check_cancel_and_delete(base_url, songs / "second.mp3")
 
     live_stack.start_worker()
@@ -249,7 +254,8 @@ def test_a_song_of_another_model_shows_its_place_in_that_models_queue(live_stack
     assert line == "first: queued #2 of 2\n", stdout + stderr
     server = ("--server", base_url)
     code, out, _ = call("queue", "--model", SIX, "--json", *server)
-    assert code == 0 and json.loads(out) == {"queue": [ahead, song_hash(song)]}
+    assert code == 0 and json.loads(out) == {"queue": [ahead, song_hash(song)], "length": 2,
+                                             "in_flight": 0}
     code, out, _ = call("status", song_hash(song), "--model", SIX, *server)
     assert code == 0 and out.splitlines()[0] == f"{song_hash(song)}: queued #2 of 2"
 
