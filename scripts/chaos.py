@@ -116,74 +116,69 @@ def wait_until_ended(base_url: str, hashes: list[str], deadline: float) -> dict[
 
 def run(args: argparse.Namespace, folder: Path) -> int:
     rng = random.Random(args.seed)
-    redis_port, s3_port, rest_port = stack.free_port(), stack.free_port(), stack.free_port()
-    env = stack.service_env(redis_port, s3_port, HEARTBEAT_TTL_S="3", REAPER_INTERVAL_S="1",
-                            MAX_DEATHS=str(args.max_attempts), LOG_LEVEL="INFO",
-                            TORCH_THREADS=os.environ.get("TORCH_THREADS", "1"),
-                            RENDER_PROCESSES=os.environ.get("RENDER_PROCESSES", "1"),
-                            DEMUCS_MODEL=os.environ.get("DEMUCS_MODEL", "demucs_unittest"),
-                            MAX_DURATION_S="60", BODY_TIMEOUT_S="5")
-    servers = [stack.start_redis(redis_port, folder / "redis", folder / "redis.log"),
-               stack.start_object_store(s3_port, folder / "s3", folder / "s3.log")]
+    rest_port = stack.free_port()
     workers = rest = None
     stop = threading.Event()
-    try:
-        stack.create_buckets(env)
-        workers = Workers(env, folder, args.workers, args.renderers)
-        rest = stack.start_rest(rest_port, env, folder / "rest.log")
-        base_url = f"http://127.0.0.1:{rest_port}"
-        settings = Settings.from_env(env)
-        client = connect(settings)
+    with stack.stores(folder, HEARTBEAT_TTL_S="3", REAPER_INTERVAL_S="1",
+                      MAX_DEATHS=str(args.max_attempts), LOG_LEVEL="INFO",
+                      TORCH_THREADS=os.environ.get("TORCH_THREADS", "1"),
+                      RENDER_PROCESSES=os.environ.get("RENDER_PROCESSES", "1"),
+                      DEMUCS_MODEL=os.environ.get("DEMUCS_MODEL", "demucs_unittest"),
+                      MAX_DURATION_S="60", BODY_TIMEOUT_S="5") as env:
+        try:
+            workers = Workers(env, folder, args.workers, args.renderers)
+            rest = stack.start_rest(rest_port, env, folder / "rest.log")
+            base_url = f"http://127.0.0.1:{rest_port}"
+            settings = Settings.from_env(env)
+            client = connect(settings)
 
-        started = time.monotonic()
-        killer = threading.Thread(target=chaos, args=(workers, client, stop, args.kill_every,
-                                                      rng), daemon=True)
-        killer.start()
-        print(f"submitting {args.songs} songs over {args.submit_seconds:.0f} s; logs in "
-              f"{folder}", flush=True)
-        hashes, hostile = [], (0, [])
-        for n in range(args.songs):
-            if n == args.songs // 2:
-                hostile = hostile_round(base_url)
-                print(f"  hostile round: {hostile[0]} attempts, {len(hostile[1])} not refused",
-                      flush=True)
-            mp3 = song_mp3(2 + n % 3, seed=args.seed * 1000 + n)
-            response = requests.post(f"{base_url}/apiv1/separate",
-                                     json={"mp3": b64encode(mp3).decode()}, timeout=60)
-            response.raise_for_status()
-            hashes.append(response.json()["hash"])
-            time.sleep(args.submit_seconds / args.songs)
-        assert len(set(hashes)) == len(hashes), "two synthetic songs came out identical"
-        wait_until_ended(base_url, hashes, started + args.chaos_seconds)
-        stop.set()
-        killer.join()
-        print(f"chaos over after {time.monotonic() - started:.0f} s and {workers.kills} kills; "
-              "waiting for the rest", flush=True)
-        found = wait_until_ended(base_url, hashes, time.monotonic() + args.calm_seconds)
+            started = time.monotonic()
+            killer = threading.Thread(target=chaos, args=(workers, client, stop, args.kill_every,
+                                                          rng), daemon=True)
+            killer.start()
+            print(f"submitting {args.songs} songs over {args.submit_seconds:.0f} s; logs in "
+                  f"{folder}", flush=True)
+            hashes, hostile = [], (0, [])
+            for n in range(args.songs):
+                if n == args.songs // 2:
+                    hostile = hostile_round(base_url)
+                    print(f"  hostile round: {hostile[0]} attempts, {len(hostile[1])} not refused",
+                          flush=True)
+                mp3 = song_mp3(2 + n % 3, seed=args.seed * 1000 + n)
+                response = requests.post(f"{base_url}/apiv1/separate",
+                                         json={"mp3": b64encode(mp3).decode()}, timeout=60)
+                response.raise_for_status()
+                hashes.append(response.json()["hash"])
+                time.sleep(args.submit_seconds / args.songs)
+            assert len(set(hashes)) == len(hashes), "two synthetic songs came out identical"
+            wait_until_ended(base_url, hashes, started + args.chaos_seconds)
+            stop.set()
+            killer.join()
+            print(f"chaos over after {time.monotonic() - started:.0f} s and {workers.kills} kills; "
+                  "waiting for the rest", flush=True)
+            found = wait_until_ended(base_url, hashes, time.monotonic() + args.calm_seconds)
 
-        storage = Storage(settings)
-        done = [h for h in hashes
-                if found[h]["status"] == "done" and tracks_stored(storage, h, settings)]
-        storage.close()
-        for song_hash in sorted(set(hashes) - set(done)):
-            print(f"  lost {song_hash}: {found[song_hash]}", flush=True)
-        attempts = sum(found[h].get("attempts", 0) for h in hashes)
-        print(f"{workers.kills} workers killed, {attempts} attempts for {len(hashes)} songs, "
-              f"{time.monotonic() - started:.0f} s", flush=True)
-        for failure in hostile[1]:
-            print(f"  not refused: {failure}", flush=True)
-        print(f"hostile attempts={hostile[0]} not_refused={len(hostile[1])}", flush=True)
-        print(f"songs submitted={len(hashes)} done={len(done)} lost={len(hashes) - len(done)}",
-              flush=True)
-        return 0 if len(done) == len(hashes) and not hostile[1] else 1
-    finally:
-        stop.set()
-        if workers is not None:
-            workers.stop()
-        if rest is not None:
-            stack.stop(rest)
-        for server in servers:
-            stack.stop(server)
+            storage = Storage(settings)
+            done = [h for h in hashes
+                    if found[h]["status"] == "done" and tracks_stored(storage, h, settings)]
+            storage.close()
+            for song_hash in sorted(set(hashes) - set(done)):
+                print(f"  lost {song_hash}: {found[song_hash]}", flush=True)
+            attempts = sum(found[h].get("attempts", 0) for h in hashes)
+            print(f"{workers.kills} workers killed, {attempts} attempts for {len(hashes)} songs, "
+                  f"{time.monotonic() - started:.0f} s", flush=True)
+            for failure in hostile[1]:
+                print(f"  not refused: {failure}", flush=True)
+            print(f"hostile attempts={hostile[0]} not_refused={len(hostile[1])}", flush=True)
+            print(f"songs submitted={len(hashes)} done={len(done)} lost={len(hashes) - len(done)}",
+                  flush=True)
+            return 0 if len(done) == len(hashes) and not hostile[1] else 1
+        finally:
+            stop.set()
+            if workers is not None:
+                workers.stop()
+            if rest is not None:
+                stack.stop(rest)
 
 
 def main() -> int:
