@@ -59,11 +59,6 @@ def rendition_object(song_hash: str, model: str, rendition: str, track: str) -> 
     return f"{song_hash}/{model}/{rendition}/{track}"
 
 
-# Lossless stems are stored divided by this gain, so that a stem up to 18 dB above full scale
-# keeps its shape in 24-bit FLAC (21 bits left, about 126 dB): readers multiply it back before
-# any clip rescaling of their own.
-LOSSLESS_HEADROOM = 8.0
-
 
 WORKER_READ_TIMEOUT_S = 60  # a worker waits out a busy store rather than fail a job
 
@@ -133,10 +128,6 @@ class Storage:
         except StorageError:
             pass  # the store is still down; the next failure tries again
 
-    def _put(self, bucket: str, name: str, data: bytes) -> None:
-        self._call(self.client.put_object, bucket, name, io.BytesIO(data), len(data),
-                   content_type="audio/mpeg")
-
     def _exists(self, bucket: str, name: str) -> bool:
         try:
             self._call(self.client.stat_object, bucket, name)
@@ -156,14 +147,6 @@ class Storage:
     def song_exists(self, song_hash: str, ext: str = "mp3") -> bool:
         """Whether the song's upload `<hash>.<ext>` is in the songs bucket."""
         return self._exists(self.songs_bucket, song_object(song_hash, ext))
-
-    def put_song(self, song_hash: str, data: bytes) -> None:
-        """Store `data` whole as the song's upload `<hash>.mp3`."""
-        self._put(self.songs_bucket, song_object(song_hash), data)
-
-    def get_song(self, song_hash: str) -> bytes:
-        """The song's upload `<hash>.mp3`, whole."""
-        return self._get(self.songs_bucket, song_object(song_hash))
 
     def remove_song(self, song_hash: str, ext: str = "mp3") -> None:
         """Remove the song's upload `<hash>.<ext>` (an absent one is no error)."""

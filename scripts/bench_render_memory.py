@@ -19,10 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-import soundfile
-
-from common import tracks
-from common.storage import LOSSLESS_HEADROOM
+from common import flac, tracks
 from scripts import stack
 from scripts.bench import RESULTS
 from scripts.make_samples import synthesize
@@ -33,13 +30,13 @@ STEMS = list(tracks.FOUR_STEMS)
 
 
 def lossless_stem(seconds: int, seed: int) -> bytes:
-    """A stem as the separation worker stores it (24-bit FLAC at 1/8), written a minute at a
+    """A stem as the separation worker stores it (common/flac.py), written a minute at a
     time."""
-    minute = (synthesize(60, seed=seed) / 3 / LOSSLESS_HEADROOM).T.astype("f4")
+    minute = (synthesize(60, seed=seed) / 3).T.astype("f4")
     out = io.BytesIO()
-    with soundfile.SoundFile(out, "w", RATE, 2, "PCM_24", format="FLAC") as flac:
+    with flac.writer(out, RATE, 2) as stem:
         for _ in range(seconds // 60):
-            flac.write(minute)
+            flac.write_block(stem, minute.copy())
     return out.getvalue()
 
 

@@ -21,9 +21,9 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 
 import lameenc
 import numpy as np
-import soundfile
 import torch
 
+from common import flac
 from scripts import bench_model
 
 
@@ -33,9 +33,10 @@ def song(seconds: float, seed: int = 0) -> torch.Tensor:
 
 
 def write_flac(stem: np.ndarray, samplerate: int) -> int:
-    """Bytes of one stem as FLAC 24-bit (what the separation worker stores)."""
+    """Bytes of one stem as the separation worker stores it (common/flac.py)."""
     buffer = io.BytesIO()
-    soundfile.write(buffer, stem.T, samplerate, format="FLAC", subtype="PCM_24")
+    with flac.writer(buffer, samplerate, stem.shape[0]) as out:
+        flac.write_block(out, np.array(stem.T, dtype=np.float32))
     return len(buffer.getbuffer())
 
 

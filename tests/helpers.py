@@ -5,6 +5,7 @@ stack are in tests/servers.py)."""
 from __future__ import annotations
 
 import base64
+import io
 import os
 import signal
 import time
@@ -16,6 +17,7 @@ import requests
 
 from common import keys, tracks
 from common.jobs import Job, JobStore
+from common.storage import song_object
 from scripts import stack
 
 STEMS = sorted(tracks.FOUR_STEMS)
@@ -32,6 +34,21 @@ def lossless_stems(storage, song_hash: str) -> list[str]:
     """The stems stored losslessly for a song by the separation worker."""
     return sorted(tracks.parse_track(name).stem
                   for name in storage.names_under(f"{song_hash}/{MODEL}/stems/"))
+
+
+def put_song(storage, song_hash: str, data: bytes) -> None:
+    """Store `data` as a song's upload `<hash>.mp3`, as the gateway does."""
+    storage.put_song_stream(song_hash, "mp3", io.BytesIO(data), len(data))
+
+
+def get_song(storage, song_hash: str) -> bytes:
+    """A song's upload `<hash>.mp3`, whole."""
+    response = storage.client.get_object(storage.songs_bucket, song_object(song_hash))
+    try:
+        return response.read()
+    finally:
+        response.close()
+        response.release_conn()
 FINAL = ("done", "failed")
 
 

@@ -10,7 +10,7 @@ from common import keys, tracks
 from common.jobs import JobStatus, JobStore
 from common.storage import Storage, lossless_object, rendition_object
 from scripts.make_samples import synthesize
-from worker.render.encode import render_track, write_lossless
+from tests.stems import render_track, write_lossless
 from worker.render.pool import track_sources
 
 RATE = 44100

@@ -7,8 +7,8 @@ import numpy as np
 import pyloudnorm
 import pytest
 
+from tests.stems import write_lossless
 from worker.render.analysis import analyse
-from worker.render.encode import write_lossless
 from worker.render.peaks import LEVELS, peaks_files, read_peaks
 
 RATE = 44100

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from scripts.make_samples import song_mp3
+from tests.stems import decode
 from worker.runtime.errors import DecodeFailed, TooLong
-from worker.separation.audio import BLOCK, blocks, decode, summarise
+from worker.separation.audio import BLOCK, blocks, summarise
 
 RATE = 44100
 

@@ -19,8 +19,8 @@ from scripts.make_samples import synthesize
 from tests import uvr_reference
 from tests.audio_files import audio_file
 from tests.helpers import b64, wait_for
+from tests.stems import write_lossless
 from tests.test_ensemble_dsp import snr_db
-from worker.render.encode import write_lossless
 
 pytestmark = pytest.mark.timeout(240)
 MODEL, OTHER, SIX = "demucs_unittest", "htdemucs", "htdemucs_6s"

@@ -23,6 +23,7 @@ from tests.helpers import (
     lossless_stems,
     mp3_stems,
     one_of_two_claims,
+    put_song,
     reaper_passes,
     status,
     stop_process,
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 def store_song(storage, mp3: bytes) -> str:
     """Put a song in the songs bucket as the gateway would; returns its hash."""
     song_hash = hashlib.sha256(b64(mp3).encode()).hexdigest()
-    storage.put_song(song_hash, mp3)
+    put_song(storage, song_hash, mp3)
     return song_hash
 
 

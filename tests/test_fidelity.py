@@ -27,7 +27,7 @@ from demucs.pretrained import SOURCES
 from common.jobs import JobStatus, JobStore
 from common.storage import rendition_object, song_object
 from scripts import stack
-from tests.helpers import b64, wait_for_job
+from tests.helpers import b64, put_song, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def test_service_wav_stems_equal_the_demucs_cli(service_env, redis_client, stora
     try:
         # Submitted as the gateway does: the upload stored, then the job queued.
         song_hash = hashlib.sha256(b64(song.read_bytes()).encode()).hexdigest()
-        storage.put_song(song_hash, song.read_bytes())
+        put_song(storage, song_hash, song.read_bytes())
         jobs = JobStore(redis_client, MODEL)
         jobs.enqueue(song_hash, None, 10, model=MODEL, rendition="wav-16",
                      input_object=song_object(song_hash))

@@ -9,7 +9,7 @@ import pytest
 
 from rest.probe import DECODED, NotAudio, probe
 from tests.audio_files import FORMATS, audio_file
-from worker.separation.audio import decode
+from tests.stems import decode
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

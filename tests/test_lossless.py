@@ -9,12 +9,12 @@ import pytest
 import soundfile
 import torch
 
+from common.flac import LOSSLESS_HEADROOM
 from common.settings import Settings
-from common.storage import LOSSLESS_HEADROOM, PartUpload, lossless_object
+from common.storage import PartUpload, lossless_object
 from scripts.bench_model import snr_db
-from worker.render.encode import read_lossless
+from tests.stems import decode, read_lossless
 from worker.runtime.errors import InputMissing, TooLong
-from worker.separation.audio import decode
 from worker.separation.lossless import StemSink, separate_to_store
 from worker.separation.separator import Separator
 

@@ -86,7 +86,7 @@ def parts():
 @pytest.mark.parametrize("shape", ["tag-in-the-middle", "ape-in-the-middle", "lyrics-marker",
                                    "junk-byte-between-frames"])
 def test_audio_hidden_after_a_marker_or_between_junk_is_counted(parts, shape):
-    from worker.separation.audio import decode
+    from tests.stems import decode
 
     loud, quiet = parts
     hidden = {

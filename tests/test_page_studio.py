@@ -24,8 +24,8 @@ from scripts import stack
 from scripts.make_samples import synthesize
 from tests.conftest import LiveStack
 from tests.helpers import wait_for_job
+from tests.stems import write_lossless
 from tests.test_page import INKED, browser  # noqa: F401  (the module's chromium)
-from worker.render.encode import write_lossless
 
 pytestmark = pytest.mark.slow
 

@@ -13,14 +13,9 @@ import torch
 from demucs.audio import encode_wav, i16_pcm
 from demucs.audio import prevent_clip as demucs_prevent_clip
 
-from common.storage import LOSSLESS_HEADROOM
-from worker.render.encode import (
-    encode_mp3,
-    read_lossless,
-    render_track,
-    to_pcm,
-    write_lossless,
-)
+from common.flac import LOSSLESS_HEADROOM
+from tests.stems import read_lossless, render_track, write_lossless
+from worker.render.encode import encode_mp3, to_pcm
 
 RATE = 44100
 LAME_FRAME = 1152

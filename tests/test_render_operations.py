@@ -19,8 +19,9 @@ from common import mixes, operations
 from common.jobs import JobStatus, render_id
 from common.storage import rendition_object
 from tests.helpers import wait_for, wait_for_job
+from tests.stems import read_lossless, render_track
 from tests.test_render_worker import MODEL, STEMS, pcm, renderers, separated  # noqa: F401
-from worker.render.encode import clip_scale, quantize, read_lossless, render_track
+from worker.render.encode import clip_scale, quantize
 from worker.render.peaks import LEVELS, read_peaks
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from common.tracks import TrackError, parse_rendition
-from worker.render.encode import render_track, write_lossless
+from tests.stems import render_track, write_lossless
 from worker.render.pool import Renderer, track_sources
 from worker.runtime.errors import EncodeFailed
 

@@ -19,7 +19,7 @@ from common.tracks import parse_rendition
 from scripts import stack
 from scripts.make_samples import synthesize
 from tests.helpers import wait_for, wait_for_claim, wait_for_job
-from worker.render.encode import render_track, write_lossless
+from tests.stems import render_track, write_lossless
 
 pytestmark = pytest.mark.slow
 

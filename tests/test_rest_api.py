@@ -10,7 +10,7 @@ from common import keys
 from common.jobs import JobStatus
 from common.storage import rendition_object
 from tests import songflow
-from tests.helpers import b64
+from tests.helpers import b64, get_song
 
 STEMS = ["drums", "bass", "other", "vocals"]
 
@@ -35,7 +35,7 @@ def test_submit_stores_then_queues_and_answers_the_hash(client, redis_client, st
     assert response.json == {"hash": hashlib.sha256(text.encode()).hexdigest(),
                              "reason": "Song enqueued for separation"}
     song_hash = response.json["hash"]
-    assert storage.get_song(song_hash) == short_mp3
+    assert get_song(storage, song_hash) == short_mp3
     assert redis_client.lrange(keys.QUEUE, 0, -1) == [song_hash]
     assert client.get(f"/apiv1/status/{song_hash}").json["status"] == "queued"
 

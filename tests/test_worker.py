@@ -16,7 +16,7 @@ import sphn
 from common import keys
 from common.jobs import JobStatus
 from common.storage import lossless_object
-from tests.helpers import STEMS, b64, reaper_passes, wait_for, wait_for_job
+from tests.helpers import STEMS, b64, put_song, reaper_passes, wait_for, wait_for_job
 from tests.servers import CallbackReceiver
 from worker.runtime.errors import ModelLoadError
 from worker.separation.main import EXIT_MODEL_UNAVAILABLE
@@ -109,7 +109,7 @@ def test_stems_are_byte_identical_when_separated_again(api, run_worker, jobs, st
 def test_an_undecodable_song_fails_and_the_next_one_is_separated(api, run_worker, jobs, storage,
                                                                  short_mp3):
     broken_hash = "b" * 64
-    storage.put_song(broken_hash, b"\xff\xfb\x90\x00" + bytes(3000))
+    put_song(storage, broken_hash, b"\xff\xfb\x90\x00" + bytes(3000))
     jobs.enqueue(broken_hash, None, max_queue=10)
     good_hash = submit(api, short_mp3)
     run_worker()

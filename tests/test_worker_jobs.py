@@ -11,7 +11,7 @@ import pytest
 from common import keys
 from common.jobs import CancelResult, JobStatus, JobStore
 from common.songs import delete_song
-from tests.helpers import b64, wait_for, wait_for_job, write_tiny_htdemucs
+from tests.helpers import b64, put_song, wait_for, wait_for_job, write_tiny_htdemucs
 
 pytestmark = pytest.mark.timeout(240)
 TINY = "tiny6"  # the second model's name
@@ -26,7 +26,7 @@ def tiny_repo(tmp_path):
 def upload(storage, jobs, mp3: bytes, model: str = "", **enqueue) -> str:
     """Store a song and queue it for `model`, as the gateway does; returns its hash."""
     song_hash = hashlib.sha256(b64(mp3).encode()).hexdigest()
-    storage.put_song(song_hash, mp3)
+    put_song(storage, song_hash, mp3)
     jobs.enqueue(song_hash, None, 100, model=model, **enqueue)
     return song_hash
 

@@ -17,27 +17,12 @@ import lameenc
 import numpy as np
 import soundfile
 
-from common.storage import LOSSLESS_HEADROOM
+from common import flac
 
 BITS = {16: ("PCM_16", "<i2"), 24: ("PCM_24", "<i4")}
 CONTAINERS = {"wav": "WAV", "flac": "FLAC"}
 BLOCK = 2**16  # frames read, summed and encoded at a time: 512 KiB of float32 stereo
 Source = str | BinaryIO  # a lossless stem: a path or a seekable file object
-
-
-def write_lossless(wav: np.ndarray, samplerate: int) -> bytes:
-    """A `[channels, samples]` float stem as the separation worker stores it: FLAC 24-bit,
-    divided by LOSSLESS_HEADROOM (stems may exceed full scale before the CLI's rescaling)."""
-    out = io.BytesIO()
-    scaled = np.clip(wav.T / np.float32(LOSSLESS_HEADROOM), -1, 1)
-    soundfile.write(out, scaled, samplerate, "PCM_24", format="FLAC")
-    return out.getvalue()
-
-
-def read_lossless(data: bytes) -> tuple[np.ndarray, int]:
-    """A lossless stem as `[channels, samples]` float32 at its true level, and its rate."""
-    wav, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    return np.ascontiguousarray(wav.T) * np.float32(LOSSLESS_HEADROOM), rate
 
 
 def clip_scale(peak: np.float32) -> np.float32:
@@ -103,13 +88,10 @@ def _summed(stems: list[soundfile.SoundFile], block: int) -> Iterator[np.ndarray
     the start; added in the stems' order, exactly as whole arrays would be."""
     for stem in stems:
         stem.seek(0)
-    def level(stem: soundfile.SoundFile) -> np.ndarray:
-        return stem.read(block, dtype="float32", always_2d=True).T * np.float32(LOSSLESS_HEADROOM)
-
     while True:
-        total = level(stems[0])
+        total = flac.read_block(stems[0], block)
         for stem in stems[1:]:
-            np.add(total, level(stem), out=total)
+            np.add(total, flac.read_block(stem, block), out=total)
         if not total.shape[1]:
             return
         yield total
@@ -150,10 +132,3 @@ def render_file(sources: list[str], fmt: str, quality: int, path: str) -> None:
     """`render_to` from lossless stem files into the file `path`."""
     with open(path, "wb") as out:
         render_to(sources, fmt, quality, out)
-
-
-def render_track(sources: list[bytes], fmt: str, quality: int, block: int = BLOCK) -> bytes:
-    """`render_to` from lossless stems in memory, to bytes (short songs, tests)."""
-    out = io.BytesIO()
-    render_to([io.BytesIO(data) for data in sources], fmt, quality, out, block)
-    return out.getvalue()

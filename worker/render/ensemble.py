@@ -15,7 +15,7 @@ from contextlib import ExitStack
 import numpy as np
 import soundfile
 
-from common import tracks
+from common import flac, tracks
 from common.ensembles import from_params
 from common.jobs import JobStatus, JobStore
 from worker.render.encode import BLOCK
@@ -80,7 +80,7 @@ def combine(paths: list[str], algorithm: str, target: str, block: int = BLOCK) -
         readers = [_Reader(s) for s in sounds]
         made = (_averaged(readers, length, block) if algorithm == "avg" else
                 spec_blocks(readers, length, algorithm == "max_spec", block))
-        with soundfile.SoundFile(target, "w", rate, channels, "PCM_24", format="FLAC") as out:
+        with flac.writer(target, rate, channels) as out:
             for wav in made:
                 out.write(np.clip(wav, -1.0, FULL_SCALE).T)
 

@@ -15,8 +15,7 @@ from contextlib import ExitStack
 import numpy as np
 import soundfile
 
-from common import mixes
-from common.storage import LOSSLESS_HEADROOM
+from common import flac, mixes
 from worker.render.encode import BLOCK, clip_scale, open_writer, quantize
 from worker.render.operations import OperationInput, Output, output_path
 
@@ -31,7 +30,7 @@ def mixed_blocks(sources: Mapping[str, str], gains: Mapping[str, float], start: 
         rate, frames = first.samplerate, first.frames
         begin = min(frames, round(start * rate))
         stop = frames if end is None else min(frames, round(end * rate))
-        audible = [(stems[s], np.float32(g * LOSSLESS_HEADROOM)) for s, g in gains.items()]
+        audible = [(stems[s], g) for s, g in gains.items()]
         for stem, _ in audible:
             stem.seek(begin)
         position = begin
@@ -39,7 +38,7 @@ def mixed_blocks(sources: Mapping[str, str], gains: Mapping[str, float], start: 
             count = min(block, stop - position)
             total = np.zeros((first.channels, count), np.float32)
             for stem, gain in audible:
-                total += stem.read(count, dtype="float32", always_2d=True).T * gain
+                total += flac.read_block(stem, count, gain)
             position += count
             yield total
 

@@ -7,7 +7,6 @@ with the song; they are what the Demucs CLI decodes and resamples with (`ffmpeg 
 from __future__ import annotations
 
 import math
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -91,15 +90,3 @@ def summarise(path: str, samplerate: int, channels: int, max_seconds: float) -> 
         raise DecodeFailed("the file decodes to no audio at all")
     std = math.sqrt(squares / (count - 1)) if count > 1 else math.nan
     return Summary(count, mean, std, count / samplerate)
-
-
-def decode(data: bytes, samplerate: int, channels: int) -> torch.Tensor:
-    """The whole `[channels, samples]` waveform of an audio file's bytes."""
-    # The decoder reads from a path; the scratch file lives in the temp folder (an emptyDir).
-    with tempfile.NamedTemporaryFile() as handle:
-        handle.write(data)
-        handle.flush()
-        parts = list(blocks(handle.name, samplerate, channels))
-    if not parts:
-        raise DecodeFailed("the file decodes to no audio at all")
-    return torch.cat(parts, dim=1)

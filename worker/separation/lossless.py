@@ -16,10 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
+from common import flac
 from common.storage import (
-    LOSSLESS_HEADROOM,
     NotFound,
     PartUpload,
     Storage,
@@ -113,8 +112,7 @@ class StemSink:
     def __init__(self, upload: PartUpload, samplerate: int, channels: int):
         self.upload = upload
         self.file = Parts(upload)
-        self.flac = soundfile.SoundFile(self.file, "w", samplerate, channels, "PCM_24",
-                                        format="FLAC")
+        self.flac = flac.writer(self.file, samplerate, channels)
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="stem")
         self.queued: deque[tuple[Future, int]] = deque()  # (encoding, its frames)
         self.clipped = 0
@@ -133,10 +131,7 @@ class StemSink:
     def _encode(self, frames: np.ndarray) -> None:
         # In place and a block at a time: the encoder's scratch stays small whatever the stride.
         for start in range(0, len(frames), ENCODE_FRAMES):
-            block = frames[start:start + ENCODE_FRAMES]
-            block /= np.float32(LOSSLESS_HEADROOM)
-            self.clipped += int(np.count_nonzero(np.abs(block) > 1))
-            self.flac.write(np.clip(block, -1, 1, out=block))
+            self.clipped += flac.write_block(self.flac, frames[start:start + ENCODE_FRAMES])
 
     def finish(self) -> None:
         """Encode what is queued and send every part; the stem is not visible yet."""
@@ -210,7 +205,7 @@ def separate_to_store(separator: Separator, storage: Storage, song_hash: str, in
     for name, sink in sinks.items():
         if sink.clipped:
             log.warning("song %s: %d samples of %s beyond %g x full scale were clipped",
-                        song_hash, sink.clipped, name, LOSSLESS_HEADROOM)
+                        song_hash, sink.clipped, name, flac.LOSSLESS_HEADROOM)
     timings["audio_seconds"] = round(summary.seconds, 3)
     return timings
 
