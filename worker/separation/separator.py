@@ -154,7 +154,8 @@ class Separator:
                               overlap=self.overlap, device=self.device, callback=on_segment)
         if progress is not None:
             progress(1.0)
-        return out[0].cpu()
+        # Out of inference mode, as a tensor of its own: the caller rescales it in place.
+        return out[0].cpu().clone()
 
 
 def _guarded(stretches: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
