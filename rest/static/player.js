@@ -3,35 +3,13 @@
 // the song's analysis; and an export of the mix as the server renders it (studio.js).
 
 import * as api from "./api.js";
-import { element } from "./dom.js";
+import { button, clock, element } from "./dom.js";
 import { Analysis, MixExport } from "./studio.js";
-import { Transport } from "./transport.js";
+import { levelDb, SILENT_DB, Transport } from "./transport.js";
 import { Peaks, View, Waveform } from "./waveform.js";
 
-const SILENT_DB = -60;
 let sounding = null; // the player now playing: starting another pauses it
 let latest = null; // the player last used: the keys act on it when focus is outside any
-
-export function clock(seconds) {
-  const whole = Math.floor(seconds);
-  const tenths = Math.floor((seconds - whole) * 10);
-  return `${Math.floor(whole / 60)}:${String(whole % 60).padStart(2, "0")}.${tenths}`;
-}
-
-function levelDb(analyser, samples) {
-  analyser.getFloatTimeDomainData(samples);
-  let sum = 0;
-  for (const value of samples) sum += value * value;
-  const rms = Math.sqrt(sum / samples.length);
-  return rms > 0 ? Math.max(SILENT_DB, Math.round(20 * Math.log10(rms))) : SILENT_DB;
-}
-
-function button(text, label, action, pressed) {
-  const node = element("button", { type: "button", "aria-label": label }, text);
-  if (pressed !== undefined) node.setAttribute("aria-pressed", String(pressed));
-  node.addEventListener("click", action);
-  return node;
-}
 
 export class Player {
   static current() {

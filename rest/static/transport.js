@@ -5,8 +5,19 @@
 
 const RAMP_S = 0.02; // gain changes glide with this time constant, so they never click
 const RESYNC_S = 0.03; // a follower further than this from the clock is moved back in step
+const BLOCK_S = 128 / 44100; // one Web Audio render quantum: how close a start must be
 const TICK_MS = 50;
+export const SILENT_DB = -60;
 let context = null; // one AudioContext for the page, made on the first Play (a user gesture)
+
+// The level of what an analyser hears now, in dB (SILENT_DB and below: silent).
+export function levelDb(analyser, samples) {
+  analyser.getFloatTimeDomainData(samples);
+  let sum = 0;
+  for (const value of samples) sum += value * value;
+  const rms = Math.sqrt(sum / samples.length);
+  return rms > 0 ? Math.max(SILENT_DB, Math.round(20 * Math.log10(rms))) : SILENT_DB;
+}
 
 export function audioContext() {
   context ??= new AudioContext();
@@ -91,8 +102,7 @@ export class Transport {
       start = this.region.start;
     }
     if (this.duration && start >= this.duration) start = 0;
-    await this.align(start);
-    await Promise.all(this.stems.map((stem) => stem.audio.play()));
+    await this.start(start);
     this.playing = true;
     this.timer ??= setInterval(() => this.tick(), TICK_MS);
     this.handlers.onState();
@@ -115,6 +125,8 @@ export class Transport {
       const ready = once(stem.audio, "seeked");
       stem.audio.currentTime = seconds;
       await ready;
+      // Data to play from there, so that every element starts at once when told to.
+      if (stem.audio.readyState < 3) await once(stem.audio, "canplay");
     }));
   }
 
@@ -130,13 +142,24 @@ export class Transport {
       return;
     }
     for (const stem of this.stems) stem.audio.pause();
-    await this.align(target);
-    if (this.stems.some((stem) => stem.audio.ended)) {
-      this.ended(); // sought to the very end: play() would start again from the top
-      return;
+    if (await this.start(target)) this.handlers.onTick(target);
+  }
+
+  // Every element started at `seconds`, together; started again when one began late (a busy
+  // machine), so that they sound within one render block of each other. False at the end.
+  async start(seconds) {
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      await this.align(seconds);
+      if (this.stems.some((stem) => stem.audio.ended)) {
+        this.ended(); // sought to the very end: play() would start again from the top
+        return false;
+      }
+      await Promise.all(this.stems.map((stem) => stem.audio.play()));
+      if (this.drift() <= BLOCK_S) break;
+      for (const stem of this.stems) stem.audio.pause();
+      seconds = this.position();
     }
-    await Promise.all(this.stems.map((stem) => stem.audio.play()));
-    this.handlers.onTick(target);
+    return true;
   }
 
   setRegion(region) {
