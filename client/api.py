@@ -126,7 +126,7 @@ class Api:
     def _body(self, response: requests.Response, limit: int, what: str) -> bytes:
         return b"".join(self._chunks(response, limit, what))
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> dict:
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         with self._request(method, path, **kwargs) as response:
             body = self._body(response, MAX_ANSWER_BYTES, "answer")
         try:
@@ -139,13 +139,13 @@ class Api:
                                                  "a JSON object")
         return answer
 
-    def submit(self, song: Path, options: dict[str, str], progress: Progress) -> dict:
+    def submit(self, song: Path, options: dict[str, str], progress: Progress) -> dict[str, Any]:
         """Upload one song with its job options; the answer {"hash", "reason"}."""
         with Upload(song, options, progress) as body:
             return self._json("POST", "/apiv1/separate", data=body,
                               headers={"Content-Type": body.content_type})
 
-    def status(self, song_hash: str, params: dict[str, str] | None = None) -> dict:
+    def status(self, song_hash: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """The song's status body; an error answer raises ApiError."""
         return self._json("GET", f"/apiv1/status/{song_hash}", params=params)
 
@@ -156,28 +156,29 @@ class Api:
                 return [str(stem) for stem in offered.get("stems") or []]
         raise ApiError(404, f"the server offers no model {model}")
 
-    def models(self) -> list[dict]:
+    def models(self) -> list[dict[str, Any]]:
         """The models the server offers (GET /apiv1/models), the default first."""
         return [dict(model) for model in self._json("GET", "/apiv1/models").get("models") or []]
 
-    def ensemble(self, song_hash: str, spec: dict) -> dict:
+    def ensemble(self, song_hash: str, spec: dict[str, Any]) -> dict[str, Any]:
         """Ask for an ensemble of a song's stems by several models (POST /apiv1/ensemble)."""
         return self._json("POST", f"/apiv1/ensemble/{song_hash}", json=spec)
 
-    def queue(self, params: dict[str, str] | None = None) -> dict:
+    def queue(self, params: dict[str, str] | None = None) -> dict[str, Any]:
         """A model's queue (the default model's unless params name one): `queue`, the hashes
         waiting that this caller may see, `length` and `in_flight`, counts of every job."""
         return self._json("GET", "/apiv1/queue", params=params)
 
-    def remove(self, song_hash: str, track: str, params: dict[str, str] | None = None) -> dict:
+    def remove(self, song_hash: str, track: str,
+               params: dict[str, str] | None = None) -> dict[str, Any]:
         """Remove one track of a song from the server."""
         return self._json("DELETE", f"/apiv1/remove/{song_hash}/{track}", params=params)
 
-    def cancel(self, song_hash: str, params: dict[str, str] | None = None) -> dict:
+    def cancel(self, song_hash: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """Cancel a song's separation (it stops at its next segment when running)."""
         return self._json("POST", f"/apiv1/cancel/{song_hash}", params=params)
 
-    def delete(self, song_hash: str) -> dict:
+    def delete(self, song_hash: str) -> dict[str, Any]:
         """Remove everything the server keeps of a song."""
         return self._json("DELETE", f"/apiv1/song/{song_hash}")
 

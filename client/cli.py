@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.timeout < 0 or args.max_track_mb < 1:
         arguments.error("--timeout must be 0 or more, --max-track-mb 1 or more")
     api = Api(args.server, args.api_key, args.timeout, args.max_track_mb << 20)
+    run: Callable[[Api, argparse.Namespace], int] = args.run  # set by each command's parser
     try:
-        return args.run(api, args)
+        return run(api, args)
     except (ApiError, Unreachable) as error:
         print(f"micro-demucs: {error_line(error)}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from client import songs
 from client.api import Api, ApiError, transient
@@ -39,7 +40,7 @@ def _usage(message: str) -> SystemExit:
     return SystemExit(2)
 
 
-def spec_of(args: argparse.Namespace) -> dict:
+def spec_of(args: argparse.Namespace) -> dict[str, Any]:
     """The request body: algorithm, members and picks as the command line gives them."""
     picks = {}
     for pick in args.pick:
@@ -48,7 +49,7 @@ def spec_of(args: argparse.Namespace) -> dict:
             raise _usage(f"--pick takes STEM=MODEL, not {pick!r}")
         picks[stem] = model
     members = [m.strip() for m in args.members.split(",") if m.strip()]
-    spec: dict = {"members": members or sorted(set(picks.values())), "picks": picks}
+    spec: dict[str, Any] = {"members": members or sorted(set(picks.values())), "picks": picks}
     if args.algorithm:
         spec["algorithm"] = args.algorithm
     return spec
@@ -65,7 +66,7 @@ def _song_hash(api: Api, song: str, first_member: str) -> str:
     return str(api.submit(path, options, lambda sent, total: None)["hash"])
 
 
-def _ask(api: Api, song_hash: str, spec: dict) -> dict:
+def _ask(api: Api, song_hash: str, spec: dict[str, Any]) -> dict[str, Any]:
     """POST the ensemble, waiting out a 503 (a member's worker starting) as the server says."""
     for _ in range(songs.RETRIES):
         try:

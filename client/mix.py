@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from client.api import MAX_ANSWER_BYTES, Api, GaveUp, _save, _seconds
 from client.progress import display
@@ -66,7 +67,7 @@ def _song(value: str) -> tuple[str, str]:
         raise SystemExit(f"micro-demucs: {value}: neither a file nor a song hash") from None
 
 
-def request_body(args: argparse.Namespace) -> dict:
+def request_body(args: argparse.Namespace) -> dict[str, Any]:
     """The JSON the mix route takes, from the command line."""
     body = {"model": args.model, "mute": args.mute, "solo": args.solo,
             "gains": _gains(args.gain), "start": args.start, "end": args.end,

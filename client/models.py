@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -17,7 +18,7 @@ COLUMNS = ("model", "family", "stems", "ready", "params", "chunk", "quality (SDR
            "speed (s per s of audio)")
 
 
-def _quality(model: dict) -> str:
+def _quality(model: dict[str, Any]) -> str:
     """The first published figures and where they come from; `-` when none is known."""
     for quality in model.get("quality") or []:
         figures = " ".join(f"{stem} {sdr:.2f}" for stem, sdr in quality["sdr"].items())
@@ -25,7 +26,7 @@ def _quality(model: dict) -> str:
     return "-"
 
 
-def _speed(model: dict) -> str:
+def _speed(model: dict[str, Any]) -> str:
     """Recent real-time factor per device, with the jobs it is measured on."""
     return "; ".join(f"{device} {figures['rtf_recent']:.3g} ({figures['jobs']} jobs)"
                      for device, figures in (model.get("speed") or {}).items()
@@ -36,7 +37,7 @@ def _params(count: int | None) -> str:
     return f"{count / 1e6:.1f} M" if count else "-"
 
 
-def row(model: dict) -> list[str]:
+def row(model: dict[str, Any]) -> list[str]:
     """One model's cells, in COLUMNS order."""
     ready = f"yes ({model.get('workers', 0)})" if model.get("ready") else "no"
     chunk = f"{model['chunk_s']:g} s" if model.get("chunk_s") else "-"

@@ -8,6 +8,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from client.api import DEFAULT_URL, Api, ApiError, Unreachable, error_line, transient
 from client.progress import Display, display
@@ -38,7 +39,7 @@ class Song:
         """A song known by its hash only: shown by its first digits, saved in DIR/<hash>/."""
         return cls(song_hash[:12], output / song_hash, song_hash=song_hash)
 
-    def result(self) -> dict:
+    def result(self) -> dict[str, Any]:
         """The song as `--json` prints it."""
         return {"song": self.name, "hash": self.song_hash or None, "status": self.status,
                 "error": self.error or None, "files": [str(path) for path in self.files]}
@@ -133,7 +134,7 @@ def _follow(api: Api, songs: list[Song], options: dict[str, str], shown: Display
             api.wait(None)
 
 
-def place(state: dict) -> str:
+def place(state: dict[str, Any]) -> str:
     """A queued song's place in its model's queue, as the status tells it ("#2 of 5")."""
     return f"#{state['position']} of {state['queue_length']}" if state.get("position") else ""
 
@@ -155,7 +156,7 @@ def _poll(api: Api, song: Song, options: dict[str, str], shown: Display) -> None
         shown.update(song.row, song.status, 0, 1)
 
 
-def save_tracks(api: Api, song: Song, state: dict, options: dict[str, str],
+def save_tracks(api: Api, song: Song, state: dict[str, Any], options: dict[str, str],
                 shown: Display) -> None:
     """Download the song's tracks into its folder, each shown as it arrives; only plain track
     names are accepted from the server, and only files inside the folder are written."""

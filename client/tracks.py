@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 # The job options as the API names them; the command line spells them with dashes.
 OPTIONS = ("model", "two_stems", "format", "bits", "bitrate")
@@ -52,7 +53,7 @@ def download_params(options: dict[str, str]) -> dict[str, str]:
     return {name: options[name] for name in ("model", "bits", "bitrate") if name in options}
 
 
-def wanted_tracks(status: dict, options: dict[str, str],
+def wanted_tracks(status: dict[str, Any], options: dict[str, str],
                   model_stems: Callable[[], list[str]]) -> list[str]:
     """The tracks to save: every stem of the song, or the two-stem pair, in the asked format.
 

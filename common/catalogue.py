@@ -10,6 +10,7 @@ import functools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_PATH = Path(__file__).with_name("catalogue.toml")
 FAMILIES = ("demucs", "bs_roformer", "mel_band_roformer")
@@ -43,7 +44,7 @@ class Quality:
     source: str
     sdr: dict[str, float]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """As the API serves it."""
         return {"dataset": self.dataset, "source": self.source, "sdr": dict(self.sdr)}
 
@@ -63,7 +64,7 @@ class Entry:
     quality: list[Quality] = field(default_factory=list)
 
 
-def _file(model: str, raw: dict) -> ModelFile:
+def _file(model: str, raw: dict[str, Any]) -> ModelFile:
     name = raw.get("name", "")
     if not name or "/" in name or name.startswith("."):
         raise CatalogueError(f"model {model}: a file needs a plain `name`, not {name!r}")
@@ -76,7 +77,7 @@ def _file(model: str, raw: dict) -> ModelFile:
                      raw.get("sha256_prefix", "").lower())
 
 
-def _entry(name: str, raw: dict) -> Entry:
+def _entry(name: str, raw: dict[str, Any]) -> Entry:
     try:
         family = raw["family"]
         if family not in FAMILIES:

@@ -59,8 +59,8 @@ class Claims:
     def set_progress(self, job_id: str, token: str, progress: float) -> str:
         """Record progress: 'ok', 'cancel' (stop: a cancel was asked) or 'stale' (stop: the
         attempt is no longer current, or the job was deleted)."""
-        return self._progress(keys=[keys.job(job_id)],
-                              args=[token, round(progress, 4), time.time()])
+        return str(self._progress(keys=[keys.job(job_id)],
+                                  args=[token, round(progress, 4), time.time()]))
 
     def finish(self, job_id: str, worker_id: str, token: str, status: JobStatus,
                error: str = "", tracks: list[str] | None = None,
@@ -84,12 +84,12 @@ class Claims:
         attempt holds the job) or 'missing' (the song was deleted: remove the stems).
         """
         in_flight = keys.inflight(keys.queue_of(job_id))
-        return self._hand_off(
+        return str(self._hand_off(
             keys=[keys.job(job_id), keys.processing(worker_id), in_flight, keys.job(render),
                   keys.RENDER_QUEUE, keys.song(song_hash), keys.EXPIRY, keys.FINISHED,
                   keys.outbox(worker_id)],
             args=[job_id, token, time.time(), render, *parse_render_id(render),
-                  json.dumps(timings)])
+                  json.dumps(timings)]))
 
     def hand_back(self, job_id: str, worker_id: str, token: str) -> bool:
         """Return a job to the head of its queue, its attempt counted but no death."""
@@ -103,12 +103,12 @@ class Claims:
         """Take a job from a dead worker: requeue it, or fail it after `max_deaths` deaths."""
         queue = keys.queue_of(job_id)
         parent = self.text.field(keys.job(job_id), "parent") or job_id
-        return self._requeue_orphan(
+        return str(self._requeue_orphan(
             keys=[keys.job(job_id), keys.processing(dead_worker), queue,
                   keys.outbox(dead_worker), keys.inflight(queue), keys.EXPIRY, keys.FINISHED,
                   keys.job(parent)],
             args=[job_id, dead_worker, max_deaths, time.time()],
-        )
+        ))
 
     def claimed_by(self, worker_id: str) -> list[str]:
         """Job ids in a worker's processing list."""

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 PREFIX = "ensemble-"
 COMBINING = ("avg", "max_spec", "min_spec")
@@ -52,7 +53,7 @@ class Spec:
         return [self.picks[stem]] if stem in self.picks else list(self.members)
 
 
-def _strings(value, what: str) -> list[str]:
+def _strings(value: object, what: str) -> list[str]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -60,7 +61,7 @@ def _strings(value, what: str) -> list[str]:
     return value
 
 
-def parse(body: Mapping) -> Spec:
+def parse(body: Mapping[str, Any]) -> Spec:
     """The spec a request asks for (`algorithm`, `members`, `picks`), checked for shape."""
     algorithm = body.get("algorithm") or ("pick" if body.get("picks") and not body.get(
         "members") else "avg")
@@ -111,13 +112,13 @@ def stems_of(spec: Spec, served: list[str], stems: Callable[[str], list[str]]) -
     return list(first)
 
 
-def params(spec: Spec, stems: list[str]) -> dict:
+def params(spec: Spec, stems: list[str]) -> dict[str, Any]:
     """The stems job's parameters: the spec and the ensemble's stems in order."""
     return {"algorithm": spec.algorithm, "members": spec.members, "picks": spec.picks,
             "stems": stems}
 
 
-def from_params(raw: Mapping) -> tuple[Spec, list[str]]:
+def from_params(raw: Mapping[str, Any]) -> tuple[Spec, list[str]]:
     """(spec, stems) of a stems job's parameters."""
     return Spec(raw["algorithm"], list(raw["members"]), dict(raw.get("picks") or {})), list(
         raw["stems"])

@@ -42,5 +42,5 @@ def write_block(flac: soundfile.SoundFile, frames: np.ndarray) -> int:
 def read_block(flac: soundfile.SoundFile, frames: int, gain: float = 1.0) -> np.ndarray:
     """The next `frames` of a stem as `[channels, n]` float32 at its true level times `gain`
     (fewer at its end, none past it)."""
-    block = flac.read(frames, dtype="float32", always_2d=True)
+    block: np.ndarray = flac.read(frames, dtype="float32", always_2d=True)
     return block.T * np.float32(gain * LOSSLESS_HEADROOM)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -90,7 +90,7 @@ class JobStore(Claims):
         """The queue of a model's separations (`toWorker` for the default model)."""
         return keys.separation_queue(model or self.default_model, self.default_model)
 
-    def enqueue(self, song_hash: str, callback: dict | None, max_queue: int,
+    def enqueue(self, song_hash: str, callback: dict[str, Any] | None, max_queue: int,
                 store_seconds: float = 0.0, *, model: str = "", rendition: str = "",
                 input_object: str = "", deletions: str = "0", owner: str = "") -> EnqueueResult:
         """Create the record and append to the model's queue in one step, unless the song is

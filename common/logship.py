@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import redis
 
@@ -56,7 +57,8 @@ def setup_logging(settings: Settings, service: str, client: redis.Redis) -> logg
     return logging.getLogger(service)
 
 
-def follow(client: redis.Redis, out=None, timeout: float = 5.0, once: bool = False) -> None:
+def follow(client: redis.Redis, out: TextIO | None = None, timeout: float = 5.0,
+           once: bool = False) -> None:
     """Print log lines as they arrive, oldest first; `once` stops when the list is empty."""
     out = out or sys.stdout
     while True:

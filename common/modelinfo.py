@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 
@@ -32,7 +33,7 @@ return 1
 """
 
 
-def register(client: redis.Redis, model: str, worker_id: str, info: dict) -> None:
+def register(client: redis.Redis, model: str, worker_id: str, info: dict[str, Any]) -> None:
     """Record what a worker found on loading `model` and that this worker serves it; forget
     the workers of the model whose heartbeat has gone."""
     members = sorted(TextReads(client).members(keys.model_workers(model)) - {worker_id})
@@ -56,7 +57,7 @@ def record_speed(client: redis.Redis, model: str, device: str, audio_s: float,
                 repr(EWMA_WEIGHT))
 
 
-def speeds(client: redis.Redis, model: str) -> dict[str, dict]:
+def speeds(client: redis.Redis, model: str) -> dict[str, dict[str, float | None]]:
     """Measured speed by device: jobs, audio seconds, the overall real-time factor (seconds
     of work per second of audio) and a recent one (weighted toward the last jobs)."""
     fields = TextReads(client).hash(keys.speed(model))
@@ -88,7 +89,7 @@ def ready_workers(client: redis.Redis, model: str) -> int:
     return sum(_alive(client, members))
 
 
-def registered(client: redis.Redis) -> dict[str, dict]:
+def registered(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """What workers registered of each model: MODEL_INFO, else the stems of the old hash."""
     reads = TextReads(client)
     info = {model: json.loads(raw) for model, raw in reads.hash(keys.MODEL_INFO).items()}
@@ -98,7 +99,7 @@ def registered(client: redis.Redis) -> dict[str, dict]:
 
 
 def describe(client: redis.Redis, names: Iterable[str], default: str,
-             entries: dict[str, catalogue.Entry]) -> list[dict]:
+             entries: dict[str, catalogue.Entry]) -> list[dict[str, Any]]:
     """Each served model as GET /apiv1/models gives it: what its workers registered wins over
     the catalogue, which wins over what Demucs publishes; unknown facts are null."""
     known = registered(client)

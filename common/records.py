@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class JobStatus(StrEnum):
@@ -105,12 +106,13 @@ class Job:
     deaths: int = 0  # attempts whose worker died holding them
     worker: str = ""
     token: str = ""
-    callback: dict | None = None
+    callback: dict[str, Any] | None = None
     callback_status: str = ""
     tracks: list[str] = field(default_factory=list)
     complete: bool = False
     timings: dict[str, float] = field(default_factory=dict)
-    params: dict = field(default_factory=dict)  # render: a parametrised operation's parameters
+    # render: a parametrised operation's parameters
+    params: dict[str, Any] = field(default_factory=dict)
     created: float = 0.0
     updated: float = 0.0
     started: float = 0.0

@@ -9,8 +9,8 @@ raised as StorageError.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, ParamSpec, TypeVar
 
 import urllib3
 from minio import Minio
@@ -21,6 +21,8 @@ from common import tracks
 from common.settings import Settings
 
 _MISSING = ("NoSuchKey", "NoSuchObject")
+P = ParamSpec("P")
+T = TypeVar("T")
 # Content types of the uploads, by the extension the gateway's probe gives each format.
 UPLOAD_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg",
                 "aac": "audio/aac", "m4a": "audio/mp4"}
@@ -97,7 +99,8 @@ class Storage:
         """Close the pooled connections to the store."""
         self._http.clear()
 
-    def _call(self, action, *args, **kwargs):
+    def _call(self, action: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`action(*args, **kwargs)`, its failures as the store's exceptions."""
         try:
             return action(*args, **kwargs)
         except S3Error as error:
@@ -176,8 +179,9 @@ class Storage:
             listing = self._call(self.client._list_multipart_uploads, self.output_bucket,
                                  prefix=prefix)
             for upload in listing.uploads:
-                aborted += self._call(self._abort_open_upload, upload.object_name,
-                                      upload.upload_id)
+                if upload.object_name and upload.upload_id:  # a listing's entries have both
+                    aborted += self._call(self._abort_open_upload, upload.object_name,
+                                          upload.upload_id)
             if not listing.is_truncated or not listing.uploads:
                 return aborted
 
@@ -222,12 +226,16 @@ class Storage:
         removed = 0
         for bucket, prefix, recursive in ((self.output_bucket, f"{song_hash}/", True),
                                           (self.songs_bucket, f"{song_hash}.", False)):
-            names = self._call(lambda b=bucket, p=prefix, r=recursive: [
-                obj.object_name for obj in self.client.list_objects(b, prefix=p, recursive=r)])
+            names = self._call(self._names, bucket, prefix, recursive)
             for name in names:
                 self._call(self.client.remove_object, bucket, name)
             removed += len(names)
         return removed
+
+    def _names(self, bucket: str, prefix: str, recursive: bool) -> list[str]:
+        """The names of a bucket's objects under `prefix`, listed to the end."""
+        return [obj.object_name for obj in self.client.list_objects(
+            bucket, prefix=prefix, recursive=recursive) if obj.object_name]
 
     # -- streaming, for the gateway ---------------------------------------------------
     def put_song_stream(self, song_hash: str, ext: str, stream: BinaryIO, length: int) -> None:
@@ -237,13 +245,12 @@ class Storage:
 
     def output_size(self, name: str) -> int:
         """Size of an object of the output bucket; NotFound if it is not there."""
-        return self._call(self.client.stat_object, self.output_bucket, name).size
+        return self._call(self.client.stat_object, self.output_bucket, name).size or 0
 
     def names_under(self, prefix: str) -> list[str]:
         """Names, relative to `prefix`, of the output bucket's objects under it."""
-        objects = self._call(lambda: list(self.client.list_objects(
-            self.output_bucket, prefix=prefix, recursive=True)))
-        return [obj.object_name.removeprefix(prefix) for obj in objects]
+        names = self._call(self._names, self.output_bucket, prefix, True)
+        return [name.removeprefix(prefix) for name in names]
 
     def stream_output(self, name: str, offset: int = 0,
                       length: int = 0) -> tuple[int, Iterator[bytes]]:
@@ -293,6 +300,8 @@ class PartUpload:
 
     def complete(self) -> None:
         """Store the object made of the parts sent."""
+        if self.upload_id is None:
+            raise RuntimeError(f"{self.name}: completed before any part was sent")
         parts = [Part(n, etag) for n, etag in sorted(self.parts.items())]
         self.storage._call(self.storage.client._complete_multipart_upload, self.bucket,
                            self.name, self.upload_id, parts)
