@@ -19,7 +19,7 @@ from common.storage import NotFound, rendition_object
 from rest import access
 from rest import context as ctx
 from rest.downloads import separated
-from rest.errors import ApiError, unavailable
+from rest.errors import ApiError
 from rest.options import model_param, stems_of
 from rest.ranges import stream_stored
 from rest.validate import song_hash_param
@@ -47,22 +47,15 @@ def pending(waiting: Pending):
 def _start(song_hash: str, model: str, op: str, params: str, render: Job | None
            ) -> RenditionResult:
     """Ask for the operation to be made, within the gateway's render limits: a write when it
-    starts a render job, the render queue and each song's render jobs capped, HEAD never."""
+    starts a render job, HEAD never; a full render queue or a song at its most render jobs is
+    refused by the app (RenditionRefused: 503, 409)."""
     if request.method == "HEAD":
         raise ApiError(404, f"{op} of song {song_hash} is not made yet; GET starts making it "
                             "(HEAD never does)")
     starts = render is None or render.status not in (JobStatus.QUEUED, JobStatus.PROCESSING)
     if starts and request.method == "GET":  # a POST is counted as a write already
         access.count_write()
-    result = ctx.jobs().request_rendition(song_hash, model, op, params)
-    if result is RenditionResult.QUEUE_FULL:
-        raise unavailable(f"the render queue is full ({ctx.settings().max_queue_length} jobs); "
-                          "retry later")
-    if result is RenditionResult.TOO_MANY:
-        limit = ctx.settings().max_renditions_per_song
-        raise ApiError(409, f"song {song_hash} has {limit} renditions and mixes already, the "
-                            "most one song may have; ask for one made already")
-    return result
+    return ctx.jobs().request_rendition(song_hash, model, op, params)
 
 
 def stored_files(song_hash: str, model: str, op: str, location: str, params: str = "") -> list[str]:

@@ -5,8 +5,10 @@ of each stem and of the mix, and the song's analysis; then the same through the 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyloudnorm
@@ -16,16 +18,21 @@ import soundfile
 
 from client import cli
 from common import mixes, operations
-from common.jobs import JobStatus, render_id
-from common.storage import rendition_object
+from common.jobs import JobStatus, JobStore, Kind, render_id
+from common.redisconn import connect
+from common.settings import Settings
+from common.storage import Storage, rendition_object
+from scripts import stack
+from tests.conftest import LiveStack
 from tests.helpers import wait_for, wait_for_job
 from tests.stems import read_lossless, render_track
-from tests.test_render_worker import MODEL, STEMS, pcm, renderers, separated  # noqa: F401
+from tests.test_render_worker import MODEL, STEMS, pcm, separated
 from worker.render.encode import clip_scale, quantize
 from worker.render.peaks import LEVELS, read_peaks
 
 pytestmark = pytest.mark.slow
 RATE = 44100
+_rigs, _songs = itertools.count(), itertools.count(1)
 
 
 def made(jobs, storage, song_hash: str, params: dict | None, kind: str) -> dict[str, bytes]:
@@ -40,13 +47,44 @@ def made(jobs, storage, song_hash: str, params: dict | None, kind: str) -> dict[
             for name in job.tracks}
 
 
+@pytest.fixture(scope="module")
+def rig(redis_server, s3_server, tmp_path_factory):
+    """One gateway and one render worker for the module, on buckets of its own."""
+    number = next(_rigs)
+    env = stack.service_env(redis_server, s3_server, SONGS_BUCKET=f"ops-songs-{number}",
+                            OUTPUT_BUCKET=f"ops-output-{number}", DEMUCS_MODEL=MODEL,
+                            DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL, HEARTBEAT_TTL_S="3")
+    settings = Settings.from_env(env)
+    client = connect(settings)
+    client.flushdb()
+    storage = Storage(settings)
+    storage.ensure_buckets()
+    live = LiveStack(env, tmp_path_factory.mktemp("operations"))
+    base = live.start_rest()
+    live.start_render(RENDER_PROCESSES="2")
+    yield SimpleNamespace(env=env, jobs=JobStore(client, MODEL), storage=storage, base=base,
+                          folder=live.folder)
+    live.stop()
+    storage.close()
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def jobs(rig):
+    return rig.jobs
+
+
+@pytest.fixture(scope="module")
+def storage(rig):
+    return rig.storage
+
+
 @pytest.fixture
-def song(jobs, storage, renderers):  # noqa: F811
-    """A separated song of 2 s (stems in the store, its wav-16 rendition made) and a worker."""
-    song_hash = "d" * 63 + "4"
-    stems = separated(jobs, storage, song_hash, 2, "wav-16")
-    renderers(1, RENDER_PROCESSES="2")
-    wait_for_job(jobs, song_hash, lambda j: j.status is JobStatus.DONE)
+def song(rig):
+    """A separated song of 2 s of its own (stems in the store, its wav-16 rendition made)."""
+    song_hash = f"{next(_songs):064x}"
+    stems = separated(rig.jobs, rig.storage, song_hash, 2, "wav-16")
+    wait_for_job(rig.jobs, song_hash, lambda j: j.status is JobStatus.DONE)
     return song_hash, stems
 
 
@@ -100,9 +138,9 @@ def test_the_analysis_names_tempo_key_and_loudness_of_the_mix_and_each_stem(
         assert figures["duration_s"] == 2.0
 
 
-def test_the_gateway_queues_a_mix_then_serves_it(jobs, storage, song, live_stack):
+def test_the_gateway_queues_a_mix_then_serves_it(rig, song):
     song_hash, stems = song
-    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
+    base = rig.base
     asked = {"model": MODEL, "mute": ["vocals"], "format": "wav"}
     answer = requests.post(f"{base}/apiv1/mix/{song_hash}", json=asked, timeout=10)
     assert answer.status_code == 202 and answer.headers["Retry-After"]
@@ -144,9 +182,9 @@ BAD_MIXES = [
 ]
 
 
-def test_a_bad_mix_request_says_what_to_fix(jobs, storage, song, live_stack):
+def test_a_bad_mix_request_says_what_to_fix(rig, jobs, song):
     song_hash, _ = song
-    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
+    base = rig.base
     for body, words in BAD_MIXES:
         answer = requests.post(f"{base}/apiv1/mix/{song_hash}", json=body, timeout=10)
         assert answer.status_code == 400 and words in answer.json()["error"], (body, answer.text)
@@ -154,27 +192,36 @@ def test_a_bad_mix_request_says_what_to_fix(jobs, storage, song, live_stack):
     assert not_json.status_code == 400 and "JSON object" in not_json.json()["error"]
     missing = requests.get(f"{base}/apiv1/mix/{song_hash}/mix-0123456789abcdef", timeout=10)
     assert missing.status_code == 404 and "POST" in missing.json()["error"]
-    assert jobs.queue_length("toRender") == 0  # nothing was queued for any of them
+    made = [job.rendition for job in jobs.song_jobs(song_hash) if job.kind is Kind.RENDER]
+    assert made == ["wav-16"]  # nothing was queued for any of them
 
 
-def test_mixes_count_against_the_render_limits(jobs, storage, song, live_stack):
+def test_mixes_count_against_the_render_limits(rig, jobs, song):
     song_hash, _ = song  # its wav-16 rendition is one render job already
-    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL,
-                                 MAX_RENDITIONS_PER_SONG="2")
+    port = stack.free_port()
+    gateway = stack.start_rest(port, {**rig.env, "MAX_RENDITIONS_PER_SONG": "2"},
+                               rig.folder / "limited-rest.log")
+    try:
+        limited(f"http://127.0.0.1:{port}", jobs, song_hash)
+    finally:
+        stack.stop(gateway, timeout=10)
+
+
+def limited(base: str, jobs, song_hash: str) -> None:
+    """What a gateway that allows a song two render jobs answers."""
     first = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["drums"]}, timeout=10)
     assert first.status_code in (200, 202)
     second = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["bass"]}, timeout=10)
-    assert second.status_code == 409 and "renditions and mixes" in second.json()["error"]
+    assert second.status_code == 409 and "2 renditions already" in second.json()["error"]
     again = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["drums"]}, timeout=10)
     assert again.status_code in (200, 202)  # the same mix is no new job
     head = requests.head(f"{base}/apiv1/analysis/{song_hash}", timeout=10)
     assert head.status_code == 404 and jobs.get(render_id(song_hash, MODEL, "analysis")) is None
 
 
-def test_the_cli_saves_a_karaoke_loop_in_one_step(jobs, storage, song, live_stack, tmp_path,
-                                                  capsys):
-    song_hash, stems = song
-    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
+def test_the_cli_saves_a_karaoke_loop_in_one_step(rig, song, tmp_path, capsys):
+    song_hash, _ = song
+    base = rig.base
     status = cli.main(["--server", base, "mix", song_hash, "--mute", "vocals", "--gain",
                        "drums=-3", "--from", "0.5", "--to", "1.5", "--format", "flac",
                        "-o", str(tmp_path)])
@@ -187,10 +234,9 @@ def test_the_cli_saves_a_karaoke_loop_in_one_step(jobs, storage, song, live_stac
         cli.main(["--server", base, "mix", song_hash, "--gain", "drums"])
 
 
-def test_the_status_queues_the_analysis_and_waveforms_then_shows_the_figures(
-        jobs, storage, song, live_stack):
+def test_the_status_queues_the_analysis_and_waveforms_then_shows_the_figures(rig, jobs, song):
     song_hash, _ = song
-    base = live_stack.start_rest(DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL)
+    base = rig.base
     url = f"{base}/apiv1/status/{song_hash}"
     assert requests.get(url, timeout=10).json()["analysis"] == {"status": "enqueued"}
     assert jobs.get(render_id(song_hash, MODEL, "peaks")) is not None
