@@ -18,8 +18,6 @@ import redis
 
 from common import ensemble_jobs, keys, operations, tracks
 from common.jobs import Job, JobStatus
-from common.logship import setup_logging
-from common.redisconn import connect
 from common.settings import Settings
 from common.storage import NotFound, StorageError, rendition_object
 from worker.render import ensemble
@@ -29,7 +27,7 @@ from worker.runtime.errors import EncodeFailed, InputMissing, Superseded
 from worker.runtime.loop import Attempt, ClaimLoop
 from worker.runtime.metrics import WorkerMetrics
 from worker.runtime.retry import retry
-from worker.runtime.serve import serve
+from worker.runtime.serve import serve, start
 
 log = logging.getLogger("worker")
 
@@ -167,13 +165,9 @@ class RenderWorker(ClaimLoop):
 
 def main() -> int:
     """`python -m worker.render`: render tracks from lossless stems until SIGTERM."""
-    settings = Settings.for_service("render")
-    if settings is None:
+    if (started := start("render")) is None:
         return 2
-    client = connect(settings, socket_timeout=10)
-    setup_logging(settings, "render", client)
-    metrics = WorkerMetrics()
-    metrics.serve(settings.metrics_port)  # /healthz: the liveness probe
+    settings, client, metrics = started
     serve(RenderWorker(settings, client, metrics), settings.shutdown_grace_s)
     return 0
 

@@ -1,4 +1,5 @@
-"""Running a worker as a process: SIGTERM finishes the job in hand, then exits."""
+"""Running a worker as a process: its start (settings, Redis, logs, metrics), then the claim
+loop until SIGTERM, which finishes the job in hand before the process exits."""
 
 from __future__ import annotations
 
@@ -7,9 +8,29 @@ import os
 import signal
 import threading
 
+import redis
+
+from common.logship import setup_logging
+from common.redisconn import connect
+from common.settings import Settings
 from worker.runtime.loop import ClaimLoop
+from worker.runtime.metrics import WorkerMetrics
 
 log = logging.getLogger("worker")
+
+
+def start(service: str) -> tuple[Settings, redis.Redis, WorkerMetrics] | None:
+    """What every worker process sets up first: its settings, a Redis client its logs are
+    shipped through, and its metrics and /healthz served (the probes ask them from the start);
+    None, the bad variable printed, when the configuration cannot be used."""
+    settings = Settings.for_service(service)
+    if settings is None:
+        return None
+    client = connect(settings, socket_timeout=10)
+    setup_logging(settings, service, client)
+    metrics = WorkerMetrics()
+    metrics.serve(settings.metrics_port)
+    return settings, client, metrics
 
 
 def serve(worker: ClaimLoop, grace_s: float) -> None:

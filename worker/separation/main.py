@@ -16,15 +16,13 @@ import redis
 
 from common import keys, modelinfo, tracks
 from common.jobs import render_id
-from common.logship import setup_logging
-from common.redisconn import connect
 from common.settings import Settings
 from common.storage import StorageError, song_object
 from worker.runtime.errors import HandBack, ModelLoadError
 from worker.runtime.loop import Attempt, ClaimLoop
 from worker.runtime.metrics import WorkerMetrics
 from worker.runtime.retry import retry
-from worker.runtime.serve import serve
+from worker.runtime.serve import serve, start
 from worker.separation.lossless import separate_to_store
 from worker.separation.registration import count_speed, model_facts
 from worker.separation.separator import Separator
@@ -100,20 +98,16 @@ class Worker(ClaimLoop):
 
 def main() -> int:
     """`python -m worker`: load the model, then separate songs until SIGTERM."""
-    settings = Settings.for_service("worker")
-    if settings is None:
+    if (started := start("worker")) is None:
         return 2
-    client = connect(settings, socket_timeout=10)
-    setup_logging(settings, "worker", client)
-    metrics = WorkerMetrics()
-    metrics.serve(settings.metrics_port)  # before the model loads: the probes ask it
-    started = time.monotonic()
+    settings, client, metrics = started  # metrics served before the model loads
+    loading = time.monotonic()
     try:
         separator = Separator(settings)
     except ModelLoadError as error:
         log.critical("%s", error)
         return EXIT_MODEL_UNAVAILABLE
-    metrics.loaded(settings.demucs_model, time.monotonic() - started, separator.batched.batch)
+    metrics.loaded(settings.demucs_model, time.monotonic() - loading, separator.batched.batch)
     serve(Worker(settings, separator, client, metrics), settings.shutdown_grace_s)
     return 0
 
