@@ -178,11 +178,13 @@ class Storage:
         while True:  # aborted uploads leave the listing, so each round starts from the top
             listing = self._call(self.client._list_multipart_uploads, self.output_bucket,
                                  prefix=prefix)
+            now = 0
             for upload in listing.uploads:
                 if upload.object_name and upload.upload_id:  # a listing's entries have both
-                    aborted += self._call(self._abort_open_upload, upload.object_name,
-                                          upload.upload_id)
-            if not listing.is_truncated or not listing.uploads:
+                    now += self._call(self._abort_open_upload, upload.object_name,
+                                      upload.upload_id)
+            aborted += now
+            if not listing.is_truncated or not now:  # a round that ended none: no progress
                 return aborted
 
     def _abort_open_upload(self, name: str, upload_id: str) -> int:
