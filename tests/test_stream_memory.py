@@ -59,32 +59,33 @@ from common.storage import Storage
 from worker.separation.lossless import separate_to_store
 from worker.separation.separator import Separator
 
+
+def high_water_kb():
+    status = open("/proc/self/status").read()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+
+
 settings = Settings.from_env({**os.environ, "DEMUCS_MODEL": "demucs_unittest"})
+first = []
 separate_to_store(Separator(settings), Storage(settings), "h", sys.argv[1], "demucs_unittest",
-                  max_seconds=3600, progress=lambda _: None)
-status = open("/proc/self/status").read()
-print(next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")))
+                  max_seconds=3600, progress=lambda _: first or first.append(high_water_kb()))
+print(first[0], high_water_kb())
 """
 
 
-def peak_kb(service_env: dict, name: str) -> int:
-    """VmHWM of a fresh process that separates upload `name` into stems in the store."""
-    done = subprocess.run([sys.executable, "-c", CHILD, name], env=service_env, check=True,
-                          capture_output=True, text=True, timeout=1800)
-    return int(done.stdout.split()[-1])
-
-
 @pytest.mark.slow
-def test_a_whole_process_peak_grows_little_from_a_60_s_song_to_a_180_s_one(service_env,
-                                                                           storage: Storage):
-    """demucs_unittest's 40 s segments: 60 s is one full segment, 180 s is five. The peak is
-    one segment's activations (about 1.5 GB) plus what is held between segments; that hold
-    grew by 300-390 MB (a stretch held twice, four stems' copies and encoder scratch, the
-    overlap-add's old buffer) before it was cut, and is measured at about 100-180 MB since."""
-    minute = song_mp3(60, seed=5)
-    for minutes in (1, 3):
-        data = minute * minutes
-        storage.client.put_object(storage.songs_bucket, f"{minutes}.mp3",
-                                  io.BytesIO(data), len(data))
-    short, long = peak_kb(service_env, "1.mp3"), peak_kb(service_env, "3.mp3")
-    assert (long - short) / 1024 < 230, f"peak {short // 1024} MB at 60 s, {long // 1024} at 180 s"
+def test_a_whole_process_peak_grows_little_after_the_first_segment(service_env,
+                                                                   storage: Storage):
+    """180 s of demucs_unittest (40 s segments: five) in a fresh process, as the worker runs it.
+    The peak after the first segment is one segment's activations (about 1.5 GB) and is a
+    60 s song's peak too; what the later segments add is what is held between segments. It
+    was 300-390 MB (a stretch held twice, the stems' views of it and whole-stem encoder
+    scratch, the overlap-add's old buffer), and is measured at about 70-100 MB since. In one
+    process, so that the first segment's own spread (about 150 MB) is not in the figure."""
+    data = song_mp3(60, seed=5) * 3
+    storage.client.put_object(storage.songs_bucket, "song.mp3", io.BytesIO(data), len(data))
+    done = subprocess.run([sys.executable, "-c", CHILD, "song.mp3"], env=service_env,
+                          capture_output=True, text=True, timeout=1800, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, end = (int(kb) // 1024 for kb in done.stdout.split()[-2:])
+    assert end - first < 200, f"peak {first} MB after the first segment, {end} MB at the end"
