@@ -40,9 +40,10 @@ def test_a_stem_sink_keeps_no_reference_to_the_stretch_it_was_given(storage):
     sink = StemSink(storage.lossless_upload("abc", MODEL, "drums"), 44100, 2)
     sink.write((torch.rand(2, 20 * 44100) - 0.5).numpy())  # keeps the encoder busy a while
     stretch = torch.rand(4, 2, 44100) - 0.5
-    alive = weakref.ref(stretch)
-    sink.write(stretch[0].numpy())  # queued behind the first
-    del stretch
+    stem = stretch[0].numpy()  # a view: while it lives, so does every stem of the stretch
+    alive = weakref.ref(stem)
+    sink.write(stem)  # queued behind the first
+    del stretch, stem
     gc.collect()
     try:
         assert alive() is None, "the sink holds the whole stretch while it encodes its stem"
