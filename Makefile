@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml requirements-dev.txt requirements-reference.txt rest/re
 	touch $(STAMP)
 
 demo: $(STAMP)  ## separate data/song.mp3 through the whole local stack
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.local.demo
 
 $(CHROMIUM):
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) sh -c 'apt-get update -qq && \
@@ -46,21 +46,21 @@ test-fast: lint  ## lint, then the tests that need neither the servers nor whole
 	$(PY) -m pytest -q -m "not servers and not slow"
 
 up: $(STAMP)  ## start the local stack in the background (REST_PORT, WORKERS, RENDERERS, DEMUCS_MODEL)
-	$(PY) -m scripts.stack up
+	$(PY) -m scripts.local.stack up
 
 down:  ## stop exactly what `make up` started
-	$(PY) -m scripts.stack down
+	$(PY) -m scripts.local.stack down
 
 logs: $(STAMP)  ## print the log lines both services push to Redis
 	set -a; . .run/stack.env; $(PY) -m logs
 
 bench: $(STAMP)  ## stock Demucs against this service, side by side; memory by song length
-	$(PY) -m scripts.bench
-	$(PY) -m scripts.bench_memory --seconds 60 600
-	$(PY) -m scripts.bench_stack_memory
+	$(PY) -m scripts.bench.bench
+	$(PY) -m scripts.bench.bench_memory --seconds 60 600
+	$(PY) -m scripts.bench.bench_stack_memory
 
 chaos: $(STAMP)  ## 50 songs, 3 workers and 2 render workers, one killed every few seconds
-	$(PY) -m scripts.chaos
+	$(PY) -m scripts.chaos.chaos
 
 screenshot: $(STAMP) $(CHROMIUM) $(AXE)  ## docs/page.png: the page with a finished song, from its test
 	UPDATE_SCREENSHOT=1 $(PY) -m pytest -q tests/test_page.py -k uploaded

@@ -3,6 +3,6 @@
 
 import sys
 
-from scripts.sample_client import main
+from scripts.local.sample_client import main
 
 sys.exit(main("short*.mp3"))

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import soundfile
 
-from scripts.make_samples import song_mp3, synthesize
+from scripts.local.make_samples import song_mp3, synthesize
 
 FORMATS = ("mp3", "wav", "flac", "ogg", "aac", "m4a")
 _SNDFILE = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"), "ogg": ("OGG", "VORBIS")}

@@ -17,8 +17,8 @@ from common.jobs import JobStore
 from common.settings import Settings
 from common.storage import Storage
 from rest.app import close_app, create_app
-from scripts import stack
-from scripts.make_samples import song_mp3
+from scripts.local import stack
+from scripts.local.make_samples import song_mp3
 
 _bucket_numbers = itertools.count()
 SERVER_FIXTURES = {"redis_server", "s3_server"}

@@ -18,7 +18,7 @@ import requests
 from common import keys, tracks
 from common.jobs import Job, JobStore
 from common.storage import song_object
-from scripts import stack
+from scripts.local import stack
 
 STEMS = sorted(tracks.FOUR_STEMS)
 MODEL = "demucs_unittest"  # the model the tests' workers load

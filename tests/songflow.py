@@ -9,7 +9,7 @@ import io
 from common import keys, tracks
 from common.jobs import JobStatus, JobStore
 from common.storage import Storage, lossless_object, rendition_object
-from scripts.make_samples import synthesize
+from scripts.local.make_samples import synthesize
 from tests.stems import render_track, write_lossless
 from worker.render.pool import track_sources
 

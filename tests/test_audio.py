@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scripts.make_samples import song_mp3
+from scripts.local.make_samples import song_mp3
 from tests.stems import decode
 from worker.runtime.errors import DecodeFailed, TooLong
 from worker.separation.audio import BLOCK, blocks, summarise

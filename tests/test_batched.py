@@ -10,7 +10,7 @@ from demucs.apply import BagOfModels, apply_model
 from demucs.htdemucs import HTDemucs
 from demucs.pretrained import SOURCES, demucs_unittest
 
-from scripts.bench_model import snr_db
+from scripts.bench.bench_model import snr_db
 from worker.separation.batched import (
     BatchedModel,
     batch_for_memory,

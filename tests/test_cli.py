@@ -24,7 +24,7 @@ import sphn
 
 from client.api import Api, ApiError
 from client.cli import main
-from scripts import stack
+from scripts.local import stack
 
 ROOT = Path(__file__).resolve().parent.parent
 STEMS = ["bass.mp3", "drums.mp3", "other.mp3", "vocals.mp3"]

@@ -16,7 +16,7 @@ import redis
 import yaml
 
 from common.settings import ENVIRONMENT, Settings, SettingsError
-from scripts.stack import free_port
+from scripts.local.stack import free_port
 from tests.k8s import VALUES
 
 ROOT = Path(__file__).resolve().parent.parent

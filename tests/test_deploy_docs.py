@@ -147,7 +147,7 @@ def test_metrics_images_and_kind() -> None:
         says(f"| `{base}` (the three Dockerfiles) |")
     for kind, name in (("StatefulSet", "redis"), ("StatefulSet", "minio")):
         says(f"| `{_container(objs, kind, name)['image'].split('@')[0]}` |")
-    script = (ROOT / "scripts" / "kind-check").read_text()
+    script = (ROOT / "scripts" / "deploy" / "kind-check").read_text()
     keda = re.search(r"KEDA_VERSION=\$\{KEDA_VERSION:-([\d.]+)\}", script).group(1)
     cluster = re.search(r"CLUSTER=\$\{CLUSTER:-([\w-]+)\}", script).group(1)
     song = re.search(r"SONG=\$\{SONG:-([^}]+)\}", script).group(1)

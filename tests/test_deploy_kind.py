@@ -1,6 +1,6 @@
-"""scripts/kind-check, the deployment proven on a kind cluster: no Docker engine here, so what
-runs is its shell (bash -n, shellcheck) and the overlay it applies (--render), with the
-secrets it makes."""
+"""scripts/deploy/kind-check, the deployment proven on a kind cluster: no Docker engine here,
+so what runs is its shell (bash -n, shellcheck) and the overlay it applies (--render), with
+the secrets it makes."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 from common.settings import Settings
 from tests.k8s import K8S_VERSION, ROOT, app_containers, container_env, one, pod_spec
 
-SCRIPT = ROOT / "scripts" / "kind-check"
+SCRIPT = ROOT / "scripts" / "deploy" / "kind-check"
 CRD_APIS = ("keda.sh/",)
 
 

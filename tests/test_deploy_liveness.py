@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from scripts.stack import free_port
+from scripts.local.stack import free_port
 from tests.helpers import LiveWorker, submit, wait_for
 from tests.servers import TcpProxy
 

@@ -15,7 +15,7 @@ import soundfile
 from common import keys, tracks
 from common.jobs import JobStatus, render_id
 from common.redisconn import connect
-from scripts.make_samples import synthesize
+from scripts.local.make_samples import synthesize
 from tests import uvr_reference
 from tests.audio_files import audio_file
 from tests.helpers import b64, wait_for

@@ -13,7 +13,7 @@ import redis
 import requests
 
 from common import keys
-from scripts import stack
+from scripts.local import stack
 from tests.helpers import (
     STEMS,
     LiveWorker,

@@ -26,7 +26,7 @@ from demucs.pretrained import SOURCES
 
 from common.jobs import JobStatus, JobStore
 from common.storage import rendition_object, song_object
-from scripts import stack
+from scripts.local import stack
 from tests.helpers import b64, put_song, wait_for_job
 
 pytestmark = pytest.mark.slow

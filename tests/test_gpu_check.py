@@ -1,4 +1,4 @@
-"""scripts/gpu-check's CPU rehearsal: every step runs and the report has every field."""
+"""scripts/bench/gpu-check's CPU rehearsal: every step runs and the report has every field."""
 
 import json
 import os
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_cpu_rehearsal_writes_every_figure(tmp_path):
     report_path = tmp_path / "gpu-check.json"
     done = subprocess.run(
-        [str(ROOT / "scripts" / "gpu-check"), "--allow-cpu", "--seconds", "8",
+        [str(ROOT / "scripts" / "bench" / "gpu-check"), "--allow-cpu", "--seconds", "8",
          "--json", str(report_path)],
         env={**os.environ, "PYTHON": sys.executable}, cwd=tmp_path, capture_output=True,
         text=True, timeout=600)
@@ -56,7 +56,7 @@ def test_cpu_rehearsal_serves_a_roformer_like_its_reference(tmp_path):
     """Step 5 alone, as the rehearsal runs it: fp32 meets the reference, each precision runs."""
     import torch
 
-    from scripts.gpu_check_roformer import roformer_check
+    from scripts.bench.gpu_check_roformer import roformer_check
 
     report = roformer_check(torch.device("cpu"), 9.0, small=True)
     assert report["ok"] and report["tiny"]

@@ -328,7 +328,7 @@ def test_a_store_that_lost_its_output_bucket_is_an_outage_for_the_worker(live_st
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_the_chaos_soaks_hostile_round_is_refused_entirely(live_stack, redis_client, storage):
-    from scripts.hostile import hostile_round
+    from scripts.chaos.hostile import hostile_round
 
     base_url = live_stack.start_rest(MAX_DURATION_S="60", BODY_TIMEOUT_S="3")
     sent, wrong = hostile_round(base_url)

@@ -15,7 +15,7 @@ import requests
 
 from common import keys
 from common.storage import Storage
-from scripts import stack
+from scripts.local import stack
 from tests import songflow
 from tests.helpers import b64, stop_process, wait_for
 from tests.test_access import bearer

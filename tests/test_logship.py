@@ -9,7 +9,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from common.logship import follow, setup_logging
-from scripts.stack import free_port
+from scripts.local.stack import free_port
 
 
 def test_lines_are_pushed_in_the_agreed_format_and_the_list_is_bounded(make_settings,

@@ -12,7 +12,7 @@ import torch
 from common.flac import LOSSLESS_HEADROOM
 from common.settings import Settings
 from common.storage import PartUpload, lossless_object
-from scripts.bench_model import snr_db
+from scripts.bench.bench_model import snr_db
 from tests.stems import decode, read_lossless
 from worker.runtime.errors import InputMissing, TooLong
 from worker.separation.lossless import StemSink, separate_to_store

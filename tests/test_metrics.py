@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from common import keys
 from common.jobs import JobStatus
-from scripts.stack import free_port
+from scripts.local.stack import free_port
 from tests.helpers import submit, wait_for, wait_for_status
 from worker.runtime.metrics import WorkerMetrics
 

@@ -14,7 +14,7 @@ def id3v2_tag(payload: bytes = b"TIT2\x00\x00\x00\x05\x00\x00\x00song") -> bytes
 @pytest.mark.parametrize("seconds, samplerate, channels, kbps", [
     (3, 44100, 2, 128), (2, 22050, 1, 32), (2, 8000, 1, 8), (1, 48000, 2, 320)])
 def test_durations_match_the_audio(make_mp3, seconds, samplerate, channels, kbps):
-    from scripts.make_samples import synthesize
+    from scripts.local.make_samples import synthesize
     from worker.render.encode import encode_mp3
 
     mp3 = encode_mp3(synthesize(seconds, samplerate)[:channels], samplerate, kbps)
@@ -77,7 +77,7 @@ def _frames(mp3: bytes) -> list[bytes]:
 @pytest.fixture(scope="module")
 def parts():
     """20 s at 64 kbps and 60 s at 8 kbps, both 8 kHz mono: the second is small enough to hide."""
-    from scripts.make_samples import song_mp3
+    from scripts.local.make_samples import song_mp3
 
     return (song_mp3(20, seed=0, samplerate=8000, channels=1, bitrate=64),
             song_mp3(60, seed=1, samplerate=8000, channels=1, bitrate=8))

@@ -20,7 +20,7 @@ from common.jobs import JobStatus, JobStore, render_id
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage, rendition_object
-from scripts import stack
+from scripts.local import stack
 from tests.conftest import LiveStack
 from tests.test_page import browser  # noqa: F401  (the module's chromium)
 

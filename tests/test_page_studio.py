@@ -20,8 +20,8 @@ from common.jobs import JobStatus, JobStore, render_id
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage
-from scripts import stack
-from scripts.make_samples import synthesize
+from scripts.local import stack
+from scripts.local.make_samples import synthesize
 from tests.conftest import LiveStack
 from tests.helpers import wait_for_job
 from tests.stems import write_lossless

@@ -10,9 +10,9 @@ import pytest
 
 from rest.probe import NotAudio, probe
 from rest.probe.reader import MAX_PIECES
-from scripts.hostile import chunked_wav as wav_behind
-from scripts.hostile import m4a_with_empty_mdhd
-from scripts.hostile import mp4_box as box
+from scripts.chaos.hostile import chunked_wav as wav_behind
+from scripts.chaos.hostile import m4a_with_empty_mdhd
+from scripts.chaos.hostile import mp4_box as box
 from tests.audio_files import audio_file
 from tests.test_bad_input import assert_nothing_stored
 

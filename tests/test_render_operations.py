@@ -22,7 +22,7 @@ from common.jobs import JobStatus, JobStore, Kind, render_id
 from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage, rendition_object
-from scripts import stack
+from scripts.local import stack
 from tests.conftest import LiveStack
 from tests.helpers import wait_for, wait_for_job
 from tests.stems import read_lossless, render_track

@@ -16,8 +16,8 @@ from common import keys
 from common.jobs import JobStatus, render_id
 from common.storage import rendition_object
 from common.tracks import parse_rendition
-from scripts import stack
-from scripts.make_samples import synthesize
+from scripts.local import stack
+from scripts.local.make_samples import synthesize
 from tests.helpers import wait_for, wait_for_claim, wait_for_job
 from tests.stems import render_track, write_lossless
 

@@ -120,7 +120,7 @@ def test_an_oversized_song_is_refused_before_parsing(make_client, redis_client, 
 
 
 def test_a_store_outage_answers_503_and_queues_nothing(make_client, redis_client, short_mp3):
-    from scripts.stack import free_port
+    from scripts.local.stack import free_port
 
     client = make_client(MINIO_HOST=f"127.0.0.1:{free_port()}")
     response = client.post("/apiv1/separate", json={"mp3": b64(short_mp3)})
@@ -131,7 +131,7 @@ def test_a_store_outage_answers_503_and_queues_nothing(make_client, redis_client
 
 
 def test_a_redis_outage_answers_503_and_stores_nothing(make_client, storage, short_mp3):
-    from scripts.stack import free_port
+    from scripts.local.stack import free_port
 
     client = make_client(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     response = client.post("/apiv1/separate", json={"mp3": b64(short_mp3)})

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from common.settings import Settings
-from scripts.bench_model import snr_db
+from scripts.bench.bench_model import snr_db
 from tests.roformer_reference import reference_demix, reference_network, write_model
 from worker.runtime.errors import ModelLoadError
 from worker.separation.audio import Summary

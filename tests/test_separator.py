@@ -12,7 +12,7 @@ from demucs.htdemucs import HTDemucs
 from demucs.pretrained import SOURCES
 
 from common.settings import Settings
-from scripts.bench_model import snr_db
+from scripts.bench.bench_model import snr_db
 from worker.separation.separator import Separator
 
 KWARGS = dict(sources=SOURCES, segment=Fraction(1), channels=4, depth=4, nfft=1024, t_layers=1,

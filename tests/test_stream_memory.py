@@ -1,6 +1,6 @@
 """What a streamed separation holds between segments: nothing of a stretch once handed on.
 
-The whole-process figures are `python -m scripts.bench_stack_memory`'s; these tests pin the
+The whole-process figures are `python -m scripts.bench.bench_stack_memory`'s; these tests pin the
 causes found there, cheaply: each held a stretch (about 42 MB for a 30 s stride of four
 stereo stems) while the next segment ran.
 """
@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from common.storage import Storage
-from scripts.make_samples import song_mp3
+from scripts.local.make_samples import song_mp3
 from worker.separation.lossless import StemSink
 from worker.separation.rolling import OverlapAdd
 

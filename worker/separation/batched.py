@@ -5,7 +5,7 @@ centred padding of each chunk, the model's valid length, centre trim, triangular
 in fp32 the result equals stock Demucs; only the forward passes are grouped, and the song may
 come a window at a time (`stream`). Where the chunks fall is worker/separation/segments.py.
 This module needs torch, demucs and worker/ (no service settings, no Redis), so that
-scripts/gpu-bench can use it on a machine without the service.
+scripts/bench/gpu-bench can use it on a machine without the service.
 """
 
 from __future__ import annotations

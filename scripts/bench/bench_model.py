@@ -1,8 +1,8 @@
 """Model stage side by side: stock `apply_model` against worker/separation/batched.py, same
 input and model.
 
-    python -m scripts.bench_model --seconds 24                 # CPU
-    python -m scripts.bench_model --seconds 240 --device cuda  # what scripts/gpu-bench runs
+    python -m scripts.bench.bench_model --seconds 24                 # CPU
+    python -m scripts.bench.bench_model --seconds 240 --device cuda  # as scripts/bench/gpu-bench
 
 The model has the released `htdemucs` configuration with random weights from a fixed seed:
 compute does not depend on the weight values, and no weights can be downloaded here. Needs only

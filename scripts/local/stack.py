@@ -1,8 +1,8 @@
 """The local stack: Redis, an S3 server, the REST gateway under gunicorn, separation workers
 (WORKERS, default 1) and render workers (RENDERERS, default 1).
 
-    python -m scripts.stack up      # start in the background; returns once /readyz answers
-    python -m scripts.stack down    # stop exactly the processes `up` started
+    python -m scripts.local.stack up      # start in the background; returns once /readyz answers
+    python -m scripts.local.stack down    # stop exactly the processes `up` started
 
 Process ids go to .run/<name>.pid and logs to .run/<name>.log. The same functions start the
 servers of the test suite, so tests run the services the way users do.
@@ -24,7 +24,7 @@ from pathlib import Path
 import redis
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / ".run"
 S3_ACCESS_KEY = "rootuser"
 S3_SECRET_KEY = "rootpass123"
@@ -276,5 +276,5 @@ def down() -> None:
 if __name__ == "__main__":
     commands = {"up": up, "down": down}
     if len(sys.argv) != 2 or sys.argv[1] not in commands:
-        sys.exit("usage: python -m scripts.stack up|down")
+        sys.exit("usage: python -m scripts.local.stack up|down")
     commands[sys.argv[1]]()

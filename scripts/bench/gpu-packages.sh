@@ -1,5 +1,5 @@
-# Sourced by scripts/gpu-bench and scripts/gpu-check: installs the Python modules named in
-# $modules that the machine's Python lacks, from the wheels that scripts/gpu-bench-wheels put
+# Sourced by scripts/bench/gpu-bench and scripts/bench/gpu-check: installs the Python modules named in
+# $modules that the machine's Python lacks, from the wheels that scripts/bench/gpu-bench-wheels put
 # in $wheels, into $target (not into the machine's Python), and puts $target and the project on
 # PYTHONPATH. Nothing is downloaded. Sets $device to cuda or cpu.
 # The repository is not installed there: scripts and worker/ import from its root.

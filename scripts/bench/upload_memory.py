@@ -1,5 +1,5 @@
 """Peak memory of one gateway process receiving one large upload, as JSON base64 and as a
-multipart file: `python -m scripts.upload_memory [--mb 100] [--tree PATH]`.
+multipart file: `python -m scripts.bench.upload_memory [--mb 100] [--tree PATH]`.
 
 The gateway runs under gunicorn with one worker, restarted for each upload so that each peak
 (VmHWM, the resident set's high-water mark) is that upload's alone. `--tree` runs another
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import requests
 
-from scripts import stack
-from scripts.make_samples import song_mp3
+from scripts.local import stack
+from scripts.local.make_samples import song_mp3
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _status_mb(master: subprocess.Popen, field: str) -> float:

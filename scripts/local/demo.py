@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from scripts import sample_client, stack
+from scripts.local import sample_client, stack
 
 SONG = stack.ROOT / "data" / "song.mp3"
 WORKER_LOG = stack.RUN / "worker-1.log"

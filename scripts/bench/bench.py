@@ -1,13 +1,13 @@
 """Stock Demucs and this service side by side: same model, same songs, one run.
 
-    python -m scripts.bench                     # about 9 minutes on a 2-core CPU
-    python -m scripts.bench --rounds 1 --songs 2 --seconds 12    # shorter
-    python -m scripts.bench --cli-one-call      # also the CLI given all songs at once
+    python -m scripts.bench.bench                     # about 9 minutes on a 2-core CPU
+    python -m scripts.bench.bench --rounds 1 --songs 2 --seconds 12    # shorter
+    python -m scripts.bench.bench --cli-one-call      # also the CLI given all songs at once
 
 1. Model stage: stock `apply_model` (shifts=0) against worker/separation/batched.py
-   (scripts/bench_model.py); then the RoFormer row: the reference pipeline (audio-separator's
+   (scripts/bench/bench_model.py); then the RoFormer row: the reference pipeline (audio-separator's
    BS-RoFormer and demix, fp32) against worker/separation/chunking.py in the default precision
-   (scripts/bench_roformer.py), dim 256 and depth 6 unless --roformer-released (512, 12).
+   (scripts/bench/bench_roformer.py), dim 256 and depth 6 unless --roformer-released (512, 12).
 2. End to end, one 60 s mp3: the stock CLI (`python -m demucs.separate --mp3`, a fresh process
    that loads the model) against the local stack (REST in, worker with the model loaded, stems
    downloaded), with the job's own stage timings.
@@ -45,8 +45,9 @@ import torch
 from common.jobs import JobStore, Kind
 from common.redisconn import connect
 from common.settings import Settings
-from scripts import bench_model, bench_roformer, stack
-from scripts.make_samples import song_mp3
+from scripts.bench import bench_model, bench_roformer
+from scripts.local import stack
+from scripts.local.make_samples import song_mp3
 
 ROOT = stack.ROOT
 MODEL_NAME = "htdemucs_random"

@@ -1,7 +1,7 @@
-"""Every open GPU question in one run: `scripts/gpu-check` (see BENCHMARKS.md, "GPU check").
+"""Every open GPU question in one run: `scripts/bench/gpu-check` (see BENCHMARKS.md, "GPU check").
 
-    scripts/gpu-check                              # on a CUDA machine: about 5 minutes
-    scripts/gpu-check --allow-cpu --seconds 8      # the CPU rehearsal `make test` runs
+    scripts/bench/gpu-check                              # on a CUDA machine: about 5 minutes
+    scripts/bench/gpu-check --allow-cpu --seconds 8      # the CPU rehearsal `make test` runs
 
 1. Model stage: stock `apply_model` fp32 against the service's batched fp32, bf16, fp16 and
    compiled bf16, each with its agreement with stock fp32 and its peak device memory.
@@ -13,7 +13,7 @@
 4. The device's busy fraction over several songs back to back, when the songs' stems are
    written as FLAC on a few cores (rendering apart) against encoded to mp3 (rendering inside).
 5. A BS-RoFormer of the released size served from N.yaml + N.ckpt: fp32 against the reference
-   pipeline (>= 60 dB), bf16, fp16 and compiled bf16 (scripts/gpu_check_roformer.py).
+   pipeline (>= 60 dB), bf16, fp16 and compiled bf16 (scripts/bench/gpu_check_roformer.py).
 
 The model is HTDemucs in the released htdemucs configuration with random weights (compute does
 not depend on the weights); the CPU rehearsal uses a small HTDemucs. On the CPU, a memory cap
@@ -39,10 +39,10 @@ import torch
 from demucs.htdemucs import HTDemucs
 
 from common.settings import Settings
-from scripts import bench_model, gpu_busy, gpu_check_roformer
+from scripts.bench import bench_model, gpu_busy, gpu_check_roformer
 from worker.separation.separator import Separator
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODEL_NAME = "htdemucs_random"
 SMALL_KWARGS = dict(sources=bench_model.SOURCES, segment=Fraction(1), channels=4, depth=4,
                     nfft=1024, t_layers=1, bottom_channels=16, dconv_mode=0)
@@ -188,7 +188,7 @@ def compile_warm_up(device: torch.device, small: bool) -> dict:
                                                            os.environ.get("PYTHONPATH")]))}
         runs = []
         for _ in range(2):
-            command = [sys.executable, "-m", "scripts.gpu_check", "--compile-probe",
+            command = [sys.executable, "-m", "scripts.bench.gpu_check", "--compile-probe",
                        "--device", str(device)] + (["--small"] if small else [])
             done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:

@@ -1,6 +1,6 @@
 """Synthesise the short songs in data/ (no recorded music): drums, bass, chords and a voice.
 
-    python -m scripts.make_samples [--seconds 60 --out data/long.mp3]
+    python -m scripts.local.make_samples [--seconds 60 --out data/long.mp3]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from worker.render.encode import encode_mp3  # no torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def synthesize(seconds: float, samplerate: int = 44100, seed: int = 0) -> np.ndarray:

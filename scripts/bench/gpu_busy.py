@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from common import flac
-from scripts import bench_model
+from scripts.bench import bench_model
 
 
 def song(seconds: float, seed: int = 0) -> torch.Tensor:

@@ -1,13 +1,13 @@
 """Chaos soak: songs through the whole local stack while workers are killed at random.
 
-    python -m scripts.chaos [--songs 50 --workers 3 --kill-every 3 --seed 1 --keep]
+    python -m scripts.chaos.chaos [--songs 50 --workers 3 --kill-every 3 --seed 1 --keep]
 
 Starts its own Redis (AOF), S3 server, gunicorn, separation workers and render workers on free
 ports, with logs in a temporary folder (not .run/). Submits distinct synthetic 2-4 s songs
 while it SIGKILLs a random working worker of either kind (with its render processes, as a
 container runtime would) every few seconds and restarts it under the same WORKER_ID; once
 every song has ended it checks that each one is `done` with its four mp3 tracks in the output
-bucket. Half-way through, it sends one round of hostile uploads (scripts/hostile.py), each of
+bucket. Half-way through, it sends one round of hostile uploads (scripts/chaos/hostile.py), each of
 which must be refused. The last lines read `hostile attempts=H not_refused=R` and
 `songs submitted=N done=D lost=L`; the exit status is 0 only when nothing was lost and every
 hostile attempt was refused.
@@ -33,9 +33,9 @@ from common.redisconn import connect
 from common.settings import Settings
 from common.storage import Storage
 from common.tracks import FOUR_STEMS, default_rendition
-from scripts import stack
-from scripts.hostile import hostile_round
-from scripts.make_samples import song_mp3
+from scripts.chaos.hostile import hostile_round
+from scripts.local import stack
+from scripts.local.make_samples import song_mp3
 
 STEMS = sorted(FOUR_STEMS)
 FINAL = ("done", "failed")

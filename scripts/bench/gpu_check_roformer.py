@@ -1,4 +1,4 @@
-"""scripts/gpu-check, step 5: a BS-RoFormer of the released size (random weights), written as
+"""scripts/bench/gpu-check, step 5: a BS-RoFormer of the released size (random weights), written as
 `N.yaml` + `N.ckpt` into a models folder and served by the worker's own Separator.
 
 - fp32 against the reference pipeline (audio-separator's network and demix, run on the same
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from common.settings import Settings
-from scripts import bench_model, bench_roformer
+from scripts.bench import bench_model, bench_roformer
 from tests.roformer_reference import reference_demix, reference_network, write_model
 from worker.separation.separator import Separator
 

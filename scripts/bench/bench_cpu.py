@@ -1,6 +1,6 @@
 """CPU choices measured: one htdemucs segment through the model per precision, threads, batch.
 
-    python -m scripts.bench_cpu [--rounds 5] [--configs fp32:2:1,bf16:2:1,...]
+    python -m scripts.bench.bench_cpu [--rounds 5] [--configs fp32:2:1,bf16:2:1,...]
 
 Each config is precision:threads:batch[:silence]. Configs run interleaved, round after round,
 and the minimum per segment is reported beside the median: on a shared machine the minimum is
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from scripts import bench_model
+from scripts.bench import bench_model
 from worker.separation.batched import PRECISIONS
 
 DEFAULT = "fp32:2:1,bf16:2:1,fp32:1:1,bf16:1:1,fp32:2:2,bf16:2:2,fp32:2:1:silence,bf16:2:1:silence"

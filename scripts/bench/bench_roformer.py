@@ -2,8 +2,8 @@
 own BS-RoFormer network and `MDXCSeparator.demix` chunking, tests/roformer_reference.py) against
 the worker's (worker/separation/chunking.py), same checkpoint and input.
 
-    python -m scripts.bench_roformer speed --seconds 16          # released size, CPU
-    python -m scripts.bench_roformer memory --seconds 60 600     # peak memory by song length
+    python -m scripts.bench.bench_roformer speed --seconds 16          # released size, CPU
+    python -m scripts.bench.bench_roformer memory --seconds 60 600     # peak memory by song length
 
 The network has the released BS-RoFormer configuration (dim 512, depth 12, 62 bands, hop 441,
 dim_t 801: chunks of 8 s) with random weights: compute does not depend on the weight values,
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from scripts.bench_model import SAMPLERATE, device_name, snr_db, test_signal
+from scripts.bench.bench_model import SAMPLERATE, device_name, snr_db, test_signal
 from tests.roformer_reference import reference_demix, reference_network
 from worker.separation.chunking import ChunkedModel
 from worker.separation.device import resolve_precision
@@ -122,7 +122,7 @@ def memory(lengths: list[float]) -> dict:
     rows = []
     for seconds in lengths:
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "scripts.bench_roformer", "_peak",
+        out = subprocess.run([sys.executable, "-m", "scripts.bench.bench_roformer", "_peak",
                               "--seconds", str(seconds)], capture_output=True, text=True,
                              check=True)
         rows.append({"song_seconds": seconds, "peak_mib": int(out.stdout.split()[-1]),

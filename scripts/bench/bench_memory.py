@@ -1,7 +1,7 @@
 """Peak resident memory of the worker's separation (worker/separation/lossless.py) by song length.
 
-    python -m scripts.bench_memory                           # htdemucs, 60 / 600 / 1800 s
-    python -m scripts.bench_memory --seconds 60 600 --model small --stop-after 0
+    python -m scripts.bench.bench_memory                           # htdemucs, 60 / 600 / 1800 s
+    python -m scripts.bench.bench_memory --seconds 60 600 --model small --stop-after 0
 
 Each song is separated in a fresh process, from the upload in a real S3 server to four FLAC
 stems stored there, exactly as a separation job runs it; the figure is that process's peak
@@ -11,7 +11,7 @@ resident set (ru_maxrss), model included. Songs are a 60 s synthetic mp3 repeate
 look only. A stopped run says nothing about memory by length: what a song holds between
 segments (stretches being encoded, parts being sent, the allocator's free pages) settles only
 after several segments, so a claim about length needs whole songs (`make bench` runs 60 s and
-600 s here, and scripts/bench_stack_memory.py whole processes under the local stack).
+600 s here, and scripts/bench/bench_stack_memory.py whole processes under the local stack).
 `--model small` is an HTDemucs with htdemucs's segment (7.8 s) and a fraction of its compute.
 """
 
@@ -30,9 +30,10 @@ from pathlib import Path
 
 import torch
 
-from scripts import bench_model, stack
-from scripts.bench import MODEL_NAME, MODELS, RESULTS, prepare_model
-from scripts.make_samples import song_mp3
+from scripts.bench import bench_model
+from scripts.bench.bench import MODEL_NAME, MODELS, RESULTS, prepare_model
+from scripts.local import stack
+from scripts.local.make_samples import song_mp3
 
 SMALL = dict(bench_model.HTDEMUCS_KWARGS, channels=8, depth=4, t_layers=1, bottom_channels=0,
              dconv_mode=1)
@@ -93,7 +94,7 @@ def measure(seconds: int, model_name: str, stop_after: int, env: dict, song: byt
     name = f"bench-{seconds}.mp3"
     data = song * (seconds // 60)
     storage.client.put_object(storage.songs_bucket, name, io.BytesIO(data), len(data))
-    command = [sys.executable, "-m", "scripts.bench_memory", "--child", "--object", name,
+    command = [sys.executable, "-m", "scripts.bench.bench_memory", "--child", "--object", name,
                "--model-name", model_name, "--stop-after", str(stop_after)]
     done = subprocess.run(command, env=env, cwd=stack.ROOT, capture_output=True, text=True,
                           check=False)

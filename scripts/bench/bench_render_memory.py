@@ -1,7 +1,7 @@
 """Peak resident memory of one render job (the render worker and its pool) by song length.
 
-    python -m scripts.bench_render_memory                       # mp3-320, 60 / 600 s
-    python -m scripts.bench_render_memory --seconds 60 600 1800 --rendition wav-16
+    python -m scripts.bench.bench_render_memory                       # mp3-320, 60 / 600 s
+    python -m scripts.bench.bench_render_memory --seconds 60 600 1800 --rendition wav-16
 
 A fresh `python -m worker.render` (RENDER_PROCESSES=2) against real Redis and S3 servers
 renders one song's four lossless stems, stored as a separation leaves them; the figure is the
@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from common import flac, tracks
-from scripts import stack
-from scripts.bench import RESULTS
-from scripts.make_samples import synthesize
+from scripts.bench.bench import RESULTS
+from scripts.local import stack
+from scripts.local.make_samples import synthesize
 
 RATE = 44100
 MODEL = "demucs_unittest"

@@ -1,10 +1,10 @@
 """Peak resident memory of the separation worker and of the render worker with its pool, under
 the local stack, by song length: whole songs, whole processes.
 
-    python -m scripts.bench_stack_memory                     # 60 / 600 / 1800 s
-    python -m scripts.bench_stack_memory --seconds 60 600
+    python -m scripts.bench.bench_stack_memory                     # 60 / 600 / 1800 s
+    python -m scripts.bench.bench_stack_memory --seconds 60 600
 
-Redis, the S3 server and the gateway (gunicorn) run as `python -m scripts.stack up` starts
+Redis, the S3 server and the gateway (gunicorn) run as `python -m scripts.local.stack up` starts
 them; for each song a fresh separation worker (demucs_unittest, one segment per pass) and a
 fresh render worker (RENDER_PROCESSES=2) are started, so that each figure is that song's alone.
 The song, a 60 s synthetic mp3 repeated, is submitted as a multipart upload and run to the
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import requests
 
-from scripts import stack
-from scripts.bench import RESULTS
-from scripts.bench_render_memory import tree_rss
-from scripts.make_samples import song_mp3
+from scripts.bench.bench import RESULTS
+from scripts.bench.bench_render_memory import tree_rss
+from scripts.local import stack
+from scripts.local.make_samples import song_mp3
 
 MODEL = "demucs_unittest"
 WAV_TRACK = "drums.wav?bits=16"

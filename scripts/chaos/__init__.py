@@ -1,0 +1,1 @@
+"""Soaks and hostile input: workers killed under load, clients that misbehave."""
