@@ -20,9 +20,10 @@ BACKOFF_S = 0.05  # the service waits 0.5 s, then 1 s: the same steps, shorter
 
 def sending(**overrides) -> Settings:
     """Settings for callback.send: loopback receivers allowed, short timeouts."""
-    values = {"callback_allow_private": True, "callback_timeout_s": 1.0, "callback_retries": 3,
-              **overrides}
-    return Settings(**values)
+    values = {"CALLBACK_ALLOW_PRIVATE": "true", "CALLBACK_TIMEOUT_S": "1.0",
+              "CALLBACK_RETRIES": "3", **{name.upper(): str(value)
+                                          for name, value in overrides.items()}}
+    return Settings.from_env(values)
 
 
 def logged_warning(log: str, song_hash: str, outcome: str) -> bool:
