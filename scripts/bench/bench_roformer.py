@@ -7,10 +7,10 @@ the worker's (worker/separation/chunking.py), same checkpoint and input.
 
 The network has the released BS-RoFormer configuration (dim 512, depth 12, 62 bands, hop 441,
 dim_t 801: chunks of 8 s) with random weights: compute does not depend on the weight values,
-and no weights can be downloaded here. The memory run uses a smaller network of the same shape
-(dim 64, depth 2) so that 600 s fit in a few minutes on two cores: the buffers that could grow
-with the song are the same whatever the network's size. Needs audio-separator (installed by
-`make test`), as the tests do.
+and no weights can be downloaded here. The memory run uses a small network of the same shape
+(dim 32, depth 1: same STFT, bands and 8 s chunks) so that 600 s fit in minutes on two shared
+cores: the buffers that could grow with the song are the same whatever the network's size.
+Needs audio-separator (installed by `make test`), as the tests do.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ RELEASED = {"dim": 512, "depth": 12, "stereo": True, "num_stems": 1,
             "freqs_per_bands": (2,) * 24 + (4,) * 12 + (12,) * 8 + (24,) * 8 + (48,) * 8
             + (128, 129), "dim_head": 64, "heads": 8, "stft_n_fft": 2048,
             "stft_hop_length": 441, "stft_win_length": 2048, "mask_estimator_depth": 2}
-SMALL = {**RELEASED, "dim": 64, "depth": 2, "heads": 2, "dim_head": 32}
+SMALL = {**RELEASED, "dim": 32, "depth": 1, "heads": 2, "dim_head": 16}
 DIM_T, OVERLAP = 801, 2
 
 
@@ -129,7 +129,7 @@ def memory(lengths: list[float]) -> dict:
                      "wall_seconds": round(time.perf_counter() - started, 1)})
         print(f"  {seconds:7.0f} s of audio: peak {rows[-1]['peak_mib']} MiB "
               f"({rows[-1]['wall_seconds']} s)", flush=True)
-    return {"network": "BS-RoFormer dim 64, depth 2 (released shape otherwise)", "rows": rows}
+    return {"network": "BS-RoFormer dim 32, depth 1 (released shape otherwise)", "rows": rows}
 
 
 def main() -> None:
