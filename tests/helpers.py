@@ -12,6 +12,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 import redis
 import requests
 
@@ -50,6 +51,14 @@ def get_song(storage, song_hash: str) -> bytes:
         response.close()
         response.release_conn()
 FINAL = ("done", "failed")
+
+
+def one_fast(cases: list, *fast: object) -> list:
+    """`cases` as test parameters, all but those in `fast` marked slow: a numeric check over
+    every model and setting takes minutes on a CPU, so `make test-fast` runs a few cases and
+    `make test` all of them."""
+    return [pytest.param(*(case if isinstance(case, tuple) else (case,)),
+                         marks=() if case in fast else pytest.mark.slow) for case in cases]
 
 
 def b64(data: bytes) -> str:

@@ -11,6 +11,7 @@ from demucs.htdemucs import HTDemucs
 from demucs.pretrained import SOURCES, demucs_unittest
 
 from scripts.bench.bench_model import snr_db
+from tests.helpers import one_fast
 from worker.separation.batched import (
     BatchedModel,
     batch_for_memory,
@@ -57,15 +58,8 @@ def stock(model: torch.nn.Module, mix: torch.Tensor) -> torch.Tensor:
 MODELS = {"htdemucs": lambda: small_htdemucs(0), "hdemucs": small_hdemucs, "bag": small_bag}
 
 
-def one_fast(cases: list, fast) -> list:
-    """`cases` as parameters, all but `fast` marked slow: each model and batch size against stock
-    Demucs takes minutes on a CPU, so `make test-fast` runs one case and `make test` all."""
-    return [pytest.param(*(case if isinstance(case, tuple) else (case,)),
-                         marks=() if case == fast else pytest.mark.slow) for case in cases]
-
-
 @pytest.mark.parametrize(("name", "batch"), one_fast(
-    [(name, batch) for name in MODELS for batch in (1, 3, 48)], fast=("htdemucs", 3)))
+    [(name, batch) for name in MODELS for batch in (1, 3, 48)], ("htdemucs", 3)))
 def test_fp32_equals_stock_apply_model(name, batch, mix):
     model = MODELS[name]()
     ours = BatchedModel(model, "cpu", "fp32", batch).separate(mix, 0.25)
@@ -167,7 +161,7 @@ def blocks_of(mix: torch.Tensor, sizes: list[int], read: list[int]):
         yield block
 
 
-@pytest.mark.parametrize("name", one_fast(list(MODELS), fast="htdemucs"))
+@pytest.mark.parametrize("name", one_fast(list(MODELS), "htdemucs"))
 def test_a_streamed_song_equals_stock_and_is_read_and_handed_on_as_it_goes(name):
     """12 s (16 segments of 1 s, or 12 of 1.3 s) in blocks of odd sizes, batches of 2."""
     model = MODELS[name]()

@@ -13,6 +13,7 @@ import torch
 
 from common.settings import Settings
 from scripts.bench.bench_model import snr_db
+from tests.helpers import one_fast
 from tests.roformer_reference import reference_demix, reference_network, write_model
 from worker.runtime.errors import ModelLoadError
 from worker.separation.audio import Summary
@@ -40,10 +41,14 @@ def reference(folder: Path, name: str, family: str, section: dict, mix: torch.Te
     return network, config, out
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("instruments", [
-    ["vocals", "other"], ["bass", "drums", "vocals", "other"],
-    ["bass", "drums", "vocals", "other", "guitar", "piano"]])
+FOUR = ["bass", "drums", "vocals", "other"]
+STEM_SETS = (["vocals", "other"], FOUR, [*FOUR, "guitar", "piano"])
+
+
+# Each family with four stems in the fast tier; every stem set in `make test`.
+@pytest.mark.parametrize(("family", "instruments"), one_fast(
+    [(family, stems) for stems in STEM_SETS for family in FAMILIES],
+    *((family, FOUR) for family in FAMILIES)))
 def test_stems_equal_the_reference_in_fp32(tmp_path, family, instruments):
     section = write_model(tmp_path, "m", family, instruments=instruments)
     mix = song(0.4)
@@ -91,7 +96,7 @@ def test_a_song_shorter_than_a_chunk_is_one_short_chunk(tmp_path):
         assert snr_db(torch.from_numpy(expected[name]), ours[index]) >= 60
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", one_fast(FAMILIES, "bs_roformer"))
 def test_bf16_stays_close(tmp_path, family):
     section = write_model(tmp_path, "m", family, instruments=["vocals", "other"])
     mix = song(0.5, seed=3)
