@@ -15,13 +15,15 @@ flat in the song's length. Needs torch and worker/ only.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from worker.runtime.progress import Progress
-from worker.separation.device import DeviceRunner
+from worker.separation.device import PRECISIONS, DeviceRunner
 from worker.separation.msst_config import RoformerConfig
 from worker.separation.rolling import OverlapAdd, Window
 
@@ -55,11 +57,32 @@ class ChunkedModel(DeviceRunner):
         self.config = config
         self.chunk, self.step = config.chunk, config.chunk // config.overlap
         self.window = hamming(self.chunk)
+        self.low: dict[tuple[str, str], nn.Module] = {}
         super().__init__(network, [network], device, precision, batch, compile, pad)
+
+    def runnable(self) -> nn.Module:
+        """The network as it runs now: in bf16 or fp16, a copy whose linear layers hold their
+        weights in that type, so that autocast does not convert every weight on every call (a
+        third of the CPU time in bf16); norms and rotary angles stay float32. The fp32 network
+        is kept as it is, for fp32 and for another device."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return self.model
+        key = (str(self.device), self.precision)
+        if key not in self.low:
+            self.low.clear()
+            low = copy.deepcopy(self.model)
+            for module in low.modules():
+                if isinstance(module, nn.Linear):
+                    module.to(dtype)
+            if self.compiled:
+                self.forwards[id(low)] = self._compile(low)
+            self.low[key] = low
+        return self.low[key]
 
     def segment_bytes(self) -> int:
         """Device memory one more chunk in a batch needs, measured with a batch of two."""
-        return self._measure(self.model, (self.config.channels, self.chunk))
+        return self._measure(self.runnable(), (self.config.channels, self.chunk))
 
     def warm_up(self) -> None:
         """One full batch through the network, so that kernel set-up (and compilation)
@@ -67,7 +90,7 @@ class ChunkedModel(DeviceRunner):
         noise = torch.Generator().manual_seed(0)
         # Noise, not silence: silence makes denormal numbers, which are slow on CPUs.
         batch = torch.randn(self.batch, self.config.channels, self.chunk, generator=noise)
-        self._forward(self.model, batch.to(self.device))
+        self._forward(self.runnable(), batch.to(self.device))
 
     def separate(self, mix: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
         """`[stems, channels, samples]` on the CPU for a `[channels, samples]` mix."""
@@ -107,7 +130,8 @@ class ChunkedModel(DeviceRunner):
         chunks = torch.stack([window.chunk(start, n, n) for start in starts[first:stop]])
         try:
             # A song shorter than a chunk meets the network at a shape of its own: no graph.
-            result = self._forward(self.model, chunks.to(self.device), eager=n != self.chunk)
+            result = self._forward(self.runnable(), chunks.to(self.device),
+                                   eager=n != self.chunk)
         except torch.cuda.OutOfMemoryError:
             result = None  # shrink outside the handler: its traceback holds device memory
         if result is None:
