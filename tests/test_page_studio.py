@@ -9,6 +9,7 @@ import itertools
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,8 +36,7 @@ SECONDS = 6
 RATE = 44100
 _numbers = itertools.count()
 KEY = "studio-admin-key"
-AUDIO_BLOCK_S = 128 / RATE  # one Web Audio render quantum
-STUDIO: dict[str, str] = {}  # the module stack's other addresses
+STUDIO: dict[str, Any] = {}  # the module stack's other gateway and its job store
 # axe-core, fetched from the npm registry by `make test` (Makefile: AXE), injected by the test.
 AXE = next(Path(__file__).parent.glob(".axe/axe-core-*/axe.min.js"), None)
 
@@ -81,7 +81,7 @@ def studio(redis_server, s3_server, tmp_path_factory):
     keyed = stack.start_rest(keyed_port, {**env, "API_KEYS": f"{KEY}:admin",
                                           "PROTECT_READS": "true"},
                              live.folder / "keyed-rest.log")
-    STUDIO["keyed"] = f"http://127.0.0.1:{keyed_port}"
+    STUDIO["keyed"], STUDIO["jobs"] = f"http://127.0.0.1:{keyed_port}", jobs
     yield base_url, song_hash
     stack.stop(keyed, timeout=10)
     live.stop()
@@ -252,25 +252,31 @@ def test_the_analysis_is_shown_for_the_mix_and_each_stem(open_song, studio):
             re.compile(r"LUFS$"))
 
 
+# The stems' distance from the clock, once they are back within one render block.
+IN_STEP = f"() => document.querySelector('.player').player.transport.drift() < {128 / RATE}"
+
+
 def test_stems_stay_in_step_when_seeking_and_looping(open_song, studio):
     _, song_hash = studio
     name = player_name(song_hash)
     page = open_song()
+    transport = "document.querySelector('.player').player.transport"
     page.get_by_role("button", name=f"Play {name}").click()
     expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible()
-    drifts = []
+    started = []  # how far apart the stems were just after each seek
     for target in (4.0, 1.0, 3.0):
         page.evaluate(f"document.querySelector('.player').player.seek({target})")
-        page.wait_for_function(f"""() => {{ const t = document.querySelector('.player')
-            .player.transport; return t.position() > {target} + 0.3; }}""")
-        drifts.append(page.evaluate("document.querySelector('.player').player.transport.drift()"))
+        page.wait_for_function(f"() => {transport}.position() > {target} + 0.1")
+        started.append(page.evaluate(f"{transport}.drift()"))
+        # Back in step (a late stem plays a touch faster) well before the song moves on.
+        page.wait_for_function(IN_STEP, timeout=1500)
     page.evaluate("document.querySelector('.player').player.setRegion({start: 1, end: 1.6})")
-    page.wait_for_function("""() => { const t = document.querySelector('.player').player
-        .transport; window.loops = (window.loops || 0) + (t.position() < 1.2 ? 1 : 0);
-        return window.loops > 3 && t.position() < 1.6; }""", polling=50)
-    drifts.append(page.evaluate("document.querySelector('.player').player.transport.drift()"))
-    print(f"\ndrift between stems after each seek and a loop (s): {drifts}")
-    assert max(drifts) < AUDIO_BLOCK_S, drifts
+    page.wait_for_function(f"""() => {{ const t = {transport};
+        window.loops = (window.loops || 0) + (t.position() < 1.2 ? 1 : 0);
+        return window.loops > 3 && t.position() < 1.6; }}""", polling=50)
+    page.wait_for_function(IN_STEP, timeout=1500)
+    print(f"\ndrift between stems just after each seek (s): {started}; in step after each")
+    assert max(started) < 0.05, started  # never far apart, even on a busy machine
 
 
 def test_the_page_asks_for_no_missing_file_and_fits_a_phone(open_song):
@@ -329,5 +335,27 @@ def test_with_a_key_for_every_read_the_page_still_plays_draws_and_exports(browse
             link.click()
         assert soundfile.info(download.value.path()).frames == SECONDS * RATE
         assert problems == []
+    finally:
+        context.close()
+
+
+def test_focus_stays_on_a_songs_control_while_its_status_changes(browser, studio):  # noqa: F811
+    base_url, _ = studio
+    jobs = STUDIO["jobs"]
+    waiting = "a" * 63 + "7"
+    jobs.enqueue(waiting, None, 100, model=MODEL)  # no separation worker: it waits
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{base_url}/#{waiting}")
+        name = f"Song {waiting[:12]}"
+        state = page.get_by_role("listitem", name=name).get_by_role("status")
+        expect(state).to_have_text(re.compile("^Queued"))
+        delete = page.get_by_role("button", name=f"Delete from server: {name}")
+        delete.focus()
+        job_id = jobs.claim("test-separator", 1, queue=jobs.queue_for(MODEL))
+        jobs.start(job_id, "test-separator")
+        expect(state).to_have_text("Separating: 0 %")
+        expect(delete).to_be_focused()
     finally:
         context.close()

@@ -5,7 +5,8 @@
 
 const RAMP_S = 0.02; // gain changes glide with this time constant, so they never click
 const RESYNC_S = 0.03; // a follower further than this from the clock is moved back in step
-const BLOCK_S = 128 / 44100; // one Web Audio render quantum: how close a start must be
+const BLOCK_S = 128 / 44100; // one Web Audio render quantum: how close stems keep
+const NUDGE = 0.05; // how much faster or slower a stem plays while it catches the clock up
 const TICK_MS = 50;
 export const SILENT_DB = -60;
 let context = null; // one AudioContext for the page, made on the first Play (a user gesture)
@@ -119,6 +120,7 @@ export class Transport {
   // Every element at `seconds`, each waited for until it can play from there.
   async align(seconds) {
     await Promise.all(this.stems.map(async (stem) => {
+      stem.audio.playbackRate = 1;
       // Before its metadata an element does not seek (nor say it has): wait for it first.
       if (stem.audio.readyState === 0) await once(stem.audio, "loadedmetadata");
       if (Math.abs(stem.audio.currentTime - seconds) < 1e-3 && stem.audio.readyState >= 3) return;
@@ -145,20 +147,15 @@ export class Transport {
     if (await this.start(target)) this.handlers.onTick(target);
   }
 
-  // Every element started at `seconds`, together; started again when one began late (a busy
-  // machine), so that they sound within one render block of each other. False at the end.
+  // Every element started at `seconds`, together (a stem that began late is brought back in
+  // step by follow()). False when `seconds` is the very end.
   async start(seconds) {
-    for (let attempt = 0; attempt < 3; attempt += 1) {
-      await this.align(seconds);
-      if (this.stems.some((stem) => stem.audio.ended)) {
-        this.ended(); // sought to the very end: play() would start again from the top
-        return false;
-      }
-      await Promise.all(this.stems.map((stem) => stem.audio.play()));
-      if (this.drift() <= BLOCK_S) break;
-      for (const stem of this.stems) stem.audio.pause();
-      seconds = this.position();
+    await this.align(seconds);
+    if (this.stems.some((stem) => stem.audio.ended)) {
+      this.ended(); // sought to the very end: play() would start again from the top
+      return false;
     }
+    await Promise.all(this.stems.map((stem) => stem.audio.play()));
     return true;
   }
 
@@ -172,10 +169,22 @@ export class Transport {
       this.seek(this.region.start).catch((error) => this.handlers.onError(error));
       return;
     }
-    if (this.drift() > RESYNC_S && !this.stems.some((stem) => stem.audio.seeking)) {
-      for (const stem of this.stems.slice(1)) stem.audio.currentTime = position;
-    }
+    if (!this.stems.some((stem) => stem.audio.seeking)) this.follow(position);
     this.handlers.onTick(position);
+  }
+
+  // Keep each stem on the clock: one far off is moved there; one a little off plays a touch
+  // faster or slower until it is back within half a render block (no seek, so no gap).
+  follow(clock) {
+    for (const stem of this.stems.slice(1)) {
+      const behind = clock - stem.audio.currentTime;
+      if (Math.abs(behind) > RESYNC_S) {
+        stem.audio.currentTime = clock;
+        stem.audio.playbackRate = 1;
+      } else {
+        stem.audio.playbackRate = Math.abs(behind) > BLOCK_S / 2 ? 1 + Math.sign(behind) * NUDGE : 1;
+      }
+    }
   }
 
   ended() {
