@@ -17,7 +17,7 @@ from common.storage import song_object
 from rest import context as ctx
 from rest.errors import ApiError, unavailable
 from rest.options import stems_of
-from rest.validate import song_hash_param
+from rest.validate import json_object, song_hash_param
 
 log = logging.getLogger("rest")
 ensemble = Blueprint("ensemble", __name__)  # POST: a write, guarded as every write (access.py)
@@ -53,10 +53,7 @@ def _separate_members(song_hash: str, spec: ensembles.Spec) -> dict[str, str]:
 def make_ensemble(songhash: str):
     """Ask for the song's ensemble; 202 with its model name, to follow with ?model=<name>."""
     song_hash = song_hash_param(songhash)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, 'send a JSON object: {"algorithm": "avg", "members": ["htdemucs", '
-                            '"htdemucs_ft"], "picks": {"vocals": "htdemucs_ft"}}')
+    body = json_object(request, '{"algorithm": "avg", "members": ["htdemucs", "htdemucs_ft"]}')
     settings, jobs = ctx.settings(), ctx.jobs()
     try:
         spec = ensembles.parse(body)

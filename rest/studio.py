@@ -22,7 +22,7 @@ from rest.downloads import separated
 from rest.errors import ApiError
 from rest.options import model_param, stems_of
 from rest.ranges import stream_stored
-from rest.validate import song_hash_param
+from rest.validate import json_object, song_hash_param
 
 log = logging.getLogger("rest")
 studio = Blueprint("studio", __name__)
@@ -152,10 +152,7 @@ def analysis(songhash: str):
 def mix(songhash: str):
     """Queue the mix a JSON body describes; 202 with the Location to fetch it from."""
     song_hash = song_hash_param(songhash)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "send a JSON object such as {\"mute\": [\"vocals\"], "
-                            "\"format\": \"wav\"}")
+    body = json_object(request, '{"mute": ["vocals"], "format": "wav"}')
     model = model_param(body.get("model"), ctx.settings())
     try:
         params = mixes.mix_params(body, stems_of(model, ctx.jobs()),

@@ -40,8 +40,8 @@ def track_param(value: str) -> str:
     return value
 
 
-def json_object(request: Request) -> dict:
-    """The request body as a JSON object."""
+def json_object(request: Request, example: str = '{"mp3": "<base64>"}') -> dict:
+    """The request body as a JSON object (strict JSON: no NaN); `example` shows one."""
     if not request.is_json:
         raise ApiError(415, "send the body as JSON with Content-Type: application/json")
     raw = request.get_data(cache=False)
@@ -57,7 +57,7 @@ def json_object(request: Request) -> dict:
     del raw
     body = parse_json(text, "the body")
     if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object such as {\"mp3\": \"<base64>\"}")
+        raise ApiError(400, f"the body must be a JSON object such as {example}")
     return body
 
 

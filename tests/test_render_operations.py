@@ -189,7 +189,11 @@ def test_a_bad_mix_request_says_what_to_fix(rig, jobs, song):
         answer = requests.post(f"{base}/apiv1/mix/{song_hash}", json=body, timeout=10)
         assert answer.status_code == 400 and words in answer.json()["error"], (body, answer.text)
     not_json = requests.post(f"{base}/apiv1/mix/{song_hash}", data="mute", timeout=10)
-    assert not_json.status_code == 400 and "JSON object" in not_json.json()["error"]
+    assert not_json.status_code == 415 and "application/json" in not_json.json()["error"]
+    for body in ('["vocals"]', '{"gains": {"vocals": NaN}}'):
+        answer = requests.post(f"{base}/apiv1/mix/{song_hash}", data=body, timeout=10,
+                               headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400 and "JSON" in answer.json()["error"], answer.text
     missing = requests.get(f"{base}/apiv1/mix/{song_hash}/mix-0123456789abcdef", timeout=10)
     assert missing.status_code == 404 and "POST" in missing.json()["error"]
     made = [job.rendition for job in jobs.song_jobs(song_hash) if job.kind is Kind.RENDER]
