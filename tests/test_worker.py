@@ -100,6 +100,7 @@ def test_stems_are_byte_identical_when_separated_again(api, run_worker, jobs, st
     assert wait_until_separated(jobs, song_hash).awaiting
     first = {stem: data for stem, (_, _, data) in lossless_stems(storage, song_hash).items()}
     jobs.delete_song(song_hash)  # the stems stay in the store: only the records go
+    jobs.deleted(song_hash)  # the deletion is over: the song may be submitted again
     assert submit(api, mp3) == song_hash
     assert wait_until_separated(jobs, song_hash).awaiting
     second = {stem: data for stem, (_, _, data) in lossless_stems(storage, song_hash).items()}

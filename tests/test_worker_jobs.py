@@ -40,8 +40,9 @@ def objects_of(storage, song_hash: str) -> list[str]:
 
 def keys_of(redis_client, song_hash: str) -> list[str]:
     """Every Redis key that names the song, or a list or set that holds one of its jobs (the
-    log lines in `logging` aside)."""
-    found = [key for key in redis_client.keys("*") if song_hash in key]
+    log lines in `logging` and the deletion counter, kept a day on purpose, aside)."""
+    found = [key for key in redis_client.keys("*")
+             if song_hash in key and key != keys.deletions(song_hash)]
     for key in set(redis_client.keys("*")) - {keys.LOGGING}:
         kind = redis_client.type(key)
         members = (redis_client.lrange(key, 0, -1) if kind == "list" else
