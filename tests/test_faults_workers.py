@@ -164,8 +164,11 @@ def test_a_frozen_worker_that_wakes_up_cannot_overwrite_its_successor(
             wait_for(lambda: receiver.count, 30, "no callback")
         finally:
             stop_process(frozen.process, signal.SIGCONT)
-        wait_for(lambda: "result dropped" in frozen.log(), 90,
-                 "the woken worker never gave up its stale attempt", interval=0.2)
+        try:
+            wait_for(lambda: "result dropped" in frozen.log(), 90,
+                     "the woken worker never gave up its stale attempt", interval=0.2)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; its log:\n{frozen.log()[-3000:]}") from None
         final = status(base_url, song_hash)
         assert final["status"] == "done" and final["attempts"] == 2
         assert jobs.get(song_hash).worker == other.id
