@@ -96,8 +96,17 @@ class Api:
         """The response, its body not read yet (stream): read it with `_body`."""
         kwargs.setdefault("timeout", (CONNECT_TIMEOUT_S, min(READ_TIMEOUT_S, self.remaining())))
         try:
-            response = self.session.request(method, f"{self.base_url}{path}", stream=True,
-                                            **kwargs)
+            try:
+                response = self.session.request(method, f"{self.base_url}{path}", stream=True,
+                                                **kwargs)
+            except requests.ConnectionError as error:
+                # A kept-alive connection that the server closed just as it was reused (a poll
+                # as long after the last as its keep-alive): a read is asked again, once, on a
+                # new connection. A write is not: the server may have received it.
+                if method not in ("GET", "HEAD") or not _closed_while_reused(error):
+                    raise
+                response = self.session.request(method, f"{self.base_url}{path}", stream=True,
+                                                **kwargs)
         except requests.ConnectionError as error:
             raise Unreachable(f"cannot reach the server at {self.base_url} ({_cause(error)}); "
                               "is it running? Set --server or MICRO_DEMUCS_URL") from None
@@ -233,6 +242,13 @@ def _error(response: requests.Response, raw: bytes) -> ApiError:
         message = raw.decode(errors="replace").strip()[:200] or response.reason
     return ApiError(response.status_code, message,
                     _seconds(response.headers.get("Retry-After", "")))
+
+
+def _closed_while_reused(error: requests.ConnectionError) -> bool:
+    """Whether the connection broke before any answer (the server closed it), rather than
+    could not be opened."""
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, urllib3.exceptions.ProtocolError)
 
 
 def _cause(error: requests.ConnectionError) -> str:
