@@ -35,14 +35,18 @@ INKED = """(least) => [...document.querySelectorAll("canvas.waveform")].every((c
 })"""
 
 
+def missing_tool(message: str) -> None:
+    """A tool the page tests need is missing: a failure under CI=true, a skip elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
 def browser():
     """One chromium for this module; missing, it fails under CI=true and is skipped elsewhere."""
     if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: `make test` installs Debian's chromium package"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool(f"{CHROMIUM} is missing: `make test` installs Debian's chromium package")
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         yield chromium

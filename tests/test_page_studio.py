@@ -6,7 +6,6 @@ the analysis, the model picker, streaming playback in sync, and no console error
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from scripts.local.make_samples import synthesize
 from tests.conftest import LiveStack
 from tests.helpers import wait_for_job
 from tests.stems import write_lossless
-from tests.test_page import INKED, browser  # noqa: F401  (the module's chromium)
+from tests.test_page import INKED, browser, missing_tool  # noqa: F401  (the module's chromium)
 
 pytestmark = pytest.mark.slow
 
@@ -292,10 +291,7 @@ def test_the_page_asks_for_no_missing_file_and_fits_a_phone(open_song):
 
 def test_no_serious_or_critical_accessibility_violation(open_song, studio):
     if AXE is None:
-        message = "axe-core is missing: `make test` fetches it (tests/.axe/)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_tool("axe-core is missing: `make test` fetches it (tests/.axe/)")
     # The page's policy forbids injected scripts; this profile alone lets the checker in.
     page = open_song(bypass_csp=True)
     expect(page.locator(".player .analysis")).to_have_text(re.compile("LUFS"), timeout=60_000)
