@@ -18,7 +18,9 @@ import requests
 
 from common import keys, tracks
 from common.jobs import Job, JobStore
-from common.storage import song_object
+from common.redisconn import connect
+from common.settings import Settings
+from common.storage import Storage, song_object
 from scripts.local import stack
 
 STEMS = sorted(tracks.FOUR_STEMS)
@@ -219,3 +221,14 @@ def write_tiny_htdemucs(folder: Path, name: str, seed: int = 0) -> list[str]:
     torch.save({"klass": HTDemucs, "args": (), "kwargs": kwargs, "state": model.state_dict()},
                folder / f"{name}.th")
     return sources
+
+
+def fresh_stores(env: dict[str, str]) -> tuple[redis.Redis, Storage]:
+    """A module's own stores for a stack started with `env`: its Redis database emptied and its
+    buckets made."""
+    settings = Settings.from_env(env)
+    client = connect(settings)
+    client.flushdb()
+    storage = Storage(settings)
+    storage.ensure_buckets()
+    return client, storage

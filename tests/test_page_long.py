@@ -17,11 +17,10 @@ from playwright.sync_api import expect
 
 from common import keys, tracks
 from common.jobs import JobStatus, JobStore, render_id
-from common.redisconn import connect
-from common.settings import Settings
-from common.storage import Storage, rendition_object
+from common.storage import rendition_object
 from scripts.local import stack
 from tests.conftest import LiveStack
+from tests.helpers import fresh_stores
 from tests.test_page import browser  # noqa: F401  (the module's chromium)
 
 pytestmark = pytest.mark.slow
@@ -81,11 +80,7 @@ def long_song(redis_server, s3_server, tmp_path_factory):
     env = stack.service_env(redis_server, s3_server, SONGS_BUCKET="long-songs",
                             OUTPUT_BUCKET="long-output", DEMUCS_MODEL=MODEL, DEMUCS_MODELS=MODEL,
                             DEFAULT_MODEL=MODEL)
-    settings = Settings.from_env(env)
-    client = connect(settings)
-    client.flushdb()
-    storage = Storage(settings)
-    storage.ensure_buckets()
+    client, storage = fresh_stores(env)
     jobs = JobStore(client, MODEL)
     song_hash, rendition = "f" * 63 + "6", "mp3-32"
     jobs.register_model(MODEL, STEMS)

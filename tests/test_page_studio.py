@@ -17,13 +17,11 @@ from playwright.sync_api import expect
 
 from common import tracks
 from common.jobs import JobStatus, JobStore, render_id
-from common.redisconn import connect
-from common.settings import Settings
 from common.storage import Storage
 from scripts.local import stack
 from scripts.local.make_samples import synthesize
 from tests.conftest import LiveStack
-from tests.helpers import wait_for_job
+from tests.helpers import fresh_stores, wait_for_job
 from tests.stems import write_lossless
 from tests.test_page import INKED, browser, missing_tool  # noqa: F401  (the module's chromium)
 
@@ -63,11 +61,7 @@ def studio(redis_server, s3_server, tmp_path_factory):
                             OUTPUT_BUCKET=f"studio-output-{number}", DEMUCS_MODEL=MODEL,
                             DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL, HEARTBEAT_TTL_S="3",
                             LOG_LEVEL="INFO")
-    settings = Settings.from_env(env)
-    client = connect(settings)
-    client.flushdb()
-    storage = Storage(settings)
-    storage.ensure_buckets()
+    client, storage = fresh_stores(env)
     jobs = JobStore(client, MODEL)
     song_hash = "e" * 63 + "5"
     put_separated(jobs, storage, song_hash, SECONDS)

@@ -19,12 +19,10 @@ import soundfile
 from client import cli
 from common import mixes, operations
 from common.jobs import JobStatus, JobStore, Kind, render_id
-from common.redisconn import connect
-from common.settings import Settings
-from common.storage import Storage, rendition_object
+from common.storage import rendition_object
 from scripts.local import stack
 from tests.conftest import LiveStack
-from tests.helpers import wait_for, wait_for_job
+from tests.helpers import fresh_stores, wait_for, wait_for_job
 from tests.stems import read_lossless, render_track
 from tests.test_render_worker import MODEL, STEMS, pcm, separated
 from worker.render.encode import clip_scale, quantize
@@ -54,11 +52,7 @@ def rig(redis_server, s3_server, tmp_path_factory):
     env = stack.service_env(redis_server, s3_server, SONGS_BUCKET=f"ops-songs-{number}",
                             OUTPUT_BUCKET=f"ops-output-{number}", DEMUCS_MODEL=MODEL,
                             DEMUCS_MODELS=MODEL, DEFAULT_MODEL=MODEL, HEARTBEAT_TTL_S="3")
-    settings = Settings.from_env(env)
-    client = connect(settings)
-    client.flushdb()
-    storage = Storage(settings)
-    storage.ensure_buckets()
+    client, storage = fresh_stores(env)
     live = LiveStack(env, tmp_path_factory.mktemp("operations"))
     base = live.start_rest()
     live.start_render(RENDER_PROCESSES="2")
