@@ -1,45 +1,28 @@
-"""The OpenAPI 3 description of the gateway, served at /apiv1/openapi.json."""
+"""OpenAPI of the songs: submission, queue, status, downloads, models, ensembles, removal."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from common.tracks import FORMATS, MP3_BITRATES
+from rest.openapi.parts import BITRATE, BITS, FORMAT, HASH, MODEL, errors, json_response, query
 from rest.probe import FORMATS as ACCEPTED
 
-_ERROR = {"$ref": "#/components/responses/Error"}
-_HASH = {"name": "songhash", "in": "path", "required": True,
-         "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}
 _TRACK = {"name": "track", "in": "path", "required": True,
           "description": "<stem>.<ext> or no_<stem>.<ext> (two-stem rendition): bass.mp3 (or "
                          "base.mp3), drums.mp3, vocals.flac, no_vocals.wav, guitar.mp3 "
                          "(htdemucs_6s); without an extension, .mp3",
           "schema": {"type": "string",
                      "pattern": "^[a-z][a-z0-9_]{0,31}(\\.(mp3|wav|flac))?$"}}
-
-
-def _query(name: str, description: str, schema: dict) -> dict:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema}
-
-
-_MODEL = _query("model", "A model this service offers (GET /apiv1/models); default: the first",
-                {"type": "string"})
-_BITS = _query("bits", "wav and flac: bits per sample (16 default, or 24)",
-               {"type": "integer", "enum": [16, 24]})
-_BITRATE = _query("bitrate", "mp3: kbps (default MP3_BITRATE, 320)",
-                  {"type": "integer", "enum": list(MP3_BITRATES)})
-_FORMAT = _query("format", "mp3 (default), wav or flac", {"type": "string",
-                                                          "enum": list(FORMATS)})
-_TWO_STEMS = _query("two_stems", "A stem: the rendition is that stem and no_<stem>, the sum of "
-                                 "the others", {"type": "string"})
+_TWO_STEMS = query("two_stems", "A stem: the rendition is that stem and no_<stem>, the sum of "
+                                "the others", {"type": "string"})
 _OPTION_PROPERTIES = {
-    "model": {"type": "string", "description": _MODEL["description"]},
+    "model": {"type": "string", "description": MODEL["description"]},
     "two_stems": {"type": "string", "description": _TWO_STEMS["description"]},
-    "format": {"type": "string", "enum": list(FORMATS), "description": _FORMAT["description"]},
-    "bits": {"type": "integer", "enum": [16, 24], "description": _BITS["description"]},
+    "format": {"type": "string", "enum": list(FORMATS), "description": FORMAT["description"]},
+    "bits": {"type": "integer", "enum": [16, 24], "description": BITS["description"]},
     "bitrate": {"type": "integer", "enum": list(MP3_BITRATES),
-                "description": _BITRATE["description"]},
+                "description": BITRATE["description"]},
 }
 _RENDERING = {"description": "The rendition is being made from the song's stems; ask again "
                              "after Retry-After seconds",
@@ -50,163 +33,88 @@ _RENDERING = {"description": "The rendition is being made from the song's stems;
                   "status": {"type": "string", "enum": ["enqueued", "queued", "processing"]},
               }}}}}
 
-# The studio's operations (waveform peaks, analysis, mixes), made by a render worker on request.
-_MADE = {"description": "Being made from the song's stems; ask again after Retry-After seconds "
-                        "at Location",
-         "headers": {"Retry-After": {"schema": {"type": "integer"}},
-                     "Location": {"schema": {"type": "string"}}}}
-_FILE = {"description": "The file, whole (200) or the byte range asked for (206)",
-         "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                             "format": "binary"}}}}
-
-
-def _json(schema_name: str, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
-
-
-def _errors(*codes: int) -> dict:
-    return {str(code): _ERROR for code in codes}
-
-
 _REMOVE: dict[str, Any] = {
     "summary": "Remove one track of a separated song",
-    "parameters": [_HASH, _TRACK, _MODEL, _BITS, _BITRATE],
-    "responses": {"200": _json("Removed", "The stem was removed"),
-                  **_errors(400, 401, 403, 404, 429, 503)},
+    "parameters": [HASH, _TRACK, MODEL, BITS, BITRATE],
+    "responses": {"200": json_response("Removed", "The stem was removed"),
+                  **errors(400, 401, 403, 404, 429, 503)},
 }
 _REMOVE_BY_GET = {
     **_REMOVE,
     "description": "Kept for the original clients. A link or an <img> on another site can "
                    "make a browser send it (CSRF); with REMOVE_REQUIRES_DELETE it answers 405. "
                    "HEAD never removes.",
-    "responses": {**_REMOVE["responses"], **_errors(405)},
+    "responses": {**_REMOVE["responses"], **errors(405)},
 }
 
-_PATHS = {
+PATHS = {
     "/apiv1/separate": {"post": {
         "summary": "Submit a song for separation",
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Submission"}},
             "multipart/form-data": {"schema": {"$ref": "#/components/schemas/Upload"}}}},
-        "responses": {"200": _json("Accepted", "Enqueued, or already known"),
-                      **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503)},
+        "responses": {"200": json_response("Accepted", "Enqueued, or already known"),
+                      **errors(400, 401, 403, 408, 413, 415, 422, 429, 503)},
     }},
     "/apiv1/queue": {"get": {
         "summary": "Hashes waiting for a worker, oldest first (with API_KEYS: the caller's own), "
                    "and how many jobs wait and run",
-        "parameters": [_query("model", "A model this service offers: its queue; default: the "
-                                       "first model's (toWorker)", {"type": "string"})],
-        "responses": {"200": _json("Queue", "The queue"), **_errors(400, 401, 503)},
+        "parameters": [query("model", "A model this service offers: its queue; default: the "
+                                      "first model's (toWorker)", {"type": "string"})],
+        "responses": {"200": json_response("Queue", "The queue"), **errors(400, 401, 503)},
     }},
     "/apiv1/status/{songhash}": {"get": {
         "summary": "Status and progress of a song, its options and every track ready",
-        "parameters": [_HASH, _MODEL],
-        "responses": {"200": _json("Status", "The job record"), **_errors(400, 401, 404, 503)},
+        "parameters": [HASH, MODEL],
+        "responses": {"200": json_response("Status", "The job record"),
+                      **errors(400, 401, 404, 503)},
     }},
     "/apiv1/track/{songhash}/{track}": {"get": {
         "summary": "Download one track of any rendition (made on first request)",
-        "parameters": [_HASH, _TRACK, _MODEL, _BITS, _BITRATE],
+        "parameters": [HASH, _TRACK, MODEL, BITS, BITRATE],
         "responses": {"200": {"description": "The track",
                               "content": {mime: {"schema": {"type": "string", "format": "binary"}}
                                           for mime in sorted({f.mime for f in FORMATS.values()})}},
-                      "202": _RENDERING, **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
+                      "202": _RENDERING, **errors(400, 401, 403, 404, 409, 429, 500, 503)},
     }},
     "/apiv1/zip/{songhash}": {"get": {
         "summary": "Download every track of a rendition as one zip (<stem>.<ext> entries)",
-        "parameters": [_HASH, _MODEL, _FORMAT, _TWO_STEMS, _BITS, _BITRATE],
+        "parameters": [HASH, MODEL, FORMAT, _TWO_STEMS, BITS, BITRATE],
         "responses": {"200": {"description": "The zip, streamed", "content": {
                           "application/zip": {"schema": {"type": "string", "format": "binary"}}}},
-                      "202": _RENDERING, **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
+                      "202": _RENDERING, **errors(400, 401, 403, 404, 409, 429, 500, 503)},
     }},
     "/apiv1/models": {"get": {
         "summary": "The models this service offers: stems, family, quality, speed",
-        "responses": {"200": _json("Models", "The models, the default first"),
-                      **_errors(401, 503)},
+        "responses": {"200": json_response("Models", "The models, the default first"),
+                      **errors(401, 503)},
     }},
     "/apiv1/cancel/{songhash}": {"post": {
         "summary": "Cancel a song's separation: queued, it leaves the queue; running, it stops",
-        "parameters": [_HASH, _MODEL],
-        "responses": {"200": _json("Cancelled", "Cancelled, or stopping at its next segment"),
-                      **_errors(400, 401, 403, 404, 409, 429, 503)},
+        "parameters": [HASH, MODEL],
+        "responses": {"200": json_response("Cancelled",
+                                           "Cancelled, or stopping at its next segment"),
+                      **errors(400, 401, 403, 404, 409, 429, 503)},
     }},
     "/apiv1/ensemble/{songhash}": {"post": {
         "summary": "Stems of a song made from several models': avg, max_spec, min_spec or pick; "
                    "follow it with ?model=<the answer's model> on status, track and zip",
-        "parameters": [_HASH],
+        "parameters": [HASH],
         "requestBody": {"required": True, "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/EnsembleSpec"}}}},
-        "responses": {"202": _json("Ensemble", "Queued, waiting for its members, or known"),
-                      **_errors(400, 401, 403, 404, 429, 503)},
+        "responses": {"202": json_response("Ensemble", "Queued, waiting for its members, or known"),
+                      **errors(400, 401, 403, 404, 429, 503)},
     }},
     "/apiv1/song/{songhash}": {"delete": {
         "summary": "Delete a song: its upload, every stem and rendition of every model, its jobs",
-        "parameters": [_HASH],
-        "responses": {"200": _json("Deleted", "Everything of the song is gone"),
-                      **_errors(400, 401, 403, 404, 429, 503)},
+        "parameters": [HASH],
+        "responses": {"200": json_response("Deleted", "Everything of the song is gone"),
+                      **errors(400, 401, 403, 404, 429, 503)},
     }},
     "/apiv1/remove/{songhash}/{track}": {"get": _REMOVE_BY_GET, "delete": _REMOVE},
-    "/apiv1/mix/{songhash}": {"post": {
-        "summary": "Queue a mix of a separated song's stems (gains in dB, mute, solo, start, end "
-                   "in seconds, format, bits or bitrate, model); fetch it from Location",
-        "parameters": [_HASH],
-        "requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Mix"}}}},
-        "responses": {"200": _json("MixQueued", "Made already: Location names it"),
-                      "202": _json("MixQueued", "Being made: Location names it, ask after "
-                                                "Retry-After"),
-                      **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
-    }},
-    "/apiv1/mix/{songhash}/{op}": {"get": {
-        "summary": "A mix posted before: the file once made (by byte range when asked)",
-        "parameters": [_HASH, {"name": "op", "in": "path", "required": True,
-                               "schema": {"type": "string", "pattern": "^mix-[0-9a-f]{16}$"}},
-                       _MODEL],
-        "responses": {"200": _FILE, "206": _FILE, "202": _MADE,
-                      **_errors(400, 401, 403, 404, 416, 429, 500, 503)},
-    }},
-    "/apiv1/analysis/{songhash}": {"get": {
-        "summary": "Tempo (BPM), key and integrated loudness (LUFS) of the mix and each stem",
-        "parameters": [_HASH, _MODEL],
-        "responses": {"200": {"description": "The analysis: mix and stems, each {tempo_bpm, "
-                                             "key, loudness_lufs, duration_s}"},
-                      "202": _MADE, **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
-    }},
-    "/apiv1/peaks/{songhash}": {"get": {
-        "summary": "Waveform peaks of each stem and the mix: zoom levels and their files' URLs",
-        "parameters": [_HASH, _MODEL],
-        "responses": {"200": {"description": "Per stem, [{samples_per_peak, url}]"},
-                      "202": _MADE, **_errors(400, 401, 403, 404, 409, 429, 500, 503)},
-    }},
-    "/apiv1/peaks/{songhash}/{name}": {"get": {
-        "summary": "One peaks file: audiowaveform's binary .dat, version 1, 8-bit",
-        "parameters": [_HASH, {"name": "name", "in": "path", "required": True,
-                               "schema": {"type": "string"}}, _MODEL],
-        "responses": {"200": _FILE, "206": _FILE, "202": _MADE,
-                      **_errors(400, 401, 403, 404, 409, 416, 429, 500, 503)},
-    }},
-    "/apiv1/openapi.json": {"get": {
-        "summary": "This document",
-        "responses": {"200": {"description": "OpenAPI 3 document",
-                              "content": {"application/json": {"schema": {"type": "object"}}}}},
-    }},
-    "/healthz": {"get": {
-        "summary": "The process is alive",
-        "responses": {"200": _json("Health", "Alive")},
-    }},
-    "/readyz": {"get": {
-        "summary": "Redis and the object store are reachable",
-        "responses": {"200": _json("Health", "Ready"), **_errors(503)},
-    }},
-    "/metrics": {"get": {
-        "summary": "Prometheus metrics: queues, jobs in flight and ended, HTTP requests",
-        "responses": {"200": {"description": "Prometheus text format",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}},
-                      **_errors(401)},
-    }},
 }
 
-_SCHEMAS = {
+SCHEMAS = {
     "Submission": {"type": "object", "required": ["mp3"], "properties": {
         "mp3": {"type": "string", "description": f"The audio file ({ACCEPTED}), standard base64 "
                                                  "(whitespace ignored)"},
@@ -305,41 +213,4 @@ _SCHEMAS = {
     "Removed": {"type": "object", "required": ["hash", "track", "reason"], "properties": {
         "hash": {"type": "string"}, "track": {"type": "string"}, "reason": {"type": "string"},
     }},
-    "Health": {"type": "object", "required": ["status"],
-               "properties": {"status": {"type": "string"}}},
-    "Mix": {"type": "object", "properties": {
-        "model": {"type": "string"},
-        "gains": {"type": "object", "additionalProperties": {"type": "number", "minimum": -60,
-                                                             "maximum": 12},
-                  "description": "stem: dB"},
-        "mute": {"type": "array", "items": {"type": "string"}},
-        "solo": {"type": "array", "items": {"type": "string"}},
-        "start": {"type": "number", "minimum": 0}, "end": {"type": "number", "minimum": 0},
-        "format": {"type": "string", "enum": list(FORMATS)},
-        "bits": {"type": "integer", "enum": [16, 24]},
-        "bitrate": {"type": "integer", "enum": list(MP3_BITRATES)},
-    }},
-    "MixQueued": {"type": "object", "properties": {
-        "hash": {"type": "string"}, "model": {"type": "string"},
-        "operation": {"type": "string"}, "status": {"type": "string"},
-        "url": {"type": "string"}, "params": {"type": "object"},
-    }},
-    "Error": {"type": "object", "required": ["error"], "properties": {
-        "error": {"type": "string", "description": "What went wrong and how to fix it"},
-    }},
 }
-
-
-def document() -> dict:
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Micro Demucs", "version": "1.0.0",
-                 "description": "Music source separation: submit a song, download its stems "
-                                "in any format."},
-        "paths": _PATHS,
-        "components": {
-            "schemas": _SCHEMAS,
-            "responses": {"Error": _json("Error", "An error, as JSON")},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-    }
