@@ -1,7 +1,8 @@
 """Render operations: what a render job `H:<model>:<op>` makes from a song's lossless stems.
 
 `<op>` is a rendition id (`mp3-320`, `flac-24+vocals`: its tracks) or an operation id:
-`peaks` (waveform peaks), `analysis` (tempo, key, loudness), `mix-<16 hex>` (one mixdown, its
+`peaks` (waveform peaks), `analysis` (tempo, key, loudness), `seekindex` (where each stem's
+FLAC frames start, for the page's playback by byte range), `mix-<16 hex>` (one mixdown, its
 parameters in the job record's `params`) or `stems` (an ensemble's lossless stems). A
 parametrised operation's hex is the start of the sha256 of its canonical parameters, so the
 same request finds the same job and its stored result. No torch, no Flask: both sides import it.
@@ -22,7 +23,8 @@ PEAKS = "peaks"
 ANALYSIS = "analysis"
 MIX = "mix"
 STEMS = "stems"
-PLAIN = (PEAKS, ANALYSIS, STEMS)  # operations whose id is their kind
+SEEKINDEX = "seekindex"
+PLAIN = (PEAKS, ANALYSIS, STEMS, SEEKINDEX)  # operations whose id is their kind
 PARAMETRISED = (MIX,)  # operations whose id is `<kind>-<16 hex of their params>`
 KINDS = (RENDITION, *PLAIN, *PARAMETRISED)
 _HEX = re.compile(r"[0-9a-f]{16}")

@@ -23,6 +23,7 @@ from rest.health import health
 from rest.manage import manage
 from rest.metrics import init_metrics
 from rest.page import page
+from rest.playback import playback
 from rest.songs import songs
 from rest.studio import studio
 from rest.upload import UploadRequest
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     access.init_app(app)  # after the OPTIONS answer, which needs no key
     init_metrics(app)
-    for blueprint in (songs, health, page, downloads, manage, studio, ensemble):
+    for blueprint in (songs, health, page, downloads, manage, studio, playback, ensemble):
         app.register_blueprint(blueprint)
     return app
 

@@ -40,8 +40,8 @@ def test_gateway_and_worker_metrics_after_a_job(live_stack, redis_client, short_
     assert wait_for_status(base_url, song_hash)["status"] == "done"
     for _ in range(6):  # spread over gunicorn's processes; the sum must see every one
         assert requests.get(f"{base_url}/apiv1/status/{song_hash}", timeout=10).ok
-    # The first status of a separated song queues its analysis and waveform peaks: let the
-    # render worker finish them, so that every queue reads empty below.
+    # The first status of a separated song queues its analysis, waveform peaks and seek index:
+    # let the render worker finish them, so that every queue reads empty below.
     wait_for(lambda: not redis_client.llen(keys.RENDER_QUEUE)
              and not redis_client.llen(keys.inflight(keys.RENDER_QUEUE)), 120,
              "the analysis and peaks were not rendered")
@@ -72,8 +72,8 @@ def test_gateway_and_worker_metrics_after_a_job(live_stack, redis_client, short_
     assert worker[("micro_demucs_worker_jobs_total", (("outcome", "separated"),))] == 1
     assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).text == "alive\n"
     renderer = scrape(f"http://127.0.0.1:{render_port}/metrics")
-    # The rendition, then the analysis and the waveform peaks.
-    assert renderer[("micro_demucs_worker_jobs_total", (("outcome", "done"),))] == 3
+    # The rendition, then the analysis, the waveform peaks and the playback's seek index.
+    assert renderer[("micro_demucs_worker_jobs_total", (("outcome", "done"),))] == 4
     assert renderer[("micro_demucs_worker_busy", ())] == 0
 
 

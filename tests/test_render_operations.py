@@ -244,3 +244,28 @@ def test_the_status_queues_the_analysis_and_waveforms_then_shows_the_figures(rig
 
     mix = wait_for(figures, 60, "the analysis in the status")
     assert mix["duration_s"] == 2.0 and mix["loudness_lufs"] < 0
+
+
+def test_the_playback_index_points_at_frames_the_lossless_route_serves_by_range(rig, song):
+    song_hash, stems = song
+    url = f"{rig.base}/apiv1/playback/{song_hash}"
+    first = requests.get(url, timeout=10)  # queued at the separation's end: maybe made already
+    assert first.status_code == 200 or first.headers["Location"].startswith(
+        f"/apiv1/playback/{song_hash}")
+    answer = wait_for(lambda: (r := requests.get(url, timeout=10)).status_code == 200 and r.json(),
+                      60, "the seek index")
+    assert (answer["format"], answer["gain"], list(answer["stems"])) == ("flac", 8.0, STEMS)
+    vocals = answer["stems"]["vocals"]
+    assert (vocals["sample_rate"], vocals["channels"], vocals["total_samples"]) == (
+        RATE, 2, 2 * RATE)
+    assert vocals["bytes"] == len(stems["vocals"]) and vocals["frames"][0] == [
+        0, vocals["header_bytes"]]
+    _, offset = vocals["frames"][1]
+    part = requests.get(rig.base + vocals["url"], headers={"Range": f"bytes={offset}-"},
+                        timeout=10)
+    assert part.status_code == 206 and part.content == stems["vocals"][offset:]
+    header = requests.get(rig.base + vocals["url"],
+                          headers={"Range": f"bytes=0-{vocals['header_bytes'] - 1}"}, timeout=10)
+    assert header.content == stems["vocals"][:vocals["header_bytes"]]
+    missing = requests.get(f"{rig.base}/apiv1/lossless/{song_hash}/kazoo.flac", timeout=10)
+    assert missing.status_code == 404 and "has no stem 'kazoo'" in missing.json()["error"]

@@ -51,10 +51,11 @@ def rendition(job: OperationInput) -> Generator[Output, None, None]:
 def handlers() -> dict[str, Handler]:
     """kind -> handler, for every operation this worker makes."""
     # Imported here: each operation module imports OperationInput from this one.
-    from worker.render import analysis, ensemble, mix, peaks
+    from worker.render import analysis, ensemble, mix, peaks, seekindex
     return {operations.RENDITION: rendition, operations.PEAKS: peaks.peaks,
             operations.ANALYSIS: analysis.analysis, operations.MIX: mix.mix,
-            operations.STEMS: ensemble.ensemble_stems}
+            operations.STEMS: ensemble.ensemble_stems,
+            operations.SEEKINDEX: seekindex.seekindex}
 
 
 def handler_of(kind: str) -> Handler | None:
