@@ -52,7 +52,9 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "DEMUCS_REPO": ("", "Old name of MODELS_DIR, read when MODELS_DIR is not set"),
     "DEMUCS_DEVICE": ("auto", "auto (CUDA when available), cpu or cuda[:n]"),
     "DEMUCS_PRECISION": ("auto", "auto (bf16 on CUDA and bf16 CPUs, else fp32), fp32, bf16, fp16"),
-    "DEMUCS_BATCH": ("0", "Segments per forward pass; 0: from free memory on CUDA, 1 on CPU"),
+    "DEMUCS_BATCH": ("0", "Segments (RoFormer: chunks) per forward pass; 0: from free memory "
+                     "on CUDA, 1 on CPU; a RoFormer's inference.batch_size caps the first and "
+                     "replaces the second"),
     "DEMUCS_COMPILE": ("false", "torch.compile HTDemucs on CUDA (cache: TORCHINDUCTOR_CACHE_DIR)"),
     "DEMUCS_OVERLAP": ("0.25", "Overlap between segments, as stock Demucs"),
     "DEMUCS_SHIFTS": ("0", "Random-shift passes; 0 keeps output deterministic"),

@@ -74,9 +74,11 @@ def reference_network(family: str, model: dict) -> torch.nn.Module:
 
 def write_model(folder: Path, name: str, family: str, *, instruments: list[str],
                 target: str | None = None, seed: int = 0, dim_t: int = 33, overlap: int = 4,
-                config_only: dict | None = None, **model: object) -> dict:
+                batch_size: object = 1, config_only: dict | None = None,
+                **model: object) -> dict:
     """`name.yaml` and `name.ckpt` of a random-weight model in `folder`; its model section.
-    `config_only`: model keys written to the YAML but not given to the network."""
+    `config_only`: model keys written to the YAML but not given to the network;
+    `batch_size`: `inference.batch_size` (None: left out)."""
     section: dict = dict(SMALL)
     section["num_stems"] = 1 if target else len(instruments)
     if family == "bs_roformer":
@@ -90,7 +92,9 @@ def write_model(folder: Path, name: str, family: str, *, instruments: list[str],
               "model": {**section, **(config_only or {})},
               "training": {"instruments": instruments, "target_instrument": target,
                            "batch_size": 2, "lr": 1e-4},
-              "inference": {"batch_size": 1, "dim_t": dim_t, "num_overlap": overlap}}
+              "inference": {"dim_t": dim_t, "num_overlap": overlap}}
+    if batch_size is not None:
+        config["inference"]["batch_size"] = batch_size
     text = yaml.dump(config, sort_keys=False)  # tuples become !!python/tuple, as MSST's do
     (folder / f"{name}.yaml").write_text(text)
     torch.manual_seed(seed)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worker.runtime.progress import Progress
-from worker.separation.device import PRECISIONS, DeviceRunner
+from worker.separation.device import MAX_BATCH, PRECISIONS, DeviceRunner
 from worker.separation.msst_config import RoformerConfig
 from worker.separation.rolling import OverlapAdd, Window
 
@@ -52,13 +52,17 @@ class ChunkedModel(DeviceRunner):
     def __init__(self, network: torch.nn.Module, config: RoformerConfig,
                  device: torch.device | str, precision: str = "fp32", batch: int = 0,
                  compile: bool = False, pad: bool | None = None):
-        """`batch` 0 picks from free memory on CUDA (the configuration's batch_size is what
-        fitted its author's card), one chunk at a time on the CPU."""
+        """`batch` (DEMUCS_BATCH) 0 takes the configuration's `inference.batch_size`, chunks
+        per forward pass as in the reference: that many on the CPU (1 when unset), and on
+        CUDA as many as free memory holds, at most that many (MAX_BATCH when unset)."""
         self.config = config
         self.chunk, self.step = config.chunk, config.chunk // config.overlap
         self.window = hamming(self.chunk)
         self.low: dict[tuple[str, str], nn.Module] = {}
-        super().__init__(network, [network], device, precision, batch, compile, pad)
+        if not batch and torch.device(device).type != "cuda":
+            batch = config.batch_size or 1
+        super().__init__(network, [network], device, precision, batch, compile, pad,
+                         cap=config.batch_size or MAX_BATCH)
 
     def runnable(self) -> nn.Module:
         """The network as it runs now: in bf16 or fp16, a copy whose linear layers hold their

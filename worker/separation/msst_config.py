@@ -55,7 +55,7 @@ class RoformerConfig:
     samplerate: int
     chunk: int  # samples per chunk: stft_hop_length * (dim_t - 1)
     overlap: int  # chunks covering each sample: step = chunk // overlap
-    batch_size: int
+    batch_size: int | None  # chunks per forward pass (`inference.batch_size`); None: unset
     instruments: list[str]  # the network's outputs, in order
     target: str | None  # the one target instrument; then the residual is the mix minus it
 
@@ -115,6 +115,7 @@ def _parse(raw: Any) -> RoformerConfig:
     if chunk <= 0 or overlap <= 0 or overlap > chunk:
         raise ValueError(f"chunk of {chunk} samples with num_overlap {overlap}: both must be "
                          "positive, num_overlap at most the chunk")
+    batch_size = _batch_size(inference)
     instruments = [str(name) for name in training["instruments"]]
     target = training.get("target_instrument") or None
     outputs = 1 if target else len(instruments)
@@ -126,8 +127,19 @@ def _parse(raw: Any) -> RoformerConfig:
     if len(set(instruments)) != len(instruments):
         raise ValueError(f"training.instruments repeats a name: {', '.join(instruments)}")
     return RoformerConfig(family, dict(model), int(audio.get("sample_rate", 44100)), chunk,
-                          overlap, int(inference.get("batch_size", 1)), instruments,
+                          overlap, batch_size, instruments,
                           str(target) if target else None)
+
+
+def _batch_size(inference: dict[str, Any]) -> int | None:
+    """`inference.batch_size`, the chunks the reference runs through the network at once."""
+    if inference.get("batch_size") is None:
+        return None
+    value = inference["batch_size"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"inference.batch_size must be a whole number of chunks, 1 or more, "
+                         f"not {value!r}")
+    return value
 
 
 def _family(model: dict[str, Any]) -> str:
