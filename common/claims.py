@@ -14,8 +14,8 @@ from typing import cast
 
 import redis
 
-from common import jobscripts, keys
-from common.records import JobStatus, parse_render_id
+from common import jobscripts, keys, operations
+from common.records import JobStatus, parse_render_id, render_id, song_of
 from common.redisconn import TextReads
 
 
@@ -24,6 +24,8 @@ class Claims:
 
     redis: redis.Redis
     text: TextReads
+    max_render_queue: int
+    max_renditions: int
 
     def _register(self) -> None:
         script = self.redis.register_script
@@ -66,30 +68,42 @@ class Claims:
                error: str = "", tracks: list[str] | None = None,
                timings: dict[str, float] | None = None, parent: str = "") -> bool:
         """Write the final status (and a waiting separation's, for a render job `parent`);
-        False when this attempt is no longer the current one."""
+        False when this attempt is no longer the current one. An ensemble's stems job, done,
+        queues the studio operations of those stems in the same step."""
+        studio = self._studio(*parse_render_id(job_id)[:2]) if _makes_stems(job_id) else []
         return bool(self._finish(
             keys=[keys.job(job_id), keys.processing(worker_id), keys.outbox(worker_id),
                   keys.inflight(keys.queue_of(job_id)), keys.EXPIRY, keys.FINISHED,
-                  keys.job(parent or job_id)],
+                  keys.job(parent or job_id), keys.RENDER_QUEUE, keys.song(song_of(job_id)),
+                  *map(keys.job, studio)],
             args=[job_id, token, status.value, error, time.time(),
-                  json.dumps(tracks or []), json.dumps(timings or {})],
+                  json.dumps(tracks or []), json.dumps(timings or {}), self.max_render_queue,
+                  self.max_renditions, *studio],
         ))
 
     def hand_off(self, job_id: str, worker_id: str, token: str, song_hash: str, render: str,
-                timings: dict[str, float]) -> str:
-        """End a separation's claim once its stems are stored, queueing its render job.
+                 timings: dict[str, float]) -> str:
+        """End a separation's claim once its stems are stored, queueing its render job and,
+        within `max_render_queue` and `max_renditions`, its studio operations.
 
         Returns 'rendering' (queued or already under way), 'done' (that rendition was stored
         already), 'cancelled' (a cancel came first: remove the stems), 'stale' (another
         attempt holds the job) or 'missing' (the song was deleted: remove the stems).
         """
         in_flight = keys.inflight(keys.queue_of(job_id))
+        song, model, rendition = parse_render_id(render)
+        studio = self._studio(song, model)
         return str(self._hand_off(
             keys=[keys.job(job_id), keys.processing(worker_id), in_flight, keys.job(render),
                   keys.RENDER_QUEUE, keys.song(song_hash), keys.EXPIRY, keys.FINISHED,
-                  keys.outbox(worker_id)],
-            args=[job_id, token, time.time(), render, *parse_render_id(render),
-                  json.dumps(timings)]))
+                  keys.outbox(worker_id), *map(keys.job, studio)],
+            args=[job_id, token, time.time(), render, song, model, rendition,
+                  json.dumps(timings), self.max_render_queue, self.max_renditions, *studio]))
+
+    @staticmethod
+    def _studio(song_hash: str, model: str) -> list[str]:
+        """The render job ids of the studio operations of a song's stems made by `model`."""
+        return [render_id(song_hash, model, op) for op in operations.STUDIO]
 
     def hand_back(self, job_id: str, worker_id: str, token: str) -> bool:
         """Return a job to the head of its queue, its attempt counted but no death."""
@@ -130,3 +144,8 @@ class Claims:
         while job_id := self.redis.lmove(keys.outbox(dead_worker), keys.outbox(worker_id)):
             adopted.append(cast(str, job_id))
         return adopted
+
+
+def _makes_stems(job_id: str) -> bool:
+    """Whether a job is an ensemble's stems job (`H:<ensemble>:stems`)."""
+    return job_id.count(":") == 2 and parse_render_id(job_id)[2] == operations.STEMS

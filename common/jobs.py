@@ -47,7 +47,7 @@ class JobStore(Claims):
     def __init__(self, client: redis.Redis, default_model: str, *, max_render_queue: int = 0,
                  max_renditions: int = 0):
         """`max_render_queue`, `max_renditions`: limits on the render jobs `request_rendition`
-        makes (the gateway's; 0: none, as for the workers)."""
+        makes, and on the studio operations queued with new stems (0: none)."""
         self.redis = client
         self.max_render_queue, self.max_renditions = max_render_queue, max_renditions
         self.text = TextReads(client)

@@ -54,6 +54,44 @@ local function create_render(job, queue, song_set, id, song, model, rendition, p
   redis.call('RPUSH', queue, id)
   redis.call('SADD', song_set, id)
 end
+
+-- Queue an operation's render job of a separated song, unless it is stored or on its way. A
+-- render that failed for the song's own reason would fail again: say so instead; only one whose
+-- workers kept dying is worth another try. None while the render queue holds `max_queue` jobs
+-- or the song has `max_renditions` render jobs (0: no limit).
+local function request_render(job, queue, song_set, id, song, model, rendition, parent, now,
+                              params, max_queue, max_renditions)
+  local status = redis.call('HGET', job, 'status')
+  if status == 'done' and redis.call('HGET', job, 'complete') == '1' then return 'stored' end
+  if status == 'queued' or status == 'processing' then return status end
+  if status == 'failed' and string.sub(redis.call('HGET', job, 'error') or '', 1, 11)
+      ~= 'worker_lost' then
+    return 'failed'
+  end
+  max_queue, max_renditions = tonumber(max_queue), tonumber(max_renditions)
+  if max_queue > 0 and redis.call('LLEN', queue) >= max_queue then return 'full' end
+  if not status and max_renditions > 0 then
+    local renders = 0
+    for _, member in ipairs(redis.call('SMEMBERS', song_set)) do
+      if select(2, string.gsub(member, ':', '')) == 2 then renders = renders + 1 end
+    end
+    if renders >= max_renditions then return 'too_many' end
+  end
+  create_render(job, queue, song_set, id, song, model, rendition, parent, now, params)
+  return 'enqueued'
+end
+
+-- The studio operations of stems just stored (common/operations.py STUDIO), each asked for as
+-- above: their job keys are KEYS[first_key] on, their ids ARGV[first_arg] on. Those refused
+-- (a full queue) are left to the status read, which asks for them again.
+local function queue_studio(first_key, first_arg, queue, song_set, song, model, parent, now,
+                            max_queue, max_renditions)
+  for i = 0, #ARGV - first_arg do
+    local id = ARGV[first_arg + i]
+    request_render(KEYS[first_key + i], queue, song_set, id, song, model,
+                   string.match(id, '[^:]+$'), parent, now, '', max_queue, max_renditions)
+  end
+end
 """
 
 # KEYS: job, queue, song's job set, expiry, song's deletion counter, song's owners.
@@ -102,26 +140,8 @@ local awaiting = redis.call('HGET', KEYS[4], 'awaiting')
 if not (sep_status == 'done' or (sep_status == 'processing' and awaiting)) then
   return 'not_separated'
 end
-local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'done' and redis.call('HGET', KEYS[1], 'complete') == '1' then return 'stored' end
-if status == 'queued' or status == 'processing' then return status end
--- A render that failed for the song's own reason would fail again: say so instead. Only a
--- render whose workers kept dying is worth another try.
-if status == 'failed' and string.sub(redis.call('HGET', KEYS[1], 'error') or '', 1, 11)
-    ~= 'worker_lost' then
-  return 'failed'
-end
-max_queue, max_renditions = tonumber(max_queue), tonumber(max_renditions)
-if max_queue > 0 and redis.call('LLEN', KEYS[2]) >= max_queue then return 'full' end
-if not status and max_renditions > 0 then
-  local renders = 0
-  for _, member in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    if select(2, string.gsub(member, ':', '')) == 2 then renders = renders + 1 end
-  end
-  if renders >= max_renditions then return 'too_many' end
-end
-create_render(KEYS[1], KEYS[2], KEYS[3], id, song, model, rendition, sep_id, now, params)
-return 'enqueued'
+return request_render(KEYS[1], KEYS[2], KEYS[3], id, song, model, rendition, sep_id, now, params,
+                      max_queue, max_renditions)
 """
 
 # KEYS: job, processing list, in-flight list.
@@ -154,9 +174,10 @@ return 'ok'
 """
 
 # KEYS: job, processing list, outbox, in-flight list, expiry, finished counts,
-# parent separation (render jobs).
+# parent separation (render jobs), render queue, song's job set, then the job keys of the
+# studio operations to queue once done (an ensemble's stems job; ARGV from 10 on their ids).
 FINISH = _HELPERS + """
-local id, token, status, err, now, tracks, timings = unpack(ARGV)
+local id, token, status, err, now, tracks, timings, max_queue, max_renditions = unpack(ARGV)
 local meta = {KEYS[5], KEYS[6]}
 redis.call('LREM', KEYS[2], 0, id)
 if redis.call('HGET', KEYS[1], 'token') ~= token then return 0 end
@@ -173,15 +194,22 @@ if parent and redis.call('HGET', KEYS[7], 'awaiting') == id
    and redis.call('HGET', KEYS[7], 'status') == 'processing' then
   settle(KEYS[7], parent, KEYS[1], status, err, meta, KEYS[3], now)
 end
+if status == 'done' then
+  queue_studio(10, 10, KEYS[8], KEYS[9], redis.call('HGET', KEYS[1], 'song'),
+               redis.call('HGET', KEYS[1], 'model'), parent or '', now, max_queue,
+               max_renditions)
+end
 return 1
 """
 
 # KEYS: separation job, processing list, in-flight list, render job, render queue,
-# song's job set, expiry, finished counts, outbox.
+# song's job set, expiry, finished counts, outbox, then the studio operations' job keys.
 # The separation's stems are stored: its claim ends and the render job it waits for is queued
-# (or, stored already, ends it at once). A cancel asked meanwhile ends it as cancelled instead.
+# (or, stored already, ends it at once), then its studio operations (ARGV from 11 on their ids),
+# within the render limits. A cancel asked meanwhile ends it as cancelled instead.
 HAND_OFF = _HELPERS + """
-local id, token, now, render_id, song, model, rendition, timings = unpack(ARGV)
+local id, token, now, render_id, song, model, rendition, timings, max_queue,
+      max_renditions = unpack(ARGV)
 local meta = {KEYS[7], KEYS[8]}
 redis.call('LREM', KEYS[2], 0, id)
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
@@ -194,15 +222,16 @@ if redis.call('HGET', KEYS[1], 'cancel') == '1' then
 end
 redis.call('HSET', KEYS[1], 'awaiting', render_id)
 redis.call('HDEL', KEYS[1], 'token')
+local outcome = 'rendering'
 local status = redis.call('HGET', KEYS[4], 'status')
 if status == 'done' and redis.call('HGET', KEYS[4], 'complete') == '1' then
   settle(KEYS[1], id, KEYS[4], 'done', '', meta, KEYS[9], now)
-  return 'done'
-end
-if status ~= 'queued' and status ~= 'processing' then
+  outcome = 'done'
+elseif status ~= 'queued' and status ~= 'processing' then
   create_render(KEYS[4], KEYS[5], KEYS[6], render_id, song, model, rendition, id, now)
 end
-return 'rendering'
+queue_studio(10, 11, KEYS[5], KEYS[6], song, model, id, now, max_queue, max_renditions)
+return outcome
 """
 
 # KEYS: job, processing list, queue, in-flight list. Puts the job back at the head.

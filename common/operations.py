@@ -25,6 +25,9 @@ MIX = "mix"
 STEMS = "stems"
 SEEKINDEX = "seekindex"
 PLAIN = (PEAKS, ANALYSIS, STEMS, SEEKINDEX)  # operations whose id is their kind
+# Made for every song's stems as they are stored (the separation's hand-off, an ensemble's
+# stems job), so a song opened for the first time finds them ready.
+STUDIO = (PEAKS, ANALYSIS, SEEKINDEX)
 PARAMETRISED = (MIX,)  # operations whose id is `<kind>-<16 hex of their params>`
 KINDS = (RENDITION, *PLAIN, *PARAMETRISED)
 _HEX = re.compile(r"[0-9a-f]{16}")

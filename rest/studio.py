@@ -189,9 +189,8 @@ def mix_file(songhash: str, op: str):
 
 
 def status_analysis(job: Job) -> dict | None:
-    """What a separation's status says of its analysis: the figures once made; before, the
-    analysis and the waveform peaks are queued (once: asking again finds them) and this says
-    where they stand. None before the separation is done."""
+    """What a separation's status says of its analysis: the figures once made; before, where
+    its render job stands. None before the separation is done."""
     if job.status is not JobStatus.DONE:
         return None
     model = job.model or ctx.settings().default_model
@@ -202,6 +201,8 @@ def status_analysis(job: Job) -> dict | None:
                 job.song_hash, model, operations.ANALYSIS, "analysis.json")))
         except NotFound:
             return None
-    results = [ctx.jobs().request_rendition(job.song_hash, model, op)
-               for op in (operations.ANALYSIS, operations.PEAKS)]
-    return {"status": results[0].value}
+    # The hand-off queued the studio operations unless the render queue was full then, or the
+    # song was separated before it did: ask for them here (asking again finds them).
+    results = {op: ctx.jobs().request_rendition(job.song_hash, model, op)
+               for op in operations.STUDIO}
+    return {"status": results[operations.ANALYSIS].value}

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from common import keys
+from common import keys, operations
 from common.jobs import (
     CancelResult,
     EnqueueResult,
@@ -21,6 +21,11 @@ from common.jobs import (
 H1, H2, H3 = "1" * 64, "2" * 64, "3" * 64
 MP3 = "mp3-320"
 TRACKS = ["drums.mp3", "bass.mp3", "other.mp3", "vocals.mp3"]
+
+
+def studio(song: str = H1, model: str = "htdemucs") -> list[str]:
+    """The render jobs of the studio operations made for every song's stems."""
+    return [render_id(song, model, op) for op in operations.STUDIO]
 
 
 @pytest.fixture
@@ -72,7 +77,7 @@ def test_a_separation_is_done_when_its_render_job_is(store, redis_client):
     assert (job.status, job.awaiting, job.token) == (
         JobStatus.PROCESSING, f"{H1}:htdemucs:{MP3}", "")
     assert store.claimed_by("gpu") == [] and store.in_flight() == []
-    assert store.queued(keys.RENDER_QUEUE) == [f"{H1}:htdemucs:{MP3}"]
+    assert store.queued(keys.RENDER_QUEUE) == [f"{H1}:htdemucs:{MP3}", *studio()]
     assert store.cancel(H1) is CancelResult.FINISHED  # the model ran: too late to cancel
     render(store, "cpu")
     job = store.get(job_id)
@@ -125,7 +130,8 @@ def test_renditions_are_rendered_once_and_only_from_separated_songs(store):
     assert store.request_rendition(H1, "htdemucs", MP3) is RenditionResult.QUEUED
     render(store, "cpu")  # mp3 first: the separation is done
     assert store.get(job_id).status is JobStatus.DONE
-    render(store, "cpu")
+    while store.queued(keys.RENDER_QUEUE):  # the studio operations, then the wav
+        render(store, "cpu")
     assert store.request_rendition(H1, "", "wav-16") is RenditionResult.STORED
     wav = store.get(render_id(H1, "htdemucs", "wav-16"))
     assert (wav.kind, wav.parent, wav.status) == (Kind.RENDER, H1, JobStatus.DONE)
@@ -138,7 +144,9 @@ def test_a_rendition_stored_already_ends_a_new_separation_at_once(store):
     store.remove_track(job_id, "bass.mp3")  # incomplete: submitting separates again
     job_id, token = separate(store, "gpu")
     assert store.hand_off(job_id, "gpu", token, H1, render_id(H1, "htdemucs", MP3), {}) == "done"
-    assert store.get(job_id).status is JobStatus.DONE and store.queued(keys.RENDER_QUEUE) == []
+    # The studio operations the first hand-off queued wait still: none is queued twice.
+    assert store.get(job_id).status is JobStatus.DONE
+    assert store.queued(keys.RENDER_QUEUE) == studio()
 
 
 def test_cancel_a_queued_song_and_submit_it_again(store, redis_client):
@@ -216,9 +224,9 @@ def test_delete_leaves_no_key_of_the_song(store, redis_client):
     render(store, "cpu")
     store.request_rendition(H1, "", "wav-24")
     other, other_token = separate(store, "gpu2", model="htdemucs_6s")
-    assert len(store.song_jobs(H1)) == 4
+    assert len(store.song_jobs(H1)) == 4 + len(operations.STUDIO)
     assert sorted(store.delete_song(H1)) == sorted(
-        [H1, f"{H1}:htdemucs:{MP3}", f"{H1}:htdemucs:wav-24", f"{H1}:htdemucs_6s"])
+        [H1, f"{H1}:htdemucs:{MP3}", f"{H1}:htdemucs:wav-24", f"{H1}:htdemucs_6s", *studio()])
     store.callback_sent("cpu", job_id, "delivered")  # an owed callback sent after the delete
     assert store.song_jobs(H1) == [] and store.get(H1) is None
     # The running attempt learns it lost its job; its end writes nothing back.

@@ -37,7 +37,9 @@ def made(jobs, storage, song_hash: str, params: dict | None, kind: str) -> dict[
     """Ask for an operation of the song; its files once the render worker made them."""
     op = mixes.mix_id(params) if params else operations.operation_id(kind)
     canonical = operations.canonical_params(params) if params else ""
-    assert jobs.request_rendition(song_hash, MODEL, op, canonical) == "enqueued"
+    # The studio operations were queued by the song's hand-off: asking finds them.
+    expected = {"queued", "processing", "stored"} if kind in operations.STUDIO else {"enqueued"}
+    assert jobs.request_rendition(song_hash, MODEL, op, canonical) in expected
     job = wait_for_job(jobs, render_id(song_hash, MODEL, op),
                        lambda j: j.status in (JobStatus.DONE, JobStatus.FAILED))
     assert (job.status, job.error) == (JobStatus.DONE, "")
@@ -190,31 +192,32 @@ def test_a_bad_mix_request_says_what_to_fix(rig, jobs, song):
         assert answer.status_code == 400 and "JSON" in answer.json()["error"], answer.text
     missing = requests.get(f"{base}/apiv1/mix/{song_hash}/mix-0123456789abcdef", timeout=10)
     assert missing.status_code == 404 and "POST" in missing.json()["error"]
-    made = [job.rendition for job in jobs.song_jobs(song_hash) if job.kind is Kind.RENDER]
-    assert made == ["wav-16"]  # nothing was queued for any of them
+    made = {job.rendition for job in jobs.song_jobs(song_hash) if job.kind is Kind.RENDER}
+    assert made == {"wav-16", *operations.STUDIO}  # nothing was queued for any of them
 
 
 def test_mixes_count_against_the_render_limits(rig, jobs, song):
-    song_hash, _ = song  # its wav-16 rendition is one render job already
+    song_hash, _ = song  # its wav-16 rendition and its studio operations are render jobs
+    most = 2 + len(operations.STUDIO)
     port = stack.free_port()
-    gateway = stack.start_rest(port, {**rig.env, "MAX_RENDITIONS_PER_SONG": "2"},
+    gateway = stack.start_rest(port, {**rig.env, "MAX_RENDITIONS_PER_SONG": str(most)},
                                rig.folder / "limited-rest.log")
     try:
-        limited(f"http://127.0.0.1:{port}", jobs, song_hash)
+        limited(f"http://127.0.0.1:{port}", jobs, song_hash, most)
     finally:
         stack.stop(gateway, timeout=10)
 
 
-def limited(base: str, jobs, song_hash: str) -> None:
-    """What a gateway that allows a song two render jobs answers."""
+def limited(base: str, jobs, song_hash: str, most: int) -> None:
+    """What a gateway that allows a song `most` render jobs, one short of them, answers."""
     first = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["drums"]}, timeout=10)
     assert first.status_code in (200, 202)
     second = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["bass"]}, timeout=10)
-    assert second.status_code == 409 and "2 renditions already" in second.json()["error"]
+    assert second.status_code == 409 and f"{most} renditions already" in second.json()["error"]
     again = requests.post(f"{base}/apiv1/mix/{song_hash}", json={"mute": ["drums"]}, timeout=10)
     assert again.status_code in (200, 202)  # the same mix is no new job
-    head = requests.head(f"{base}/apiv1/analysis/{song_hash}", timeout=10)
-    assert head.status_code == 404 and jobs.get(render_id(song_hash, MODEL, "analysis")) is None
+    head = requests.head(f"{base}/apiv1/track/{song_hash}/vocals.flac?bits=24", timeout=10)
+    assert head.status_code == 404 and jobs.get(render_id(song_hash, MODEL, "flac-24")) is None
 
 
 def test_the_cli_saves_a_karaoke_loop_in_one_step(rig, song, tmp_path, capsys):
@@ -232,12 +235,33 @@ def test_the_cli_saves_a_karaoke_loop_in_one_step(rig, song, tmp_path, capsys):
         cli.main(["--server", base, "mix", song_hash, "--gain", "drums"])
 
 
-def test_the_status_queues_the_analysis_and_waveforms_then_shows_the_figures(rig, jobs, song):
+def test_waveforms_and_analysis_are_made_for_a_separated_song_nobody_looked_at(rig, jobs,
+                                                                              storage, song):
+    """Queued by the separation's hand-off: made without any status read or request."""
     song_hash, _ = song
-    base = rig.base
-    url = f"{base}/apiv1/status/{song_hash}"
+    for op in operations.STUDIO:
+        job = wait_for_job(jobs, render_id(song_hash, MODEL, op),
+                           lambda j: j.status in (JobStatus.DONE, JobStatus.FAILED))
+        assert (job.status, job.error, job.parent) == (JobStatus.DONE, "", song_hash)
+    report = json.loads(storage.get_output(
+        rendition_object(song_hash, MODEL, operations.ANALYSIS, "analysis.json")))
+    assert report["mix"]["duration_s"] == 2.0
+    assert jobs.get(render_id(song_hash, MODEL, operations.PEAKS)).tracks
+    status = requests.get(f"{rig.base}/apiv1/status/{song_hash}", timeout=10).json()
+    assert status["analysis"] == report
+
+
+def test_a_song_whose_hand_off_found_the_render_queue_full_gets_them_from_its_status(
+        rig, jobs, storage):
+    """The render queue full at its hand-off, a song gets its rendition only; the first read
+    of its status asks for the rest (as for a song separated before they were queued so)."""
+    song_hash = f"{next(_songs):064x}"
+    separated(JobStore(jobs.redis, MODEL, max_render_queue=1), storage, song_hash, 2, "wav-16")
+    assert all(jobs.get(render_id(song_hash, MODEL, op)) is None for op in operations.STUDIO)
+    wait_for_job(jobs, song_hash, lambda j: j.status is JobStatus.DONE)
+    url = f"{rig.base}/apiv1/status/{song_hash}"
     assert requests.get(url, timeout=10).json()["analysis"] == {"status": "enqueued"}
-    assert jobs.get(render_id(song_hash, MODEL, "peaks")) is not None
+    assert all(jobs.get(render_id(song_hash, MODEL, op)) for op in operations.STUDIO)
 
     def figures():
         return (requests.get(url, timeout=10).json()["analysis"] or {}).get("mix")

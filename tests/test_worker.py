@@ -13,8 +13,8 @@ import pytest
 import soundfile
 import sphn
 
-from common import keys
-from common.jobs import JobStatus
+from common import keys, operations
+from common.jobs import JobStatus, render_id
 from common.storage import lossless_object
 from tests.helpers import STEMS, b64, put_song, reaper_passes, wait_for, wait_for_job
 from tests.servers import CallbackReceiver
@@ -71,8 +71,11 @@ def test_a_song_is_separated_into_lossless_stems_and_its_render_job_queued(
     job = wait_until_separated(jobs, song_hash)
     assert (job.status, job.progress) == (JobStatus.PROCESSING, 0.9)
     assert job.awaiting == f"{song_hash}:demucs_unittest:mp3-320"
-    assert jobs.queued(keys.RENDER_QUEUE) == [job.awaiting]
-    assert jobs.get(job.awaiting).parent == song_hash
+    # Its rendition first, then what every separated song gets (waveforms, analysis): queued
+    # by the hand-off itself, without anybody reading the song's status.
+    studio = [render_id(song_hash, "demucs_unittest", op) for op in operations.STUDIO]
+    assert jobs.queued(keys.RENDER_QUEUE) == [job.awaiting, *studio]
+    assert {jobs.get(render).parent for render in (job.awaiting, *studio)} == {song_hash}
     assert {"queue_wait", "fetch", "decode", "separate", "store"} <= set(job.timings)
     assert jobs.models() == {"demucs_unittest": ["drums", "bass", "other", "vocals"]}
     original, _ = decoded(mp3, tmp_path, "in.mp3")
