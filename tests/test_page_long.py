@@ -1,23 +1,29 @@
-"""A 60-minute song in Debian's chromium: playback streams, so it starts within seconds, seeks
-anywhere at once, and the browser's memory stays bounded (under 500 MB, all its processes
-summed). Render-only setup: the song's mp3 tracks are put straight into the store as a render
-worker leaves them, so neither a separation nor an encode of an hour runs."""
+"""A long song in Debian's chromium: its lossless stems (24-bit stereo FLAC, as the separation
+worker stores them) play by byte range, so playing starts within seconds, seeks anywhere at
+once, and the browser's memory stays bounded (under 500 MB, all its processes summed); with a
+key for every read, the page fetches byte ranges only, a small part of the stems.
+
+Render-only setup: one long FLAC is encoded once and stored under each stem's name, with the
+seek index the render worker would make of it, so neither a separation nor a render of hours
+runs. The stems are quiet tone bursts (small objects); decoded, they take the browser as much
+memory as any music. 60 minutes by default; PAGE_LONG_MINUTES=180 measures three hours."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from pathlib import Path
 
-import lameenc
 import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from common import keys, tracks
+from common import flac, keys, operations, tracks
+from common.flacindex import build_index
 from common.jobs import JobStatus, JobStore, render_id
-from common.storage import rendition_object
+from common.storage import lossless_object, rendition_object
 from scripts.local import stack
 from tests.conftest import LiveStack
 from tests.helpers import fresh_stores
@@ -27,26 +33,23 @@ pytestmark = pytest.mark.slow
 
 MODEL = "demucs_unittest"
 STEMS = list(tracks.FOUR_STEMS)
-MINUTES = 60
-RATE = 22050  # a cheap mp3: mono, 22.05 kHz, 32 kbps (14 MB an hour)
+MINUTES = int(os.environ.get("PAGE_LONG_MINUTES", "60"))
+RATE = 44100
 MEMORY_LIMIT = 500 << 20
+KEY = "long-song-admin-key"
 
 
-def long_mp3(path: Path, minutes: int) -> None:
-    """A tone that wanders, with a little noise, `minutes` long, encoded a minute at a time."""
-    encoder = lameenc.Encoder()
-    encoder.set_bit_rate(32)
-    encoder.set_in_sample_rate(RATE)
-    encoder.set_channels(1)
-    encoder.set_quality(7)
-    rng = np.random.default_rng(3)
+def long_flac(path: Path, minutes: int) -> None:
+    """A 24-bit stereo stem `minutes` long: a half-second tone every 5 s, silence between
+    (FLAC keeps silence in a few bytes a frame), written a minute at a time."""
     t = np.arange(60 * RATE) / RATE
-    with open(path, "wb") as out:
+    burst = (t % 5) < 0.5
+    with flac.writer(str(path), RATE, 2) as stem:
         for minute in range(minutes):
-            tone = 0.2 * np.sin(2 * np.pi * (220 + 20 * minute) * t) + 0.02 * rng.standard_normal(
-                len(t))
-            out.write(encoder.encode((tone * 32767).astype("<i2").tobytes()))
-        out.write(encoder.flush())
+            block = np.zeros((len(t), 2), np.float32)
+            tone = 0.2 * np.sin(2 * np.pi * (220 + 20 * (minute % 12)) * t[burst])
+            block[burst] = tone[:, None]
+            flac.write_block(stem, block)
 
 
 def chromium_memory() -> int:
@@ -73,42 +76,92 @@ def chromium_memory() -> int:
     return total
 
 
+def finish_renders(jobs: JobStore, done: dict[str, tuple[list[str], str]]) -> None:
+    """Claim every queued render job, as a render worker would, and end those of `done`
+    ({job id: (tracks, parent)}) done; the others stay claimed and unmade."""
+    claimed = set()
+    while (job_id := jobs.claim("test-render", 1, queue=keys.RENDER_QUEUE)) is not None:
+        claimed.add(job_id)
+    assert set(done) <= claimed, f"{set(done) - claimed} not queued"
+    for job_id, (made, parent) in done.items():
+        token = jobs.start(job_id, "test-render")
+        assert jobs.finish(job_id, "test-render", token, JobStatus.DONE, tracks=made,
+                           parent=parent)
+
+
 @pytest.fixture(scope="module")
 def long_song(redis_server, s3_server, tmp_path_factory):
-    """(base URL, hash): a gateway, and an hour-long song done, its mp3 tracks stored."""
+    """(base URL, keyed base URL, hash, stem bytes): a gateway, another that wants a key for
+    every read, and a song `MINUTES` long, separated, its lossless stems and index stored."""
     folder = tmp_path_factory.mktemp("long")
     env = stack.service_env(redis_server, s3_server, SONGS_BUCKET="long-songs",
                             OUTPUT_BUCKET="long-output", DEMUCS_MODEL=MODEL, DEMUCS_MODELS=MODEL,
                             DEFAULT_MODEL=MODEL)
     client, storage = fresh_stores(env)
     jobs = JobStore(client, MODEL)
-    song_hash, rendition = "f" * 63 + "6", "mp3-32"
+    song_hash, rendition = "f" * 63 + "6", "mp3-320"
     jobs.register_model(MODEL, STEMS)
     jobs.enqueue(song_hash, None, 100, model=MODEL, rendition=rendition)
     separation = jobs.claim("test-separator", 1, queue=jobs.queue_for(MODEL))
     token = jobs.start(separation, "test-separator")
+    stem_file = folder / "stem.flac"
+    long_flac(stem_file, MINUTES)
+    for stem in STEMS:  # as the separation worker leaves them
+        storage.put_output_file(lossless_object(song_hash, MODEL, stem), str(stem_file),
+                                "audio/flac")
     render = render_id(song_hash, MODEL, rendition)
     assert jobs.hand_off(separation, "test-separator", token, song_hash, render, {}) == "rendering"
-    # As the render worker would: its tracks stored, then its job ended (and the song with it).
-    assert jobs.claim("test-render", 1, queue=keys.RENDER_QUEUE) == render
-    token = jobs.start(render, "test-render")
-    mp3 = folder / "hour.mp3"
-    long_mp3(mp3, MINUTES)
-    names = [tracks.track_name(stem, "mp3") for stem in STEMS]
-    for name in names:
-        storage.put_output_file(rendition_object(song_hash, MODEL, rendition, name), str(mp3),
-                                "audio/mpeg")
-    assert jobs.finish(render, "test-render", token, JobStatus.DONE, tracks=names,
-                       parent=separation)
+    # As the render worker would: the seek index stored, then the rendition's job ended (the
+    # song with it; its tracks are never fetched here).
+    index = folder / "seekindex.json"
+    with open(stem_file, "rb") as stem:
+        one = build_index(stem).as_json()
+    index.write_text(json.dumps({"stems": dict.fromkeys(STEMS, one)}))
+    jobs.request_rendition(song_hash, MODEL, operations.SEEKINDEX)  # or the hand-off did
+    storage.put_output_file(rendition_object(song_hash, MODEL, operations.SEEKINDEX,
+                                             "seekindex.json"), str(index), "application/json")
+    finish_renders(jobs, {
+        render_id(song_hash, MODEL, operations.SEEKINDEX): (["seekindex.json"], ""),
+        render: ([tracks.track_name(stem, "mp3") for stem in STEMS], separation)})
     live = LiveStack(env, folder)
-    yield live.start_rest(), song_hash
+    base_url = live.start_rest()
+    keyed_port = stack.free_port()
+    keyed = stack.start_rest(keyed_port, {**env, "API_KEYS": f"{KEY}:admin",
+                                          "PROTECT_READS": "true"}, folder / "keyed-rest.log")
+    yield base_url, f"http://127.0.0.1:{keyed_port}", song_hash, stem_file.stat().st_size
+    stack.stop(keyed, timeout=10)
     live.stop()
     storage.close()
     client.close()
 
 
-def test_an_hour_long_song_starts_at_once_and_memory_stays_bounded(browser, long_song):  # noqa: F811
-    base_url, song_hash = long_song
+PLAYER = "document.querySelector('.player').player"
+
+
+def play_and_seek(page, name: str) -> tuple[float, int]:
+    """Play, then seek far ahead, near the end and back, playing a little at each; the time
+    from Play to the first sound and the most memory chromium took meanwhile."""
+    clock = page.get_by_label(f"Playback time of {name}")
+    expect(clock).to_have_text(re.compile(rf" / {MINUTES}:00\.0$"), timeout=60_000)
+    started = time.monotonic()
+    page.get_by_role("button", name=f"Play {name}").click()
+    page.wait_for_function(f"() => {PLAYER}.transport.position() > 0", polling=10,
+                           timeout=10_000)
+    first_sound_s = time.monotonic() - started
+    peak = chromium_memory()
+    for minutes in (MINUTES // 2, MINUTES - 1, 10):
+        page.evaluate(f"{PLAYER}.seek({minutes * 60})")
+        page.wait_for_function(f"() => {PLAYER}.transport.position() > {minutes * 60 + 1}",
+                               timeout=15_000)
+        peak = max(peak, chromium_memory())
+    for _ in range(15):  # playing on: stretches decoded, played and let go
+        time.sleep(1)
+        peak = max(peak, chromium_memory())
+    return first_sound_s, peak
+
+
+def test_a_long_song_starts_at_once_and_memory_stays_bounded(browser, long_song):  # noqa: F811
+    base_url, _, song_hash, _ = long_song
     name = f"Song {song_hash[:12]}"
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     problems: list[str] = []
@@ -116,29 +169,47 @@ def test_an_hour_long_song_starts_at_once_and_memory_stays_bounded(browser, long
         page = context.new_page()
         page.on("console", lambda m: m.type == "error" and problems.append(m.text))
         page.goto(f"{base_url}/#{song_hash}")
-        clock = page.get_by_label(f"Playback time of {name}")
-        expect(clock).to_have_text(re.compile(r" / 60:0\d\.\d$"), timeout=30_000)
+        expect(page.get_by_label(f"Playback time of {name}")).to_have_text(
+            re.compile(rf" / {MINUTES}:00\.0$"), timeout=60_000)
         before = chromium_memory()
-        started = time.monotonic()
-        page.get_by_role("button", name=f"Play {name}").click()
-        expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible(timeout=10_000)
-        expect(clock).not_to_have_text(re.compile(r"^0:00\.0 "))
-        start_s = time.monotonic() - started
-        peak = chromium_memory()
-        player = "document.querySelector('.player').player"
-        for minutes in (30, 59, 10):  # far ahead, near the end, back
-            page.evaluate(f"{player}.seek({minutes * 60})")
-            page.wait_for_function(f"() => {player}.transport.position() > {minutes * 60 + 1}",
-                                   timeout=15_000)
-            # In step. Measured by the elements' currentTime, which for these mp3s moves in
-            # steps of a few ms (the 6 s WAV song of test_page_studio.py reads one render
-            # block): within 20 ms, well before a second has passed.
-            page.wait_for_function(f"() => {player}.transport.drift() < 0.02", timeout=1500)
-            peak = max(peak, chromium_memory())
-        print(f"\n60-minute song: playing after {start_s:.2f} s; chromium memory (PSS, all "
-              f"processes) {before / 2**20:.0f} MB before Play, at most {peak / 2**20:.0f} MB")
-        assert start_s < 5
+        first_sound_s, peak = play_and_seek(page, name)
+        drift = page.evaluate(f"{PLAYER}.transport.drift()")
+        print(f"\n{MINUTES}-minute song: first sound {first_sound_s:.2f} s after Play; chromium "
+              f"memory (PSS, all processes) {before / 2**20:.0f} MB before Play, at most "
+              f"{peak / 2**20:.0f} MB; drift between stems {drift} s")
+        assert first_sound_s < 5
         assert peak < MEMORY_LIMIT
+        assert drift == 0
         assert problems == []
+    finally:
+        context.close()
+
+
+def test_with_a_key_for_every_read_it_plays_by_byte_range_only(browser, long_song):  # noqa: F811
+    _, keyed_url, song_hash, stem_bytes = long_song
+    name = f"Song {song_hash[:12]}"
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    lossless = []
+    try:
+        page = context.new_page()
+        page.goto(keyed_url + "/")
+        page.get_by_label("API key").fill(KEY)
+        page.get_by_role("button", name="Save key").click()
+        page.on("requestfinished", lambda r: "/apiv1/lossless/" in r.url and lossless.append(r))
+        page.goto(f"{keyed_url}/#{song_hash}")
+        page.reload()  # the song opened afresh with the key saved
+        play_and_seek(page, name)
+        fetched = 0
+        for request in lossless:
+            headers = request.all_headers()
+            assert headers["authorization"] == f"Bearer {KEY}"
+            assert re.fullmatch(r"bytes=\d+-\d+", headers["range"]), headers.get("range")
+            response = request.response()
+            assert response is not None and response.status == 206
+            fetched += int(response.headers["content-length"])
+        whole = stem_bytes * len(STEMS)
+        print(f"\nwith PROTECT_READS: {len(lossless)} range requests, {fetched / 2**20:.2f} MB "
+              f"of the stems' {whole / 2**20:.0f} MB ({100 * fetched / whole:.1f} %)")
+        assert lossless and fetched < whole / 10
     finally:
         context.close()

@@ -214,16 +214,17 @@ def test_the_exported_mix_is_the_browsers_mix_of_the_same_stems(open_song, studi
     download.value.save_as(saved)
     exported, rate = soundfile.read(saved, dtype="float32", always_2d=True)
     assert rate == RATE and exported.shape == (SECONDS * RATE, 2)
-    # The browser mixes the WAV tracks it plays at the gains its controls set, offline.
+    # The browser mixes the lossless stems it plays at the gains its controls set, offline.
     mixed = page.evaluate("""async ([stems, length]) => {
         const player = document.querySelector('.player').player;
+        await player.transport.ready;
         const ctx = new OfflineAudioContext(2, length, 44100);
         for (const stem of player.stems) {
             const bytes = await (await fetch(stem.voice.url)).arrayBuffer();
             const source = ctx.createBufferSource();
             source.buffer = await ctx.decodeAudioData(bytes);
             const gain = ctx.createGain();
-            gain.gain.value = player.audible(stem) ? stem.volume : 0;
+            gain.gain.value = (player.audible(stem) ? stem.volume : 0) * player.transport.gain;
             source.connect(gain).connect(ctx.destination);
             source.start();
         }
@@ -231,7 +232,7 @@ def test_the_exported_mix_is_the_browsers_mix_of_the_same_stems(open_song, studi
         return [Array.from(out.getChannelData(0)), Array.from(out.getChannelData(1))];
     }""", [STEMS, SECONDS * RATE])
     browser_mix = np.array(mixed, dtype=np.float32).T
-    # Each WAV track and the mix are 16-bit: the difference is a few quantization steps.
+    # The mix is 16-bit: the difference is a few of its quantization steps.
     assert np.abs(browser_mix - exported).max() < 4 / 32768
     assert np.abs(exported).max() > 0.05  # not silence compared with silence
 
@@ -245,31 +246,108 @@ def test_the_analysis_is_shown_for_the_mix_and_each_stem(open_song, studio):
             re.compile(r"LUFS$"))
 
 
-# The stems' distance from the clock, once they are back within one render block.
-IN_STEP = f"() => document.querySelector('.player').player.transport.drift() < {128 / RATE}"
+# A Transport made in the page over the same stem twice, the second at gain -1: their sum is
+# silent if and only if both play the same sample at once. An analyser on the output (its
+# window of 4096 samples read every 10 ms, so no sample goes unread) holds the loudest sum and
+# the loudest of the first voice alone.
+TWIN = """async (hash) => {
+    const { Transport } = await import('/static/transport.js');
+    const api = await import('/static/api.js');
+    const noop = () => {};
+    const twin = new Transport([{ stem: 'a', name: 'vocals' }, { stem: 'b', name: 'vocals' }],
+                               api.fetchJson(api.playbackUrl({ hash })),
+                               { onTick: noop, onState: noop, onDuration: noop,
+                                 onError: (error) => (window.twinError = String(error)) });
+    await twin.ready;
+    twin.setLevel(twin.stems[1], -1);
+    twin.connect();
+    const sum = twin.context.createAnalyser();
+    sum.fftSize = 4096;
+    twin.bus.connect(sum);
+    const lone = twin.stems[0].analyser;
+    const samples = new Float32Array(4096);
+    const peak = (analyser) => {
+        analyser.getFloatTimeDomainData(samples);
+        return samples.reduce((most, value) => Math.max(most, Math.abs(value)), 0);
+    };
+    const heard = { sum: 0, lone: 0, gap: 0, last: performance.now() };
+    window.heard = heard;
+    setInterval(() => {
+        if (!twin.playing) return;
+        heard.sum = Math.max(heard.sum, peak(sum));
+        heard.lone = Math.max(heard.lone, peak(lone));
+        const now = performance.now();
+        heard.gap = Math.max(heard.gap, now - heard.last);
+        heard.last = now;
+    }, 10);
+    window.twin = twin;
+    await twin.play();
+    heard.last = performance.now();
+}"""
 
 
-def test_stems_stay_in_step_when_seeking_and_looping(open_song, studio):
+def test_stems_play_sample_exact_through_seeks_and_a_loop(open_song, studio):
     _, song_hash = studio
-    name = player_name(song_hash)
     page = open_song()
-    transport = "document.querySelector('.player').player.transport"
-    page.get_by_role("button", name=f"Play {name}").click()
-    expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible()
-    started = []  # how far apart the stems were just after each seek
+    page.evaluate(TWIN, song_hash)
+    page.wait_for_function("() => twin.position() > 0.5")
     for target in (4.0, 1.0, 3.0):
-        page.evaluate(f"document.querySelector('.player').player.seek({target})")
-        page.wait_for_function(f"() => {transport}.position() > {target} + 0.1")
-        started.append(page.evaluate(f"{transport}.drift()"))
-        # Back in step (a late stem plays a touch faster) well before the song moves on.
-        page.wait_for_function(IN_STEP, timeout=1500)
-    page.evaluate("document.querySelector('.player').player.setRegion({start: 1, end: 1.6})")
-    page.wait_for_function(f"""() => {{ const t = {transport};
-        window.loops = (window.loops || 0) + (t.position() < 1.2 ? 1 : 0);
-        return window.loops > 3 && t.position() < 1.6; }}""", polling=50)
-    page.wait_for_function(IN_STEP, timeout=1500)
-    print(f"\ndrift between stems just after each seek (s): {started}; in step after each")
-    assert max(started) < 0.05, started  # never far apart, even on a busy machine
+        page.evaluate(f"twin.seek({target})")
+        page.wait_for_function(f"() => twin.position() > {target} + 0.5")
+    page.evaluate("twin.setRegion({start: 1, end: 1.6})")
+    page.wait_for_function("""() => {
+        window.loops = (window.loops || 0) + (twin.position() < 1.2 ? 1 : 0);
+        return window.loops > 3 && twin.position() < 1.6; }""", polling=50)
+    heard = page.evaluate("twin.pause(), window.heard")
+    log = page.evaluate("twin.log")
+    print(f"\nsame stem twice, the second at -1: loudest sum {heard['sum']:.2e}, loudest "
+          f"voice alone {heard['lone']:.3f}, longest read gap {heard['gap']:.0f} ms; "
+          f"{len(log)} stretches, drift {page.evaluate('twin.drift()')} s")
+    assert page.evaluate("window.twinError || ''") == ""
+    assert heard["lone"] > 0.05  # a voice alone is loud
+    assert heard["gap"] < 4096 / RATE * 1000 * 0.8  # every sample was read
+    assert heard["sum"] < 1e-6  # and the two cancel exactly: the same sample at once
+    # Every stretch starts all stems at one context time, and abuts the one before it.
+    assert all(len(set(entry["when"])) == 1 for entry in log)
+    rate = RATE
+    for before, after in itertools.pairwise(log):
+        if before["generation"] != after["generation"]:
+            continue
+        assert after["start"] in (before["end"], round(rate), rate)
+        assert abs(after["when"][0] - before["when"][0]
+                   - (before["end"] - before["start"]) / rate) < 1e-9
+    assert sum(entry["start"] == RATE for entry in log) >= 3  # the loop wrapped
+
+
+def test_a_stretch_decodes_to_exactly_the_stems_samples(open_song, studio):
+    _, song_hash = studio
+    page = open_song()
+    found = page.evaluate("""async (hash) => {
+        const { FlacStem } = await import('/static/flacstream.js');
+        const api = await import('/static/api.js');
+        const index = (await api.fetchJson(api.playbackUrl({ hash }))).stems.vocals;
+        const context = new OfflineAudioContext(2, 1, index.sample_rate);
+        const whole = await context.decodeAudioData(
+            await (await fetch(index.url)).arrayBuffer());
+        const stem = new FlacStem(index, 2);
+        const worst = [];
+        // The third stretch reuses the first one's buffer (two are cached).
+        for (const [start, end] of [[0, 44100], [100000, 190000], [200000, index.total_samples]]) {
+            const part = await stem.stretch(context, start, end);
+            if (part.first > start || part.first + part.length < end) return `${start} uncovered`;
+            let most = 0;
+            for (let channel = 0; channel < 2; channel++) {
+                const got = part.buffer.getChannelData(channel);
+                const wanted = whole.getChannelData(channel);
+                for (let i = start; i < end; i++) {
+                    most = Math.max(most, Math.abs(got[i - part.first] - wanted[i]));
+                }
+            }
+            worst.push(most);
+        }
+        return { worst, webCodecs: Boolean(await stem.config), spare: stem.spare.length };
+    }""", song_hash)
+    assert found == {"worst": [0, 0, 0], "webCodecs": True, "spare": 0}, found
 
 
 def test_the_page_asks_for_no_missing_file_and_fits_a_phone(open_song):
@@ -313,11 +391,23 @@ def test_with_a_key_for_every_read_the_page_still_plays_draws_and_exports(browse
         page.get_by_role("button", name="Save key").click()
         page.goto(f"{STUDIO['keyed']}/#{song_hash}")
         problems.clear()  # before the key, a read was refused (401), as it should be
+        lossless: list = []
+        page.on("requestfinished", lambda r: "/apiv1/lossless/" in r.url and lossless.append(r))
         page.reload()  # the key saved, the song opened afresh with it
         expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuetext", "Done")
         page.wait_for_function(INKED, arg=500, timeout=60_000)
         page.get_by_role("button", name=f"Play {name}").click()
         expect(page.get_by_role("button", name=f"Pause {name}")).to_be_visible(timeout=10_000)
+        page.wait_for_function(
+            "() => document.querySelector('.player').player.transport.position() > 1")
+        # The stems play from byte ranges fetched with the key, never from a whole file.
+        assert {r.url.split("?")[0].rsplit("/", 1)[1] for r in lossless} == {
+            f"{stem}.flac" for stem in STEMS}
+        for request in lossless:
+            headers = request.all_headers()
+            assert headers["authorization"] == f"Bearer {KEY}"
+            assert re.fullmatch(r"bytes=\d+-\d+", headers["range"])
+            assert request.response().status == 206
         page.get_by_role("button", name=f"Export mix of {name}").click()
         link = page.get_by_role("link", name="Download the mix (WAV)")
         expect(link).to_be_visible(timeout=60_000)

@@ -112,6 +112,7 @@ export function zipUrl(song) {
 }
 
 export const peaksUrl = (song) => `/apiv1/peaks/${song.hash}${modelQuery(song)}`;
+export const playbackUrl = (song) => `/apiv1/playback/${song.hash}${modelQuery(song)}`;
 export const analysisUrl = (song) => `/apiv1/analysis/${song.hash}${modelQuery(song)}`;
 
 // Ask the server to mix the stems as `mix` says ({gains, mute, solo, start, end, format});
@@ -147,11 +148,21 @@ export async function fetchFile(url) {
   return (await whenMade(url)).arrayBuffer();
 }
 
-// What an <audio> element can play: the URL itself, streamed; with an API key, which an
-// element cannot send, the whole file fetched with it first (a server that protects reads).
-export function playableUrl(url) {
-  if (!apiKey()) return url;
-  return fetchFile(url).then((bytes) => URL.createObjectURL(new Blob([bytes])));
+// The bytes `start` to `end` (excluded) of a file, with the API key; never the whole file
+// (a server that answers 200 to a range is refused: it would send all of it).
+export async function fetchRange(url, start, end) {
+  let response;
+  try {
+    response = await fetch(url, { headers: authHeaders({ Range: `bytes=${start}-${end - 1}` }) });
+  } catch {
+    throw new ApiError(0, "the server could not be reached");
+  }
+  if (response.status !== 206) {
+    const body = response.ok ? (await response.body?.cancel(), {}) : await parseBody(response);
+    throw new ApiError(response.status, body.error || `no byte range (${response.status})`,
+                       response.headers.get("Retry-After"), body);
+  }
+  return response.arrayBuffer();
 }
 
 // A download link followed with the API key (a plain link would go without it).

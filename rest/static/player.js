@@ -1,12 +1,13 @@
-// One song's stem studio: a transport over all stems (streamed, see transport.js), per stem a
-// waveform, mute, solo, volume, level meter, download and remove; zoom and a looped region;
-// the song's analysis; and an export of the mix as the server renders it (studio.js).
+// One song's stem studio: a transport over all stems (lossless, sample-exact, streamed by
+// byte range: transport.js), per stem its row (stemrow.js); zoom and a looped region; the
+// song's analysis; and an export of the mix as the server renders it (studio.js).
 
 import * as api from "./api.js";
 import { button, clock, element } from "./dom.js";
 import { Analysis, MixExport } from "./studio.js";
-import { levelDb, SILENT_DB, Transport } from "./transport.js";
-import { Peaks, View, Waveform } from "./waveform.js";
+import { levelDb, showLevel, SILENT_DB, stemRow } from "./stemrow.js";
+import { Transport } from "./transport.js";
+import { Peaks, View } from "./waveform.js";
 
 let sounding = null; // the player now playing: starting another pauses it
 let latest = null; // the player last used: the keys act on it when focus is outside any
@@ -23,10 +24,9 @@ export class Player {
     this.peaks = new Peaks(song);
     this.shownPlaying = false;
     this.view = new View(() => this.drawSoon());
-    this.stems = tracks.map((track) => this.stemRow(track));
+    this.stems = tracks.map((track) => stemRow(this, track));
     this.transport = new Transport(
-      this.stems.map((stem) => ({ stem: stem.label,
-                                  url: api.playableUrl(api.trackUrl(song, stem.track)) })), {
+      this.stems.map((stem) => ({ stem: stem.label })), api.fetchJson(api.playbackUrl(song)), {
         onTick: (position) => this.showPosition(position),
         onState: () => this.showState(),
         onDuration: (seconds) => this.showDuration(seconds),
@@ -94,42 +94,6 @@ export class Player {
     return this.name.replace(/\.[^.]+$/, "");
   }
 
-  stemRow(track) {
-    const label = track.replace(/\.[a-z0-9]+$/, "");
-    const stem = { track, label, muted: false, solo: false, volume: 1 };
-    const row = element("li", { class: "stem", "data-stem": label });
-    const title = element("span", { class: "stem-name" }, label);
-    stem.muteButton = button("Mute", `Mute ${label}`, () => this.toggleStem(stem, "muted"), false);
-    stem.soloButton = button("Solo", `Solo ${label}`, () => this.toggleStem(stem, "solo"), false);
-    const volumeLabel = element("label", { class: "volume" }, "Volume");
-    const volume = element("input", { type: "range", min: "0", max: "1", step: "0.05",
-                                      value: "1", "aria-label": `${label} volume` });
-    volume.addEventListener("input", () => {
-      stem.volume = Number(volume.value);
-      this.applyGains();
-    });
-    volumeLabel.append(volume);
-    stem.meter = element("div", { role: "meter", class: "meter", "aria-label": `${label} level`,
-                                  "aria-valuemin": String(SILENT_DB), "aria-valuemax": "0" });
-    stem.meter.append(element("div", { class: "fill" }));
-    this.showLevel(stem, SILENT_DB);
-    const download = element("a", { href: api.trackUrl(this.song, track),
-                                    download: `${this.baseName()}-${track}` }, `Download ${track}`);
-    download.addEventListener("click", (event) => this.download(event, download));
-    row.append(title, stem.muteButton, stem.soloButton, volumeLabel, stem.meter, download);
-    if (this.capabilities.removeTrack) {
-      row.append(button(`Remove ${label}`, `Remove ${label}`, () => this.removeStem(stem)));
-    }
-    stem.waveform = new Waveform(label, label, this.peaks, this.view, {
-      seek: (seconds) => this.seek(seconds),
-      select: (region) => this.setRegion(region),
-    });
-    stem.figures = element("span", { class: "stem-analysis" });
-    row.append(stem.waveform.canvas, stem.figures);
-    stem.row = row;
-    return stem;
-  }
-
   toggleStem(stem, field) {
     stem[field] = !stem[field];
     const control = field === "muted" ? stem.muteButton : stem.soloButton;
@@ -160,12 +124,6 @@ export class Player {
     }
     if (this.transport.region) Object.assign(mix, this.transport.region);
     return mix;
-  }
-
-  showLevel(stem, db) {
-    stem.meter.setAttribute("aria-valuenow", String(db));
-    stem.meter.setAttribute("aria-valuetext", db <= SILENT_DB ? "silent" : `${db} dB`);
-    stem.meter.firstChild.style.width = `${((db - SILENT_DB) / -SILENT_DB) * 100}%`;
   }
 
   announce(words) {
@@ -269,7 +227,7 @@ export class Player {
     this.view.follow(position);
     if (this.isPlaying()) {
       for (const stem of this.stems) {
-        if (stem.voice.analyser) this.showLevel(stem, levelDb(stem.voice.analyser, stem.voice.samples));
+        if (stem.voice.analyser) showLevel(stem, levelDb(stem.voice.analyser, stem.voice.samples));
       }
     }
   }
@@ -283,7 +241,7 @@ export class Player {
       this.shownPlaying = playing;
       this.announce(playing ? `Playing ${this.name}` : `Paused at ${clock(this.transport.position())}`);
     }
-    if (!playing) for (const stem of this.stems) this.showLevel(stem, SILENT_DB);
+    if (!playing) for (const stem of this.stems) showLevel(stem, SILENT_DB);
     this.showPosition(this.transport.position());
   }
 
