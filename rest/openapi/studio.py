@@ -1,4 +1,5 @@
-"""OpenAPI of the studio: mixes, waveform peaks and analysis, made by a render worker on request."""
+"""OpenAPI of the studio: mixes, waveform peaks and analysis, made by a render worker on
+request, and playback of the lossless stems by byte range (their seek index, their bytes)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ _MADE = {"description": "Being made from the song's stems; ask again after Retry
 _FILE = {"description": "The file, whole (200) or the byte range asked for (206)",
          "content": {"application/octet-stream": {"schema": {"type": "string",
                                                              "format": "binary"}}}}
+
+_FLAC = {"description": "The stem, whole (200) or the byte range asked for (206)",
+         "content": {"audio/flac": {"schema": {"type": "string", "format": "binary"}}}}
 
 PATHS = {
     "/apiv1/mix/{songhash}": {"post": {
@@ -53,6 +57,20 @@ PATHS = {
         "responses": {"200": _FILE, "206": _FILE, "202": _MADE,
                       **errors(400, 401, 403, 404, 409, 416, 429, 500, 503)},
     }},
+    "/apiv1/playback/{songhash}": {"get": {
+        "summary": "Each stem's seek index, to play its lossless FLAC by byte range: format, "
+                   "length, header bytes and a frame every 1.5 s, and the stem's URL",
+        "parameters": [HASH, MODEL],
+        "responses": {"200": json_response("PlaybackIndex", "The index of every stem"),
+                      "202": _MADE, **errors(400, 401, 403, 404, 409, 429, 500, 503)},
+    }},
+    "/apiv1/lossless/{songhash}/{stem}.flac": {"get": {
+        "summary": "A stem's lossless FLAC (24-bit, stored divided by the index's gain), whole "
+                   "or by byte range: the header, then whole frames from an index point",
+        "parameters": [HASH, {"name": "stem", "in": "path", "required": True,
+                              "schema": {"type": "string"}}, MODEL],
+        "responses": {"200": _FLAC, "206": _FLAC, **errors(400, 401, 403, 404, 416, 503)},
+    }},
 }
 
 SCHEMAS = {
@@ -72,5 +90,21 @@ SCHEMAS = {
         "hash": {"type": "string"}, "model": {"type": "string"},
         "operation": {"type": "string"}, "status": {"type": "string"},
         "url": {"type": "string"}, "params": {"type": "object"},
+    }},
+    "PlaybackIndex": {"type": "object", "properties": {
+        "hash": {"type": "string"}, "model": {"type": "string"},
+        "format": {"type": "string", "enum": ["flac"]},
+        "gain": {"type": "number", "description": "Play each stem at this gain: it is stored "
+                                                  "divided by it, for headroom"},
+        "stems": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "sample_rate": {"type": "integer"}, "channels": {"type": "integer"},
+            "bits": {"type": "integer"}, "total_samples": {"type": "integer"},
+            "header_bytes": {"type": "integer", "description": "fLaC and metadata blocks"},
+            "bytes": {"type": "integer", "description": "The whole file's length"},
+            "frames": {"type": "array", "description": "[first sample, byte offset] of a "
+                                                      "frame every 1.5 s, the first at "
+                                                      "header_bytes",
+                       "items": {"type": "array", "items": {"type": "integer"}}},
+            "url": {"type": "string"}}}},
     }},
 }
