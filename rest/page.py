@@ -14,10 +14,10 @@ page = Blueprint("page", __name__)
 access.declare(open_endpoints={"page.index"})  # the page asks for a key itself when needed
 
 # Scripts, styles, audio fetches and downloads all come from this origin; nothing inline.
-# With an API key the page plays tracks it fetched itself (an <audio> element cannot send the
-# key), from blob: URLs of its own making.
+# Playback fetches the stems' bytes and decodes them itself (Web Audio): no media element, so
+# no media source either.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; base-uri 'none'; form-action 'self'; "
-                           "frame-ancestors 'none'; object-src 'none'; media-src 'self' blob:")
+                           "frame-ancestors 'none'; object-src 'none'; media-src 'none'")
 
 
 @page.get("/")

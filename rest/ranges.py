@@ -1,5 +1,6 @@
-"""Stored files streamed whole or by byte range (RFC 9110 `Range: bytes=`), so that a browser's
-<audio> element can start a long track anywhere without fetching what comes before."""
+"""Stored files streamed whole or by byte range (RFC 9110 `Range: bytes=`), so that a player
+(the page's, a lossless stem a few seconds at a time) starts a long track anywhere without
+fetching what comes before."""
 
 from __future__ import annotations
 

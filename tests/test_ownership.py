@@ -78,7 +78,8 @@ def test_protected_reads_are_for_the_owners(make_client, jobs, storage, short_mp
     song_hash = submit(client, short_mp3, ALICE)
     songflow.separate_and_render(jobs, storage, song_hash)
     for path in (f"/apiv1/status/{song_hash}", f"/apiv1/track/{song_hash}/bass.mp3",
-                 f"/apiv1/zip/{song_hash}"):
+                 f"/apiv1/zip/{song_hash}", f"/apiv1/playback/{song_hash}",
+                 f"/apiv1/lossless/{song_hash}/bass.flac"):
         refused = client.get(path, headers=bearer(BOB))
         assert refused.status_code == 403 and "may read it" in refused.json["error"], path
         assert client.get(path, headers=bearer(READER)).status_code == 403, path

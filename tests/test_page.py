@@ -347,7 +347,8 @@ def test_the_page_and_every_file_it_loads_come_from_the_gateway(make_client):
         answer.close()
         pending += [f"/static/{name}" for name in re.findall(r'from "\./([\w.]+)"', served[path])]
     assert {"/static/style.css", "/static/favicon.svg", "/static/main.js", "/static/api.js",
-            "/static/songs.js", "/static/player.js", "/static/transport.js",
+            "/static/songs.js", "/static/player.js", "/static/stemrow.js",
+            "/static/transport.js", "/static/flacstream.js", "/static/flacframes.js",
             "/static/waveform.js", "/static/studio.js", "/static/keys.js", "/static/upload.js",
             "/static/dom.js"} == set(served)
     # An XML namespace (the favicon's xmlns) names, it is never fetched.
