@@ -2,7 +2,8 @@
 
 The answer names the ensemble, a pseudo-model: the status, track, zip and studio routes take
 it as `?model=<name>`. Members that have not separated the song are queued first; the
-ensemble's stems are made once they all have.
+ensemble's stems are made once they all have, and it fails as soon as one of them fails. An
+optional `callback` ({"url", "data"}, as a submission's) is sent when it ends.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from common.storage import song_object
 from rest import context as ctx
 from rest.errors import ApiError, unavailable
 from rest.options import stems_of
-from rest.validate import json_object, song_hash_param
+from rest.validate import callback_field, json_object, song_hash_param
 
 log = logging.getLogger("rest")
 ensemble = Blueprint("ensemble", __name__)  # POST: a write, guarded as every write (access.py)
@@ -63,10 +64,13 @@ def make_ensemble(songhash: str):
         raise unavailable(str(error)) from None
     except ensembles.EnsembleError as error:
         raise ApiError(400, str(error), models=list(settings.demucs_models)) from None
+    callback = callback_field(body.get("callback"), settings.callback_allow_private,
+                              settings.max_callback_data_kb)
     _upload(song_hash)  # a song this service has, before anything is written
     members = _separate_members(song_hash, spec)
     ensemble_jobs.save(jobs.redis, spec, stems)
-    outcome = ensemble_jobs.create(jobs.redis, song_hash, spec, stems, settings.default_model)
+    outcome = ensemble_jobs.create(jobs.redis, song_hash, spec, stems, settings.default_model,
+                                   callback)
     ensemble_jobs.release(jobs.redis, song_hash, settings.default_model)
     log.info("song %s: ensemble %s (%s of %s): %s", song_hash, spec.name, spec.algorithm,
              ",".join(spec.members), outcome)

@@ -6,6 +6,7 @@ import logging
 
 from flask import Blueprint, request
 
+from common import ensemble_jobs
 from common.jobs import CancelResult
 from common.songs import delete_song
 from rest import context as ctx
@@ -38,6 +39,8 @@ def cancel(songhash: str):
         raise ApiError(409, f"song {song_hash} has finished separating with {model} ({stage}); "
                             "delete it instead", status=job.status.value if job else None)
     log.info("song %s (%s): cancel %s", song_hash, model, result.value)
+    if result is CancelResult.CANCELLED:  # its ensembles go to the render worker to fail now
+        ensemble_jobs.release(ctx.jobs().redis, song_hash, ctx.settings().default_model)
     reason = ("Song cancelled" if result is CancelResult.CANCELLED
               else "Song stops at its next segment")
     return {"hash": song_hash, "model": model, "reason": reason, "status": result.value}

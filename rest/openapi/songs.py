@@ -194,7 +194,12 @@ SCHEMAS = {
         "algorithm": {"type": "string", "enum": ["avg", "max_spec", "min_spec", "pick"]},
         "members": {"type": "array", "items": {"type": "string"}, "description": "Models"},
         "picks": {"type": "object", "additionalProperties": {"type": "string"},
-                  "description": "stem -> the member it is taken from"}}},
+                  "description": "stem -> the member it is taken from"},
+        "callback": {"type": "object", "required": ["url"],
+                     "description": "As a submission's: `data` posted to `url` when the "
+                                    "ensemble ends (done, or failed as soon as a member fails)",
+                     "properties": {"url": {"type": "string", "maxLength": 2048},
+                                    "data": {}}}}},
     "Ensemble": {"type": "object", "required": ["hash", "model", "status", "stems"],
                  "properties": {
         "hash": {"type": "string"}, "model": {"type": "string"}, "status": {"type": "string"},

@@ -16,6 +16,7 @@ import numpy as np
 import soundfile
 
 from common import flac, tracks
+from common.ensemble_jobs import member_failure
 from common.ensembles import from_params
 from common.jobs import JobStatus, JobStore
 from worker.render.encode import BLOCK
@@ -32,16 +33,16 @@ class MemberFailed(JobFailed):
 
 
 def check_members(jobs: JobStore, song: str, params: dict) -> None:
-    """Raise MemberFailed unless every member's separation of the song has stored its stems."""
+    """Raise MemberFailed unless every member's separation of the song has stored its stems,
+    naming a member that failed before one that is not finished."""
     spec, _ = from_params(params)
-    for member in spec.members:
-        job = jobs.separation(song, member)
-        if job is None:
-            raise MemberFailed(f"{member} has no separation of this song (deleted); ask for "
-                               "the ensemble again")
-        if not (job.status is JobStatus.DONE or job.awaiting):
-            why = f" ({job.error})" if job.error else ""
-            raise MemberFailed(f"{member}'s separation is {job.status.value}{why}")
+    separations = {member: jobs.separation(song, member) for member in spec.members}
+    for member, job in separations.items():
+        if why := member_failure(member, job):
+            raise MemberFailed(why)
+    for member, job in separations.items():
+        if job is not None and not (job.status is JobStatus.DONE or job.awaiting):
+            raise MemberFailed(f"{member}'s separation is {job.status.value}")
 
 
 def member_inputs(params: dict) -> list[tuple[str, str]]:

@@ -128,13 +128,15 @@ class RenderWorker(ClaimLoop):
     def finish(self, attempt: Attempt, status: JobStatus, error: str = "",
                tracks: list[str] | None = None) -> bool:
         """End the job; an ensemble's stems job settles its ensemble, and a song's ensembles
-        whose members have all finished now are queued."""
+        whose members have all finished now are queued, those with a failed member failed."""
         job = attempt.job
         if job.rendition == operations.STEMS and error != "superseded":
             retry(lambda: ensemble_jobs.arm(self.redis, job.parent, job.id), "arming")
         current = super().finish(attempt, status, error, tracks)
-        retry(lambda: ensemble_jobs.release(self.redis, job.song, self.settings.default_model),
-              "queueing the song's ensembles")
+        if retry(lambda: ensemble_jobs.release(self.redis, job.song, self.settings.default_model,
+                                               keys.outbox(self.worker_id)),
+                 "moving the song's ensembles on"):
+            self.outbox.send_owed()  # a failed ensemble's callback
         return current
 
     def _lossless(self, song: str, model: str, stem: str, folder: str) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import redis
 
-from common import keys
+from common import ensemble_jobs, keys
 from common.jobs import JobStore
 from common.redisconn import TextReads
 from common.storage import Storage, StorageError, job_prefix
@@ -41,6 +41,9 @@ def requeue_jobs_of(jobs: JobStore, worker_id: str, max_deaths: int,
         if outcome != "gone":
             outcomes[job_id] = outcome
             log.warning("song %s: worker %s died holding it; %s", job_id, worker_id, outcome)
+        if outcome == "failed":  # its song's ensembles waiting on it fail too, owing as it does
+            ensemble_jobs.release(jobs.redis, job_id.partition(":")[0], jobs.default_model,
+                                  keys.outbox(worker_id))
     return outcomes
 
 

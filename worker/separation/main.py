@@ -14,8 +14,8 @@ from functools import partial
 
 import redis
 
-from common import keys, modelinfo, tracks
-from common.jobs import render_id
+from common import ensemble_jobs, keys, modelinfo, tracks
+from common.jobs import JobStatus, render_id
 from common.settings import Settings
 from common.storage import StorageError, song_object
 from worker.runtime.errors import HandBack, ModelLoadError
@@ -84,7 +84,23 @@ class Worker(ClaimLoop):
             self._remove_stems(job.song)
         elif outcome == "stale":
             log.warning("song %s: result dropped, another worker took the job over", job.id)
+        self._move_ensembles(job.song)
         self.outbox.send_owed()
+
+    def finish(self, attempt: Attempt, status: JobStatus, error: str = "",
+               tracks: list[str] | None = None) -> bool:
+        """End the job; the song's ensembles waiting on a failed or cancelled one fail now."""
+        current = super().finish(attempt, status, error, tracks)
+        if self._move_ensembles(attempt.job.song):
+            self.outbox.send_owed()  # a failed ensemble's callback
+        return current
+
+    def _move_ensembles(self, song_hash: str) -> int:
+        """Queue the song's ensembles whose members have all finished, fail those with a
+        failed member; how many moved."""
+        return retry(lambda: ensemble_jobs.release(
+            self.redis, song_hash, self.settings.default_model, keys.outbox(self.worker_id)),
+            "moving the song's ensembles on")
 
     def _remove_stems(self, song_hash: str) -> None:
         try:
