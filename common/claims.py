@@ -25,7 +25,6 @@ class Claims:
     redis: redis.Redis
     text: TextReads
     max_render_queue: int
-    max_renditions: int
 
     def _register(self) -> None:
         script = self.redis.register_script
@@ -78,13 +77,13 @@ class Claims:
                   *map(keys.job, studio)],
             args=[job_id, token, status.value, error, time.time(),
                   json.dumps(tracks or []), json.dumps(timings or {}), self.max_render_queue,
-                  self.max_renditions, *studio],
+                  *studio],
         ))
 
     def hand_off(self, job_id: str, worker_id: str, token: str, song_hash: str, render: str,
                  timings: dict[str, float]) -> str:
         """End a separation's claim once its stems are stored, queueing its render job and,
-        within `max_render_queue` and `max_renditions`, its studio operations.
+        while the render queue is shorter than `max_render_queue`, its studio operations.
 
         Returns 'rendering' (queued or already under way), 'done' (that rendition was stored
         already), 'cancelled' (a cancel came first: remove the stems), 'stale' (another
@@ -98,7 +97,7 @@ class Claims:
                   keys.RENDER_QUEUE, keys.song(song_hash), keys.EXPIRY, keys.FINISHED,
                   keys.outbox(worker_id), *map(keys.job, studio)],
             args=[job_id, token, time.time(), render, song, model, rendition,
-                  json.dumps(timings), self.max_render_queue, self.max_renditions, *studio]))
+                  json.dumps(timings), self.max_render_queue, *studio]))
 
     @staticmethod
     def _studio(song_hash: str, model: str) -> list[str]:

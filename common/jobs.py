@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import redis
 
-from common import jobscripts, keys
+from common import jobscripts, keys, operations
 from common.claims import Claims
 from common.records import (
     CancelResult,
@@ -47,7 +47,7 @@ class JobStore(Claims):
     def __init__(self, client: redis.Redis, default_model: str, *, max_render_queue: int = 0,
                  max_renditions: int = 0):
         """`max_render_queue`, `max_renditions`: limits on the render jobs `request_rendition`
-        makes, and on the studio operations queued with new stems (0: none)."""
+        makes (0: none); the first also on the studio operations queued with new stems."""
         self.redis = client
         self.max_render_queue, self.max_renditions = max_render_queue, max_renditions
         self.text = TextReads(client)
@@ -145,14 +145,14 @@ class JobStore(Claims):
         """Queue the render job of a rendition, or of any render operation (common/operations.py;
         `params` its canonical JSON), unless it is stored or on its way; a new one only while
         the render queue is shorter than `max_render_queue` and the song has fewer than
-        `max_renditions` render jobs (else RenditionRefused)."""
+        `max_renditions` render jobs, its studio operations aside (else RenditionRefused)."""
         model = model or self.default_model
         render = render_id(song_hash, model, rendition)
         separation = self.separation_id(song_hash, model)
         result = RenditionResult(self._request_rendition(
             keys=[keys.job(render), keys.RENDER_QUEUE, keys.song(song_hash), keys.job(separation)],
             args=[render, song_hash, model, rendition, separation, time.time(), params,
-                  self.max_render_queue, self.max_renditions]))
+                  self.max_render_queue, self.max_renditions, ",".join(operations.STUDIO)]))
         if result in (RenditionResult.QUEUE_FULL, RenditionResult.TOO_MANY):
             raise RenditionRefused(result, song_hash)
         return result

@@ -58,9 +58,10 @@ end
 -- Queue an operation's render job of a separated song, unless it is stored or on its way. A
 -- render that failed for the song's own reason would fail again: say so instead; only one whose
 -- workers kept dying is worth another try. None while the render queue holds `max_queue` jobs
--- or the song has `max_renditions` render jobs (0: no limit).
+-- or the song has `max_renditions` render jobs (0: no limit); the studio operations (`studio`,
+-- a set of their names), made for every model's stems, neither count nor are counted.
 local function request_render(job, queue, song_set, id, song, model, rendition, parent, now,
-                              params, max_queue, max_renditions)
+                              params, max_queue, max_renditions, studio)
   local status = redis.call('HGET', job, 'status')
   if status == 'done' and redis.call('HGET', job, 'complete') == '1' then return 'stored' end
   if status == 'queued' or status == 'processing' then return status end
@@ -70,10 +71,11 @@ local function request_render(job, queue, song_set, id, song, model, rendition, 
   end
   max_queue, max_renditions = tonumber(max_queue), tonumber(max_renditions)
   if max_queue > 0 and redis.call('LLEN', queue) >= max_queue then return 'full' end
-  if not status and max_renditions > 0 then
+  if not status and max_renditions > 0 and not studio[rendition] then
     local renders = 0
     for _, member in ipairs(redis.call('SMEMBERS', song_set)) do
-      if select(2, string.gsub(member, ':', '')) == 2 then renders = renders + 1 end
+      local op = string.match(member, '^[^:]+:[^:]+:([^:]+)$')
+      if op and not studio[op] then renders = renders + 1 end
     end
     if renders >= max_renditions then return 'too_many' end
   end
@@ -85,11 +87,13 @@ end
 -- above: their job keys are KEYS[first_key] on, their ids ARGV[first_arg] on. Those refused
 -- (a full queue) are left to the status read, which asks for them again.
 local function queue_studio(first_key, first_arg, queue, song_set, song, model, parent, now,
-                            max_queue, max_renditions)
+                            max_queue)
+  local studio = {}
+  for i = first_arg, #ARGV do studio[string.match(ARGV[i], '[^:]+$')] = true end
   for i = 0, #ARGV - first_arg do
     local id = ARGV[first_arg + i]
     request_render(KEYS[first_key + i], queue, song_set, id, song, model,
-                   string.match(id, '[^:]+$'), parent, now, '', max_queue, max_renditions)
+                   string.match(id, '[^:]+$'), parent, now, '', max_queue, 0, studio)
   end
 end
 """
@@ -131,9 +135,13 @@ return redis.call('SADD', KEYS[2], ARGV[1])
 
 # KEYS: render job, render queue, song's job set, separation job.
 # A new render job is refused while the render queue holds `max_queue` jobs, or once the song
-# has `max_renditions` render jobs (of every model); 0 sets no such limit.
+# has `max_renditions` render jobs (of every model; its studio operations, named in `studio`,
+# aside); 0 sets no such limit.
 REQUEST_RENDITION = _HELPERS + """
-local id, song, model, rendition, sep_id, now, params, max_queue, max_renditions = unpack(ARGV)
+local id, song, model, rendition, sep_id, now, params, max_queue, max_renditions,
+      studio_names = unpack(ARGV)
+local studio = {}
+for name in string.gmatch(studio_names, '[^,]+') do studio[name] = true end
 -- The lossless stems exist once the separation is done or waits for a render job.
 local sep_status = redis.call('HGET', KEYS[4], 'status')
 local awaiting = redis.call('HGET', KEYS[4], 'awaiting')
@@ -141,7 +149,7 @@ if not (sep_status == 'done' or (sep_status == 'processing' and awaiting)) then
   return 'not_separated'
 end
 return request_render(KEYS[1], KEYS[2], KEYS[3], id, song, model, rendition, sep_id, now, params,
-                      max_queue, max_renditions)
+                      max_queue, max_renditions, studio)
 """
 
 # KEYS: job, processing list, in-flight list.
@@ -175,9 +183,9 @@ return 'ok'
 
 # KEYS: job, processing list, outbox, in-flight list, expiry, finished counts,
 # parent separation (render jobs), render queue, song's job set, then the job keys of the
-# studio operations to queue once done (an ensemble's stems job; ARGV from 10 on their ids).
+# studio operations to queue once done (an ensemble's stems job; ARGV from 9 on their ids).
 FINISH = _HELPERS + """
-local id, token, status, err, now, tracks, timings, max_queue, max_renditions = unpack(ARGV)
+local id, token, status, err, now, tracks, timings, max_queue = unpack(ARGV)
 local meta = {KEYS[5], KEYS[6]}
 redis.call('LREM', KEYS[2], 0, id)
 if redis.call('HGET', KEYS[1], 'token') ~= token then return 0 end
@@ -195,9 +203,8 @@ if parent and redis.call('HGET', KEYS[7], 'awaiting') == id
   settle(KEYS[7], parent, KEYS[1], status, err, meta, KEYS[3], now)
 end
 if status == 'done' then
-  queue_studio(10, 10, KEYS[8], KEYS[9], redis.call('HGET', KEYS[1], 'song'),
-               redis.call('HGET', KEYS[1], 'model'), parent or '', now, max_queue,
-               max_renditions)
+  queue_studio(10, 9, KEYS[8], KEYS[9], redis.call('HGET', KEYS[1], 'song'),
+               redis.call('HGET', KEYS[1], 'model'), parent or '', now, max_queue)
 end
 return 1
 """
@@ -205,11 +212,11 @@ return 1
 # KEYS: separation job, processing list, in-flight list, render job, render queue,
 # song's job set, expiry, finished counts, outbox, then the studio operations' job keys.
 # The separation's stems are stored: its claim ends and the render job it waits for is queued
-# (or, stored already, ends it at once), then its studio operations (ARGV from 11 on their ids),
-# within the render limits. A cancel asked meanwhile ends it as cancelled instead.
+# (or, stored already, ends it at once), then its studio operations (ARGV from 10 on their ids)
+# while the render queue is shorter than `max_queue`. A cancel asked meanwhile ends it as
+# cancelled instead.
 HAND_OFF = _HELPERS + """
-local id, token, now, render_id, song, model, rendition, timings, max_queue,
-      max_renditions = unpack(ARGV)
+local id, token, now, render_id, song, model, rendition, timings, max_queue = unpack(ARGV)
 local meta = {KEYS[7], KEYS[8]}
 redis.call('LREM', KEYS[2], 0, id)
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
@@ -230,7 +237,7 @@ if status == 'done' and redis.call('HGET', KEYS[4], 'complete') == '1' then
 elseif status ~= 'queued' and status ~= 'processing' then
   create_render(KEYS[4], KEYS[5], KEYS[6], render_id, song, model, rendition, id, now)
 end
-queue_studio(10, 11, KEYS[5], KEYS[6], song, model, id, now, max_queue, max_renditions)
+queue_studio(10, 10, KEYS[5], KEYS[6], song, model, id, now, max_queue)
 return outcome
 """
 

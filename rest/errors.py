@@ -9,6 +9,7 @@ import redis
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from common import operations
 from common.jobs import Kind, RenditionRefused, RenditionResult
 from common.storage import StorageError
 
@@ -96,7 +97,7 @@ def register_error_handlers(app: Flask) -> None:
             return api_error(unavailable(f"the render queue is full "
                                          f"({settings.max_queue_length} jobs); retry later"))
         have = sorted(job.rendition for job in app.extensions["jobs"].song_jobs(refused.song_hash)
-                      if job.kind is Kind.RENDER)
+                      if job.kind is Kind.RENDER and job.rendition not in operations.STUDIO)
         return api_error(ApiError(
             409, f"song {refused.song_hash} has {settings.max_renditions_per_song} renditions "
                  f"already, the most one song may have; ask for one of them: {', '.join(have)}",

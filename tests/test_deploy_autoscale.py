@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import redis
 
-from common import keys
+from common import keys, operations
 from common.jobs import JobStatus, JobStore, render_id
 from tests.k8s import K8S_VERSION, OVERLAYS, config, container_env, one, pod_spec, render
 
@@ -282,7 +282,10 @@ def replay(client: redis.Redis, scaled: dict[str, dict], grace: dict[str, int],
     store = JobStore(client, MODEL)
     for song in separations:
         store.enqueue(song, None, 100, model=MODEL, rendition=MP3)
-    durations = {**separations, **{render_id(s, MODEL, MP3): 60.0 for s in separations}}
+    # Each song's rendition, then its studio operations, which its hand-off queues behind it.
+    durations = {**separations, **{render_id(s, MODEL, MP3): 60.0 for s in separations},
+                 **{render_id(s, MODEL, op): 30.0 for s in separations
+                    for op in operations.STUDIO}}
     scalers = {name: Scaler(scaled[name]["spec"], client) for name in QUEUES}
     pools = {name: Pool(name, store, grace[name], durations) for name in QUEUES}
     never_below_busy, peak = True, dict.fromkeys(QUEUES, 0)

@@ -12,7 +12,7 @@ import requests
 import soundfile
 import sphn
 
-from common import keys
+from common import keys, operations
 from common.jobs import JobStatus, render_id
 from common.storage import rendition_object
 from common.tracks import parse_rendition
@@ -164,6 +164,9 @@ def test_a_render_worker_killed_mid_job_loses_nothing(jobs, storage, renderers, 
     assert render_job.deaths == 1 and render_job.attempts == 2
     assert render_job.worker != holder
     assert tracks_stored(storage, song_hash, "mp3-320") == sorted(f"{s}.mp3" for s in STEMS)
+    for op in operations.STUDIO:  # queued behind it by the hand-off
+        wait_for_job(jobs, render_id(song_hash, MODEL, op), lambda j: j.status in (
+            JobStatus.DONE, JobStatus.FAILED), timeout=120)
     assert redis_client.llen(keys.inflight(keys.RENDER_QUEUE)) == 0
 
 

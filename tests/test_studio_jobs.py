@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from common import ensemble_jobs, ensembles, keys, operations
-from common.jobs import JobStatus, JobStore, Kind, RenditionResult, render_id
+from common.jobs import JobStatus, JobStore, Kind, RenditionRefused, RenditionResult, render_id
 from tests.test_job_flow import H1, H2, MP3, render, separate, studio
 
 
@@ -98,3 +98,25 @@ def test_a_done_ensemble_stems_job_queues_the_studio_operations_of_its_stems(sto
     # Only the stems made get them, queued in the step that ended their job.
     assert store.queued(keys.RENDER_QUEUE) == studio(model=made.name)
     assert {store.get(job).parent for job in studio(model=made.name)} == {f"{H1}:{made.name}"}
+
+
+def test_studio_operations_count_against_no_limit_of_renditions(redis_client):
+    """Made for every model's stems, they would otherwise crowd out the renditions a client
+    asks for (MAX_RENDITIONS_PER_SONG counts render jobs of every model)."""
+    store = JobStore(redis_client, "htdemucs", max_render_queue=5, max_renditions=1)
+    job_id, token = separate(store, "gpu")
+    mp3 = render_id(H1, "htdemucs", MP3)
+    assert store.hand_off(job_id, "gpu", token, H1, mp3, {}) == "rendering"
+    assert store.queued(keys.RENDER_QUEUE) == [mp3, *studio()]
+    with pytest.raises(RenditionRefused) as refused:
+        store.request_rendition(H1, "", "wav-16")
+    assert refused.value.result is RenditionResult.TOO_MANY
+    # A song whose hand-off found no room: its status read gets them, at its most renditions.
+    job_id, token = separate(store, "gpu", song=H2)
+    assert store.hand_off(job_id, "gpu", token, H2, render_id(H2, "htdemucs", MP3), {}
+                          ) == "rendering"
+    assert store.get(studio(H2)[0]) is None
+    while store.queued(keys.RENDER_QUEUE):
+        render(store, "cpu")
+    for op in operations.STUDIO:
+        assert store.request_rendition(H2, "", op) is RenditionResult.ENQUEUED

@@ -66,10 +66,9 @@ class ClaimLoop:
         self.worker_id = settings.worker_id
         self.queue = queue
         self.redis = client
-        # The render limits bound the studio operations a finished song's stems queue.
+        # The render queue's cap bounds the studio operations a song's new stems queue.
         self.jobs = JobStore(client, settings.default_model,
-                             max_render_queue=settings.max_queue_length,
-                             max_renditions=settings.max_renditions_per_song)
+                             max_render_queue=settings.max_queue_length)
         self.storage = Storage(settings)
         self.current: Attempt | None = None
         self.current_lock = threading.RLock()  # a signal may hand back from this thread
