@@ -193,8 +193,11 @@ export class Transport {
       const parts = await Promise.all(
         this.stems.map((stem) => stem.reader.stretch(this.context, start, end)));
       if (generation !== this.generation) return;
-      if (this.origin === null) {
-        this.origin = Math.ceil((this.context.currentTime + LEAD_S) * this.rate) / this.rate;
+      // The first stretch, or one too late to abut the last (a slow network): from a whole
+      // sample just ahead of the clock, every stem still at once.
+      const soonest = Math.ceil((this.context.currentTime + LEAD_S) * this.rate) / this.rate;
+      if (this.origin === null || this.origin + this.scheduled / this.rate < soonest - LEAD_S / 2) {
+        this.origin = soonest - this.scheduled / this.rate;
       }
       this.schedule(start, end, this.origin + this.scheduled / this.rate, parts);
       this.scheduled += end - start;
@@ -232,12 +235,12 @@ export class Transport {
       // The part's own samples only: a reused buffer holds an older stretch after them.
       const length = Math.min(end, part.first + part.length) - start;
       source.start(when, (start - part.first) / this.rate, Math.max(0, length) / this.rate);
+      source.onended = () => this.retire(stretch); // all end at once: the first retires all
       stem.reader.take(part);
       source.part = part;
       stretch.sources.set(stem, source);
       times.push(when);
     });
-    stretch.sources.values().next().value.onended = () => this.retire(stretch);
     this.stretches.push(stretch);
     this.log = [...this.log.slice(1 - LOGGED),
                 { generation: this.generation, start, end, when: times }];
@@ -285,8 +288,6 @@ export class Transport {
       const source = stretch.sources.get(stem);
       if (!source) continue;
       stretch.sources.delete(stem);
-      const other = stretch.sources.values().next().value;
-      if (other) other.onended = source.onended; // the stretch retires when it ends
       source.onended = null;
       source.stop();
       stem.reader.release(source.part);
