@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import redis
 
-from common import jobscripts, keys, operations
+from common import jobscripts, keys, operations, songscripts
 from common.claims import Claims
 from common.records import (
     CancelResult,
@@ -54,12 +54,12 @@ class JobStore(Claims):
         self.default_model = default_model
         script = client.register_script
         self._enqueue = script(jobscripts.ENQUEUE_SEPARATION)
-        self._add_owner = script(jobscripts.ADD_OWNER)
-        self._finish_deletion = script(jobscripts.FINISH_DELETION)
+        self._add_owner = script(songscripts.ADD_OWNER)
+        self._finish_deletion = script(songscripts.FINISH_DELETION)
         self._request_rendition = script(jobscripts.REQUEST_RENDITION)
         self._cancel = script(jobscripts.CANCEL)
-        self._delete_song = script(jobscripts.DELETE_SONG)
-        self._remove_track = script(jobscripts.REMOVE_TRACK)
+        self._delete_song = script(songscripts.DELETE_SONG)
+        self._remove_track = script(songscripts.REMOVE_TRACK)
         self._register()
 
     # -- records ----------------------------------------------------------------------------

@@ -126,13 +126,6 @@ if status ~= '' then return 'retried' end
 return 'enqueued'
 """
 
-# KEYS: song's job set, song's owners. A second submitter of a song it holds becomes an owner
-# (it has the bytes); a song deleted meanwhile gets none.
-ADD_OWNER = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-return redis.call('SADD', KEYS[2], ARGV[1])
-"""
-
 # KEYS: render job, render queue, song's job set, separation job.
 # A new render job is refused while the render queue holds `max_queue` jobs, or once the song
 # has `max_renditions` render jobs (of every model; its studio operations, named in `studio`,
@@ -309,38 +302,6 @@ end
 return 'finished'
 """
 
-# KEYS: song's job set, expiry, deletion counter, owners, then for each job: its record, its
-# queue, its in-flight list. ARGV: the song, then the ids the caller listed; if the set changed
-# since, nothing is done. The counter is left odd (a deletion under way) until FINISH_DELETION,
-# or for a day if that never comes (a store outage: the workers' sweep then deletes it again).
-DELETE_SONG = """
-local song = ARGV[1]
-local count = #ARGV - 1
-if redis.call('SCARD', KEYS[1]) ~= count then return -1 end
-for i = 1, count do
-  if redis.call('SISMEMBER', KEYS[1], ARGV[i + 1]) == 0 then return -1 end
-end
-for i = 1, count do
-  local base = 4 + (i - 1) * 3
-  redis.call('LREM', KEYS[base + 2], 0, ARGV[i + 1])
-  redis.call('LREM', KEYS[base + 3], 0, ARGV[i + 1])
-  redis.call('DEL', KEYS[base + 1])
-end
-redis.call('DEL', KEYS[1], KEYS[4])
-redis.call('ZREM', KEYS[2], song)
-if redis.call('INCR', KEYS[3]) % 2 == 0 then redis.call('INCR', KEYS[3]) end
-redis.call('EXPIRE', KEYS[3], 86400)
-return count
-"""
-
-# KEYS: deletion counter. The song's objects are gone: submissions may store it again. The
-# counter lives a day, far longer than any submission between its two reads of it.
-FINISH_DELETION = """
-if tonumber(redis.call('GET', KEYS[1]) or '0') % 2 == 1 then redis.call('INCR', KEYS[1]) end
-redis.call('EXPIRE', KEYS[1], 86400)
-return 1
-"""
-
 # KEYS: job, outbox. Records what became of a callback (unless the job was deleted meanwhile)
 # and strikes it from the worker's outbox.
 CALLBACK_SENT = """
@@ -349,19 +310,5 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[1], 'callback_status', outcome)
 end
 redis.call('LREM', KEYS[2], 1, id)
-return 1
-"""
-
-# KEYS: job. Marks a done job incomplete once one of its tracks is removed.
-REMOVE_TRACK = """
-local track = ARGV[1]
-local tracks = redis.call('HGET', KEYS[1], 'tracks')
-if not tracks then return 0 end
-local kept = {}
-for _, name in ipairs(cjson.decode(tracks)) do
-  if name ~= track then table.insert(kept, name) end
-end
-redis.call('HSET', KEYS[1], 'tracks', cjson.encode(kept), 'complete', '0')
-if #kept == 0 then redis.call('HSET', KEYS[1], 'tracks', '[]') end
 return 1
 """
