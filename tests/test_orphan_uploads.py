@@ -4,12 +4,16 @@ rule ends them). Real Redis, the real S3 server, uploads made by the production 
 
 from __future__ import annotations
 
-import numpy as np
+import io
 
-from common import keys
+import numpy as np
+import pytest
+
+from common import flac, keys
 from common.jobs import JobStatus, JobStore
 from common.records import render_id
-from common.storage import PartUpload, Storage, lossless_object, rendition_object
+from common.storage import PartUpload, Storage, job_prefix, lossless_object, rendition_object
+from scripts.local import stack
 from tests.helpers import MODEL, wait_for, wait_for_job
 from worker.runtime.heartbeat import beat, is_alive
 from worker.runtime.reaper import reap_once
@@ -84,3 +88,105 @@ def test_a_live_workers_reaper_aborts_the_uploads_of_a_worker_that_died(jobs, st
     # Requeued after the abort; then the live worker finds no upload of the song and fails it.
     wait_for_job(jobs, DEAD, lambda job: job.deaths == 1)
     assert open_uploads(storage) == []
+
+
+STEMS = ["drums", "bass", "other", "vocals"]
+
+
+def open_uploads_under(storage: Storage, prefix: str) -> list[str]:
+    uploads = storage.client._list_multipart_uploads(storage.output_bucket, prefix=prefix)
+    return sorted(upload.object_name for upload in uploads.uploads)
+
+
+def quiet_stems(seconds: int) -> bytes:
+    """A stem of `seconds` of near silence as the separation worker stores it, written a
+    minute at a time (small to store, full size once rendered as wav)."""
+    minute = np.full((60 * 44100, 2), 1e-4, np.float32)
+    out = io.BytesIO()
+    with flac.writer(out, 44100, 2) as stem:
+        for _ in range(seconds // 60):
+            flac.write_block(stem, minute)
+    return out.getvalue()
+
+
+def handed_to_render(jobs: JobStore, storage: Storage, song_hash: str, seconds: int,
+                     rendition: str) -> str:
+    """A song whose stems are stored and whose separation handed off to the render job of
+    `rendition`; that job's id."""
+    data = quiet_stems(seconds)
+    jobs.register_model(MODEL, STEMS)
+    jobs.enqueue(song_hash, None, 100, model=MODEL, rendition=rendition)
+    job_id = jobs.claim("test-separator", 1, queue=jobs.queue_for(MODEL))
+    token = jobs.start(job_id, "test-separator")
+    for stem in STEMS:
+        storage.put_lossless(song_hash, MODEL, stem, data)
+    render = render_id(song_hash, MODEL, rendition)
+    assert jobs.hand_off(job_id, "test-separator", token, song_hash, render, {}) == "rendering"
+    return render
+
+
+@pytest.fixture
+def render_worker(service_env, tmp_path):
+    """Starts a render worker process under a worker id (`render_worker(id)`); all stopped
+    after."""
+    started = []
+
+    def start(worker_id: str):
+        env = {**service_env, "HEARTBEAT_TTL_S": "3", "REAPER_INTERVAL_S": "1",
+               "RENDER_PROCESSES": "1", "WORKER_ID": worker_id}
+        started.append(stack.start_render(env, tmp_path / f"{worker_id}-{len(started)}.log"))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            stack.stop(process, timeout=10)
+        stack.kill_group(process)
+
+
+def done(jobs: JobStore, job_id: str):
+    return wait_for_job(jobs, job_id, lambda j: j.status in (JobStatus.DONE, JobStatus.FAILED),
+                        timeout=300)
+
+
+@pytest.mark.slow
+def test_a_render_worker_killed_mid_upload_aborts_it_when_it_comes_back_under_its_id(
+        jobs, storage, render_worker):
+    """kill -9 while a long wav track goes up in parts; the container restarts in its pod, so
+    the worker comes back under the same id, before any reaper saw it dead."""
+    song = "e" * 64
+    render = handed_to_render(jobs, storage, song, 480, "wav-24+vocals")  # 2 tracks of 80 MB
+    prefix = job_prefix(song, MODEL, "wav-24+vocals")
+    first = render_worker("render-in-pod")
+    wait_for(lambda: open_uploads_under(storage, prefix), 240, "no upload was started",
+             interval=0.02)
+    stack.kill_group(first)  # kill -9, with its pool
+    left = open_uploads_under(storage, prefix)
+    assert left, "the upload ended before the kill: nothing to check"
+
+    render_worker("render-in-pod")
+
+    job = done(jobs, render)
+    assert (job.status, job.error, job.deaths) == (JobStatus.DONE, "", 1)
+    assert open_uploads_under(storage, "") == []
+    assert sorted(storage.names_under(prefix)) == ["no_vocals.wav", "vocals.wav"]
+
+
+@pytest.mark.slow
+def test_a_render_attempt_aborts_what_an_earlier_attempt_left_open_before_storing(
+        jobs, storage, render_worker):
+    """Retried after an attempt whose uploads no reaper could abort (the store was down)."""
+    song = "f" * 64
+    render = handed_to_render(jobs, storage, song, 60, "mp3-320")
+    left = PartUpload(storage, storage.output_bucket,
+                      rendition_object(song, MODEL, "mp3-320", "drums.mp3"), "audio/mpeg")
+    left.put_part(1, b"\0" * PartUpload.PART_SIZE)
+    other = PartUpload(storage, storage.output_bucket,
+                       rendition_object(song, MODEL, "mp3-320+vocals", "vocals.mp3"), "audio/mpeg")
+    other.put_part(1, b"\0" * PartUpload.PART_SIZE)  # another job's: left alone
+
+    render_worker("render-retry")
+
+    assert done(jobs, render).status is JobStatus.DONE
+    assert open_uploads_under(storage, "") == [other.name]
+    other.abort()

@@ -19,7 +19,7 @@ import redis
 from common import ensemble_jobs, keys, operations, tracks
 from common.jobs import Job, JobStatus
 from common.settings import Settings
-from common.storage import NotFound, StorageError, rendition_object
+from common.storage import NotFound, StorageError, job_prefix, rendition_object
 from worker.render import ensemble
 from worker.render import operations as render_operations
 from worker.render.pool import Renderer
@@ -58,6 +58,7 @@ class RenderWorker(ClaimLoop):
         handler = render_operations.handler_of(op.kind)
         if handler is None:
             raise EncodeFailed(f"this render worker makes no {op.kind} operation")
+        self._abort_leftovers(job, op.id)
         with tempfile.TemporaryDirectory(prefix="render-") as folder:
             started = time.monotonic()
             os.mkdir(stem_folder := os.path.join(folder, "stems"))
@@ -93,6 +94,16 @@ class RenderWorker(ClaimLoop):
         except (operations.OperationError, tracks.TrackError) as error:
             raise EncodeFailed(f"cannot render {op_id!r}: {error}") from None
         return op
+
+    def _abort_leftovers(self, job: Job, op_id: str) -> None:
+        """Abort the multipart uploads an earlier attempt of the job left open where it writes
+        (one killed mid-upload whose job was retried before a reaper aborted them), before
+        this attempt sends its own."""
+        prefix = job_prefix(job.song, job.model, op_id)
+        if leftovers := retry(lambda: self.storage.abort_uploads(prefix),
+                              "aborting an earlier attempt's uploads"):
+            log.warning("job %s: %d open upload(s) of an earlier attempt aborted", job.id,
+                        leftovers)
 
     def _store(self, attempt: Attempt, name: str, path: str, mime: str,
                stored: list[str]) -> None:

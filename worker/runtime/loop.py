@@ -102,8 +102,10 @@ class ClaimLoop:
     def run(self) -> None:
         """Claim and handle jobs until `stop()`; then let the threads around it finish."""
         retry(self.storage.ensure_buckets, "creating the buckets", attempts=30)
-        # Jobs left in our own list were held by an earlier process with this id, now dead.
-        retry(lambda: requeue_jobs_of(self.jobs, self.worker_id, self.settings.max_deaths),
+        # Jobs left in our own list were held by an earlier process with this id, now dead
+        # (a container restarted in its pod): their open uploads are aborted, as a reaper would.
+        retry(lambda: requeue_jobs_of(self.jobs, self.worker_id, self.settings.max_deaths,
+                                      self.storage),
               "recovering jobs of a previous run", attempts=30)
         retry(self.prepare, "preparing", attempts=30)
         self.heartbeat.start()
