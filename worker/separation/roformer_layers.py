@@ -27,7 +27,10 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x.float(), dim=-1) * (self.scale * self.gamma.float())
+        # One pass over x fewer than F.normalize(x) * gain: the gain divided by each norm.
+        x = x.float()
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-12)
+        return x * ((self.scale * self.gamma.float()) / norm)
 
 
 class RotaryEmbedding(nn.Module):
@@ -40,20 +43,23 @@ class RotaryEmbedding(nn.Module):
         self.cache: tuple[int, torch.device, torch.Tensor, torch.Tensor] | None = None
 
     def angles(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin `[length, dim]` of each position, kept for the next call."""
+        """cos and signed sin `[length, dim]` of each position (-sin on the even features,
+        sin on the odd), kept for the next call."""
         if self.cache is None or self.cache[:2] != (length, device):
             positions = torch.arange(length, device=device, dtype=torch.float32)
             angles = positions[:, None] * self.freqs.to(device=device, dtype=torch.float32)
             angles = angles.repeat_interleave(2, dim=-1)
-            self.cache = (length, device, angles.cos(), angles.sin())
+            sign = torch.tensor([-1.0, 1.0], device=device).repeat(angles.shape[-1] // 2)
+            self.cache = (length, device, angles.cos(), angles.sin() * sign)
         return self.cache[2], self.cache[3]
 
     def rotate(self, t: torch.Tensor) -> torch.Tensor:
-        """`t` `[..., n, d]` rotated by position along n, computed in float32."""
-        cos, sin = self.angles(t.shape[-2], t.device)
-        pairs = t.float().unflatten(-1, (-1, 2))
-        half = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
-        return (t.float() * cos + half * sin).to(t.dtype)
+        """`t` `[..., n, d]` rotated by position along n, computed in float32: each pair
+        (a, b) to (a cos - b sin, b cos + a sin), the swapped pairs times the signed sin."""
+        cos, signed_sin = self.angles(t.shape[-2], t.device)
+        x = t.float()
+        swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+        return torch.addcmul(x * cos, swapped, signed_sin).to(t.dtype)
 
 
 class Attention(nn.Module):
@@ -71,9 +77,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
         b, n, _ = x.shape
-        q, k, v = self.to_qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
-        if self.rotary_embed is not None:
-            q, k = self.rotary_embed.rotate(q), self.rotary_embed.rotate(k)
+        qkv = self.to_qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.rotary_embed is not None:  # q and k in one pass
+            q, k = self.rotary_embed.rotate(qkv[:2]).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v)
         gates = self.to_gates(x).transpose(1, 2).unsqueeze(-1).sigmoid()
         out = (out * gates).transpose(1, 2).reshape(b, n, -1)
