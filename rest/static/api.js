@@ -120,6 +120,9 @@ export const analysisUrl = (song) => `/apiv1/analysis/${song.hash}${modelQuery(s
 export const postMix = (song, mix) =>
   request("POST", `/apiv1/mix/${song.hash}`, { ...mix, model: song.model || undefined });
 
+// Ask for an ensemble of the song ({algorithm, members, picks}); the answer names its model.
+export const postEnsemble = (hash, spec) => request("POST", `/apiv1/ensemble/${hash}`, spec);
+
 // A file's response once it is made (the server answers 202 with Retry-After until then).
 async function whenMade(url) {
   for (;;) {

@@ -1,6 +1,7 @@
 // The page's start: the API key field, what the server offers, the list, the uploads, the URL.
 
 import * as api from "./api.js";
+import { ensembleForms } from "./ensemble.js";
 import { setUpKeys } from "./keys.js";
 import { SongList } from "./songs.js";
 import { setUpUploads } from "./upload.js";
@@ -50,6 +51,7 @@ async function start() {
   }
   const songs = new SongList(document.querySelector("#songs"),
                              document.querySelector("#empty-list"), capabilities, showAlert);
+  songs.onDone.push(ensembleForms(songs, capabilities));
   songs.restore();
   setUpUploads(document.querySelector("#upload-form"), capabilities, songs);
   openFromUrl(songs);

@@ -56,6 +56,7 @@ export class SongList {
     this.entries = new Map(); // key -> entry; uploads get a key once the server names the song
     this.timer = null;
     this.refreshing = false;
+    this.onDone = []; // called with each entry whose song is done (the ensemble form)
   }
 
   restore() {
@@ -278,6 +279,7 @@ export class SongList {
     } else if (status.status === "done") {
       this.setState(entry, "done", 100, "Done");
       this.showResult(entry, tracksOf(entry.song, status));
+      for (const done of this.onDone) done(entry);
     } else if (status.status === "failed") {
       this.setState(entry, "failed", 0, `Failed: ${readable(status.error)}.`);
     } else if (status.status === "cancelled") {
