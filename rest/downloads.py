@@ -14,11 +14,11 @@ from flask import Blueprint, Response, request
 
 from common import ensemble_jobs, tracks
 from common.jobs import Job, JobStatus, Kind, RenditionResult, render_id
-from common.storage import NotFound, rendition_object
+from common.storage import rendition_object
 from common.tracks import Rendition, Track, TrackError
 from rest import access
 from rest import context as ctx
-from rest.errors import ApiError
+from rest.errors import ApiError, stored_or_404
 from rest.options import model_param, rendition_of, stems_of
 from rest.ranges import stream_stored
 from rest.validate import song_hash_param, track_param
@@ -125,14 +125,12 @@ def track(songhash: str, track: str):
     if wanted.name not in stored:
         raise ApiError(404, f"song {song_hash} has no track {wanted.name} in {rendition.id}; "
                             f"it has {', '.join(stored) or 'none left'}", tracks=stored)
-    try:  # by byte range when asked: a player starts a long track anywhere
+    # By byte range when asked: a player starts a long track anywhere.
+    with stored_or_404(f"track {wanted.name}", song_hash):
         return stream_stored(ctx.storage(), rendition_object(song_hash, model, rendition.id,
                                                              wanted.name),
                              wanted.mime, request.headers.get("Range"),
                              _attachment(f"{song_hash}-{wanted.name}"))
-    except NotFound:
-        raise ApiError(404, f"track {wanted.name} of song {song_hash} is missing from the "
-                            "object store; resubmit the song") from None
 
 
 @downloads.get("/apiv1/zip/<songhash>")
@@ -148,12 +146,9 @@ def zip_of_tracks(songhash: str):
     objects = [(name, rendition_object(song_hash, model, rendition.id, name)) for name in names]
     # Every size is read before the answer starts, so a missing track is a 404, not a cut zip;
     # each track is opened only when its turn comes.
-    try:
+    with stored_or_404("a track", song_hash):
         entries = [(name, storage.output_size(obj),
                     lambda obj=obj: storage.stream_output(obj)[1]) for name, obj in objects]
-    except NotFound:
-        raise ApiError(404, f"a track of song {song_hash} is missing from the object store; "
-                            "resubmit the song") from None
     return Response(stream_zip(entries), mimetype="application/zip",
                     headers=_attachment(f"{song_hash}-{model}-{rendition.id}.zip"))
 

@@ -4,6 +4,8 @@ answer, OPTIONS included, is JSON and says `X-Content-Type-Options: nosniff`."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis
 from flask import Flask, jsonify, request
@@ -11,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from common import operations
 from common.jobs import Kind, RenditionRefused, RenditionResult
-from common.storage import StorageError
+from common.storage import NotFound, StorageError
 
 log = logging.getLogger("rest")
 
@@ -38,6 +40,17 @@ def too_large(limit_bytes: int) -> ApiError:
     """The 413 of a song over MAX_UPLOAD_MB, however it was sent (JSON, multipart, chunked)."""
     return ApiError(413, f"the song is larger than the limit of {limit_bytes // (1024 * 1024)} "
                          "MB (MAX_UPLOAD_MB), counted before base64")
+
+
+@contextmanager
+def stored_or_404(what: str, song_hash: str) -> Iterator[None]:
+    """Inside it, a file the song's records list but the store no longer holds (removed
+    behind their back) is a 404 saying so, which tells the client to resubmit the song."""
+    try:
+        yield
+    except NotFound:
+        raise ApiError(404, f"{what} of song {song_hash} is missing from the object store; "
+                            "resubmit the song") from None
 
 
 def _render(code: int, message: str, headers: dict | None = None, **extra):

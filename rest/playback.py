@@ -17,7 +17,7 @@ from common.flac import LOSSLESS_HEADROOM
 from common.storage import NotFound, lossless_object, rendition_object
 from rest import context as ctx
 from rest.downloads import separated
-from rest.errors import ApiError
+from rest.errors import ApiError, stored_or_404
 from rest.options import model_param, stems_of
 from rest.ranges import stream_stored
 from rest.studio import Pending, pending, stored_files
@@ -41,12 +41,9 @@ def playback_index(songhash: str):
     here = f"/apiv1/playback/{song_hash}{_query(model)}"
     if INDEX not in stored_files(song_hash, model, operations.SEEKINDEX, here):
         raise ApiError(404, f"the playback index of song {song_hash} was removed")
-    try:
+    with stored_or_404("the playback index", song_hash):
         stored = json.loads(ctx.storage().get_output(
             rendition_object(song_hash, model, operations.SEEKINDEX, INDEX)))
-    except NotFound:
-        raise ApiError(404, f"the playback index of song {song_hash} is missing from the "
-                            "object store; resubmit the song") from None
     stems = {stem: {**index, "url": f"/apiv1/lossless/{song_hash}/{stem}.flac{_query(model)}"}
              for stem, index in stored["stems"].items()}
     return {"hash": song_hash, "model": model, "format": "flac", "gain": LOSSLESS_HEADROOM,

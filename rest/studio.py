@@ -19,7 +19,7 @@ from common.storage import NotFound, rendition_object
 from rest import access
 from rest import context as ctx
 from rest.downloads import separated
-from rest.errors import ApiError
+from rest.errors import ApiError, stored_or_404
 from rest.options import model_param, stems_of
 from rest.ranges import stream_stored
 from rest.validate import json_object, song_hash_param
@@ -85,12 +85,9 @@ def stream(song_hash: str, model: str, op: str, name: str, mime: str, filename: 
     """One stored file of an operation, whole or by byte range (as an attachment when
     `filename` is given)."""
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'} if filename else {}
-    try:
+    with stored_or_404(name, song_hash):
         return stream_stored(ctx.storage(), rendition_object(song_hash, model, op, name), mime,
                              request.headers.get("Range"), headers)
-    except NotFound:
-        raise ApiError(404, f"{name} of song {song_hash} is missing from the object store; "
-                            "resubmit the song") from None
 
 
 def _query(model: str) -> str:
@@ -132,12 +129,9 @@ def analysis_of(song_hash: str, model: str) -> dict:
     names = stored_files(song_hash, model, operations.ANALYSIS, here)
     if "analysis.json" not in names:
         raise ApiError(404, f"the analysis of song {song_hash} was removed")
-    try:
+    with stored_or_404("the analysis", song_hash):
         return json.loads(ctx.storage().get_output(
             rendition_object(song_hash, model, operations.ANALYSIS, "analysis.json")))
-    except NotFound:
-        raise ApiError(404, f"the analysis of song {song_hash} is missing from the object "
-                            "store; resubmit the song") from None
 
 
 @studio.get("/apiv1/analysis/<songhash>")
