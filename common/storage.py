@@ -210,8 +210,10 @@ class Storage:
     # -- renditions and other objects of the output bucket -------------------------------
     def put_output_file(self, name: str, path: str, content_type: str) -> None:
         """Store the file `path` as `name`, streamed (in parts when large), never whole."""
+        # One part in flight: minio's default of three in parallel holds four 5 MiB parts of a
+        # long track at once where a short one never reaches three, so memory grew with length.
         self._call(self.client.fput_object, self.output_bucket, name, path,
-                   content_type=content_type)
+                   content_type=content_type, num_parallel_uploads=1)
 
     def get_output(self, name: str) -> bytes:
         """The object `name` of the output bucket, whole."""

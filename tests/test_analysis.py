@@ -8,7 +8,7 @@ import pyloudnorm
 import pytest
 
 from tests.stems import write_lossless
-from worker.render.analysis import analyse
+from worker.render.analysis import Autocorrelation, analyse
 from worker.render.peaks import LEVELS, peaks_files, read_peaks
 
 RATE = 44100
@@ -96,3 +96,33 @@ def test_peaks_files_hold_min_and_max_per_bucket(tmp_path):
     assert tuple(pairs[0]) == (-127, round((-1 + 2 * 511 / 99_999) * 127))
     assert tuple(pairs[-1])[1] == 127
     assert np.all(np.diff(pairs[:, 0].astype(int)) >= 0)  # a rising ramp, bucket by bucket
+
+
+@pytest.mark.parametrize("pieces", [1, 60, 400])  # blocks longer, shorter than the lags
+def test_the_onsets_autocorrelation_is_exact_and_keeps_no_more_than_its_lags(pieces):
+    """The tempo's autocorrelation is summed block by block: what it keeps does not grow with
+    the song (it kept the whole onset envelope, and an FFT of twice its length)."""
+    signal = np.random.default_rng(3).uniform(0, 2, 6000).astype(np.float32)
+    lags = 130
+    centred = signal.astype(np.float64) - signal.mean(dtype=np.float64)
+    expected = [np.dot(centred[:len(centred) - k], centred[k:]) for k in range(lags + 1)]
+    autocorrelation = Autocorrelation(lags)
+    for block in np.array_split(signal, pieces):
+        autocorrelation.add(block)
+    np.testing.assert_allclose(autocorrelation.correlation(), expected, atol=1e-9 * expected[0])
+    held = (autocorrelation.head, autocorrelation.tail, autocorrelation.products)
+    assert [len(array) for array in held] == [lags, lags, lags + 1]
+
+
+def test_peaks_files_are_written_block_by_block_with_their_counts(tmp_path):
+    """Blocks that do not divide into the buckets: each block's own, as when held whole."""
+    ramp = stereo(np.linspace(-1, 1, 100_000))
+    sources = stored(tmp_path, ramp)
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    peaks_files(sources, {"stem": 1.0}, "stem", str(whole), block=200_000)
+    names = peaks_files(sources, {"stem": 1.0}, "stem", str(tmp_path), block=1000)
+    for name, spp in zip(names, LEVELS, strict=True):
+        rate, level, pairs = read_peaks((tmp_path / name).read_bytes())
+        assert (rate, level, len(pairs)) == (RATE, spp, 100 * -(-1000 // spp))
+    assert read_peaks((whole / names[0]).read_bytes())[2].shape == (-(-100_000 // 512), 2)

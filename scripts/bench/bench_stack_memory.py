@@ -22,65 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import requests
 
 from scripts.bench.bench import RESULTS
-from scripts.bench.bench_render_memory import tree_rss
+from scripts.bench.bench_render_memory import TreePeak, high_water_mb
 from scripts.local import stack
 from scripts.local.make_samples import song_mp3
 
 MODEL = "demucs_unittest"
 WAV_TRACK = "drums.wav?bits=16"
-
-
-def high_water_mb(pid: int) -> float:
-    """VmHWM of a live process, in MB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
-
-
-def descendants(pid: int) -> list[int]:
-    """A process's children, their children, and so on."""
-    found, todo = [], [pid]
-    while todo:
-        try:
-            children = Path(f"/proc/{todo.pop()}/task").glob("*/children")
-            new = [int(child) for path in children for child in path.read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        found += new
-        todo += new
-    return found
-
-
-class TreePeak(threading.Thread):
-    """The largest summed resident set of a process tree, and each process's last VmHWM."""
-
-    def __init__(self, pid: int):
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.hwm = pid, 0, {}
-        self.done = threading.Event()
-        self.start()
-
-    def run(self) -> None:
-        while not self.done.wait(0.05):
-            self.peak = max(self.peak, tree_rss(self.pid))
-            for pid in [self.pid, *descendants(self.pid)]:
-                try:  # a pool process's VmHWM is lost when it exits: keep the last one read
-                    self.hwm[pid] = high_water_mb(pid)
-                except (FileNotFoundError, ProcessLookupError, StopIteration):
-                    continue
-
-    def stop(self) -> dict:
-        self.done.set()
-        self.join()
-        return {"sum_peak_mb": round(self.peak / 2**20),
-                "largest_process_hwm_mb": round(max(self.hwm.values(), default=0))}
 
 
 def wait_until(check, timeout: float, what: str):

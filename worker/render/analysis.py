@@ -44,7 +44,7 @@ class Loudness:
         self.state = [np.zeros((channels, 2)) for _ in self.stages]
         self.step = round(0.1 * rate)  # 100 ms: the 400 ms blocks overlap by 75 %
         self.carry = np.zeros((channels, 0))
-        self.energies: list[np.ndarray] = []  # [channels] sums of squares per 100 ms
+        self.energies: list[np.ndarray] = []  # [steps, channels] sums of squares per 100 ms
 
     def add(self, wav: np.ndarray) -> None:
         """Filter one `[channels, frames]` block and keep its 100 ms energies."""
@@ -56,14 +56,15 @@ class Loudness:
         weighted = np.concatenate([self.carry, weighted], axis=1)
         whole = weighted.shape[1] // self.step * self.step
         squares = np.square(weighted[:, :whole]).reshape(weighted.shape[0], -1, self.step)
-        self.energies.extend(squares.sum(axis=2).T)
+        # One array per block, not one per 100 ms: 16 bytes of figures each, not 130.
+        self.energies.append(squares.sum(axis=2).T)
         self.carry = weighted[:, whole:]
 
     def integrated(self) -> float | None:
         """The integrated loudness in LUFS; None for silence or under 400 ms."""
-        if len(self.energies) < 4:
+        steps = np.concatenate(self.energies) if self.energies else np.zeros((0, 1))
+        if len(steps) < 4:
             return None
-        steps = np.array(self.energies)  # [steps, channels]
         blocks = (steps[:-3] + steps[1:-2] + steps[2:-1] + steps[3:]) / (4 * self.step)
         power = blocks.sum(axis=1)  # channel weights are 1 for left and right
         with np.errstate(divide="ignore"):
@@ -74,6 +75,40 @@ class Loudness:
         relative = -0.691 + 10 * np.log10(power[gated].mean()) + RELATIVE_GATE
         gated &= loudness > relative
         return round(float(-0.691 + 10 * np.log10(power[gated].mean())), 2)
+
+
+class Autocorrelation:
+    """The autocorrelation of a signal less its mean, at lags 0 to `lags`, of a signal given a
+    block at a time. It keeps the sums of lagged products and the signal's first and last
+    `lags` values, never the signal: its memory does not grow with the song."""
+
+    def __init__(self, lags: int):
+        self.lags = lags
+        self.products = np.zeros(lags + 1)  # [k]: the sum of x[i] * x[i + k]
+        self.head = np.zeros(0)  # the first `lags` values
+        self.tail = np.zeros(lags)  # the last `lags` values (zeros before the first)
+        self.count, self.total = 0, 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        """Take `values`, the signal's next samples."""
+        values = values.astype(np.float64)
+        seen = np.concatenate([self.tail, values])
+        # Row r holds seen[r : r + lags + 1], ending at the new value values[r].
+        windows = np.lib.stride_tricks.sliding_window_view(seen, self.lags + 1)
+        self.products += windows[:, ::-1].T @ values
+        self.head = np.concatenate([self.head, values[:self.lags - len(self.head)]])
+        self.tail = seen[len(values):].copy()
+        self.count += len(values)
+        self.total += float(values.sum())
+
+    def correlation(self) -> np.ndarray:
+        """`[lags + 1]`: the sum over i of (x[i] - mean) * (x[i + k] - mean), for each lag k."""
+        mean, lag = self.total / max(self.count, 1), np.arange(self.lags + 1)
+        first = np.concatenate([[0.0], np.cumsum(self.head)])  # [k]: sum of the first k
+        last = np.concatenate([[0.0], np.cumsum(self.tail[::-1])])  # [k]: of the last k
+        # sum (x[i] - m)(x[i+k] - m) = products - m (sum of x[i] + sum of x[i+k]) + (N - k) m^2
+        return (self.products - mean * (2 * self.total - first - last)
+                + (self.count - lag) * mean * mean)
 
 
 class Spectrum:
@@ -89,7 +124,8 @@ class Spectrum:
         self.pitch_class = np.round(midi).astype(int) % 12
         self.carry = np.zeros(0, np.float32)
         self.previous: np.ndarray | None = None
-        self.onsets: list[np.ndarray] = []
+        # Onsets as an autocorrelation over the tempi looked for: none slower than MIN_BPM.
+        self.onsets = Autocorrelation(int(rate / HOP * 60 / MIN_BPM) + 2)
         self.level = 0.0  # the compressed spectra summed: what onsets are measured against
         self.chroma = np.zeros(12)
 
@@ -107,23 +143,18 @@ class Spectrum:
         compressed = np.log1p(100 * magnitude)
         previous = compressed[:1] if self.previous is None else self.previous
         flux = np.diff(np.concatenate([previous, compressed]), axis=0)
-        self.onsets.append(np.maximum(flux, 0).sum(axis=1))
+        self.onsets.add(np.maximum(flux, 0).sum(axis=1))
         self.level += float(compressed.sum())
         self.previous = compressed[-1:]
         self.carry = signal[count * HOP:]
 
     def tempo(self) -> float | None:
         """The tempo in BPM; None when there is no beat to find."""
-        envelope = np.concatenate(self.onsets) if self.onsets else np.zeros(0)
-        fps = self.rate / HOP
-        longest = int(fps * 60 / MIN_BPM) + 2
+        fps, onsets = self.rate / HOP, self.onsets
         # A steady sound (a held tone) changes by a fraction of a percent a frame: no beat.
-        if len(envelope) < 2 * longest or envelope.sum() < MIN_FLUX * self.level:
+        if onsets.count < 2 * onsets.lags or onsets.total < MIN_FLUX * self.level:
             return None
-        envelope = envelope - envelope.mean()
-        size = 1 << int(2 * len(envelope) - 1).bit_length()
-        spectrum = np.fft.rfft(envelope, size)
-        correlation = np.fft.irfft(spectrum * np.conj(spectrum), size)[:longest + 1]
+        correlation = onsets.correlation()
         lags = np.arange(len(correlation), dtype=float)
         bpm = np.divide(60 * fps, lags, out=np.zeros_like(lags), where=lags > 0)
         prior = np.exp(-0.5 * np.square(np.log2(np.maximum(bpm, 1e-9) / PRIOR_BPM)))

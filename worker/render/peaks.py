@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Generator, Mapping
+from contextlib import ExitStack
 
 import numpy as np
 
@@ -40,17 +41,21 @@ def peaks_files(sources: Mapping[str, str], gains: Mapping[str, float], name: st
     """Write `<name>.<spp>.dat` for each level, of the sum of `sources` times `gains`, into
     `folder`; the file names."""
     rate, _, _ = stem_format(sources)
-    levels: dict[int, list[np.ndarray]] = {spp: [] for spp in LEVELS}
-    for wav in mixed_blocks(sources, gains, block=block):
-        for spp, parts in levels.items():
-            parts.append(_block_peaks(wav, spp))
-    names = []
-    for spp, parts in levels.items():
-        pairs = np.concatenate(parts) if parts else np.zeros(0, np.int8)
-        names.append(file_name := f"{name}.{spp}.dat")
-        with open(os.path.join(folder, file_name), "wb") as out:
-            out.write(_HEADER.pack(_VERSION, _EIGHT_BIT, rate, spp, len(pairs) // 2))
-            out.write(pairs.tobytes())
+    names = [f"{name}.{spp}.dat" for spp in LEVELS]
+    with ExitStack() as files:
+        # Each block's peaks go to the files at once, nothing held; the headers' counts last.
+        outs = [files.enter_context(open(os.path.join(folder, n), "wb")) for n in names]
+        for out in outs:
+            out.seek(_HEADER.size)
+        counts = [0] * len(LEVELS)
+        for wav in mixed_blocks(sources, gains, block=block):
+            for n, (out, spp) in enumerate(zip(outs, LEVELS, strict=True)):
+                pairs = _block_peaks(wav, spp)
+                out.write(pairs.tobytes())
+                counts[n] += len(pairs) // 2
+        for out, spp, count in zip(outs, LEVELS, counts, strict=True):
+            out.seek(0)
+            out.write(_HEADER.pack(_VERSION, _EIGHT_BIT, rate, spp, count))
     return names
 
 
