@@ -350,7 +350,7 @@ def test_the_page_and_every_file_it_loads_come_from_the_gateway(make_client):
             "/static/songs.js", "/static/player.js", "/static/stemrow.js",
             "/static/transport.js", "/static/flacstream.js", "/static/flacframes.js",
             "/static/waveform.js", "/static/studio.js", "/static/keys.js", "/static/upload.js",
-            "/static/dom.js"} == set(served)
+            "/static/ensemble.js", "/static/dom.js"} == set(served)
     # An XML namespace (the favicon's xmlns) names, it is never fetched.
     assert not [path for path, text in {"/": html, **served}.items()
                 if re.search(r"(https?:)?//[\w.-]+\.\w", re.sub(r'xmlns="[^"]*"', "", text))], \
