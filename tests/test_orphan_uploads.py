@@ -131,9 +131,9 @@ def render_worker(service_env, tmp_path):
     after."""
     started = []
 
-    def start(worker_id: str):
+    def start(worker_id: str, **extra: str):
         env = {**service_env, "HEARTBEAT_TTL_S": "3", "REAPER_INTERVAL_S": "1",
-               "RENDER_PROCESSES": "1", "WORKER_ID": worker_id}
+               "RENDER_PROCESSES": "1", "WORKER_ID": worker_id, **extra}
         started.append(stack.start_render(env, tmp_path / f"{worker_id}-{len(started)}.log"))
         return started[-1]
 
@@ -150,10 +150,12 @@ def done(jobs: JobStore, job_id: str):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("max_deaths", ["3", "1"])
 def test_a_render_worker_killed_mid_upload_aborts_it_when_it_comes_back_under_its_id(
-        jobs, storage, render_worker):
+        jobs, storage, render_worker, max_deaths):
     """kill -9 while a long wav track goes up in parts; the container restarts in its pod, so
-    the worker comes back under the same id, before any reaper saw it dead."""
+    the worker comes back under the same id, before any reaper saw it dead. With one death
+    allowed the job fails there and then: no later attempt aborts what it left."""
     song = "e" * 64
     render = handed_to_render(jobs, storage, song, 480, "wav-24+vocals")  # 2 tracks of 80 MB
     prefix = job_prefix(song, MODEL, "wav-24+vocals")
@@ -164,11 +166,14 @@ def test_a_render_worker_killed_mid_upload_aborts_it_when_it_comes_back_under_it
     left = open_uploads_under(storage, prefix)
     assert left, "the upload ended before the kill: nothing to check"
 
-    render_worker("render-in-pod")
+    render_worker("render-in-pod", MAX_DEATHS=max_deaths)
 
     job = done(jobs, render)
-    assert (job.status, job.error, job.deaths) == (JobStatus.DONE, "", 1)
     assert open_uploads_under(storage, "") == []
+    if max_deaths == "1":
+        assert job.status is JobStatus.FAILED and job.error.startswith("worker_lost")
+        return
+    assert (job.status, job.error, job.deaths) == (JobStatus.DONE, "", 1)
     assert sorted(storage.names_under(prefix)) == ["no_vocals.wav", "vocals.wav"]
 
 
