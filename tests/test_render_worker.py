@@ -104,8 +104,14 @@ def test_the_rendition_a_separation_asked_for_ends_it(jobs, storage, renderers):
     for stem in STEMS:  # exactly what the render module makes of the stored stem
         assert stored(storage, song_hash, "wav-16", f"{stem}.wav") == render_track(
             [stems[stem]], "wav", 16)
-    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    assert 'micro_demucs_worker_jobs_total{outcome="done"} 1.0' in metrics
+    # The hand-off also queued the song's studio operations: count once all of them are done.
+    for op in operations.STUDIO:
+        studio_job = wait_for_job(jobs, render_id(song_hash, MODEL, op),
+                                  lambda j: j.status in (JobStatus.DONE, JobStatus.FAILED))
+        assert studio_job.status is JobStatus.DONE, studio_job.error
+    done = f'micro_demucs_worker_jobs_total{{outcome="done"}} {1 + len(operations.STUDIO)}.0'
+    wait_for(lambda: done in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text,
+             10, f"the render worker's metrics never said {done}")
 
 
 def test_every_format_and_two_stems_from_the_same_stems(jobs, storage, renderers, tmp_path):
