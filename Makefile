@@ -54,8 +54,9 @@ down:  ## stop exactly what `make up` started
 logs: $(STAMP)  ## print the log lines both services push to Redis
 	set -a; . .run/stack.env; $(PY) -m logs
 
-bench: $(STAMP)  ## stock Demucs against this service, side by side; memory by song length
+bench: $(STAMP)  ## stock Demucs and audio-separator's RoFormer against this service, side by side; memory by song length
 	$(PY) -m scripts.bench.bench
+	$(PY) -m scripts.bench.bench_roformer speed
 	$(PY) -m scripts.bench.bench_memory --seconds 60 600
 	$(PY) -m scripts.bench.bench_stack_memory
 

@@ -16,6 +16,7 @@ from scripts.bench.bench_model import snr_db
 from tests.helpers import one_fast
 from tests.roformer_reference import reference_demix, reference_network, write_model
 from worker.runtime.errors import ModelLoadError
+from worker.separation import roformer
 from worker.separation.audio import Summary
 from worker.separation.chunking import ChunkedModel, chunk_starts
 from worker.separation.roformer import mel_filter_bank
@@ -112,6 +113,36 @@ def test_linear_attention_and_a_deeper_mask_estimator_equal_the_reference(tmp_pa
     network, config, expected = reference(tmp_path, "m", "bs_roformer", section, mix)
     ours = ChunkedModel(network, config, "cpu", "fp32").separate(mix)
     assert snr_db(torch.from_numpy(expected["vocals"]), ours[0]) >= 60
+
+
+def _axial_whole(network: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The axial transformers over whole transposed copies, out of place (MSST's way)."""
+    b, t, f, d = x.shape
+    store: list[torch.Tensor] = []
+    for block in network.layers:
+        if len(block) == 3:
+            x = block[0](x.reshape(b, t * f, d)).view(b, t, f, d)
+        for earlier in store:
+            x = x + earlier
+        x = block[-2](x.transpose(1, 2).reshape(b * f, t, d))
+        x = block[-1](x.view(b, f, t, d).transpose(1, 2).reshape(b * t, f, d)).view(b, t, f, d)
+        if network.skip_connection:
+            store.append(x)
+    return x
+
+
+@pytest.mark.parametrize("options", [{}, {"skip_connection": True}, {
+    "skip_connection": True, "linear_transformer_depth": 1}])
+def test_transformers_in_blocks_in_place_equal_whole_sequences(tmp_path, monkeypatch, options):
+    write_model(tmp_path, "m", "bs_roformer", instruments=["vocals", "other"], depth=3,
+                **options)
+    network, _ = load_roformer("m", str(tmp_path))
+    x = torch.randn(1, 33, 7, 16, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        expected = _axial_whole(network, x.clone())
+        monkeypatch.setattr(roformer, "BLOCK_ELEMENTS", 33 * 16 * 2)  # 2 bands, 9 frames
+        got = network._axial(x.clone())
+    assert torch.allclose(got, expected, atol=1e-5)
 
 
 def test_options_audio_separator_ignores_follow_msst(tmp_path):

@@ -2,14 +2,19 @@
 own BS-RoFormer network and `MDXCSeparator.demix` chunking, tests/roformer_reference.py) against
 the worker's (worker/separation/chunking.py), same checkpoint and input.
 
-    python -m scripts.bench.bench_roformer speed --seconds 16          # released size, CPU
+    python -m scripts.bench.bench_roformer speed                       # one chunk, released size
+    python -m scripts.bench.bench_roformer speed --rounds 2 \
+        --pipelines reference,auto,reference+heap      # interleaved; the heap setting alone
     python -m scripts.bench.bench_roformer memory --seconds 60 600     # peak memory by song length
 
 The network has the released BS-RoFormer configuration (dim 512, depth 12, 62 bands, hop 441,
 dim_t 801: chunks of 8 s) with random weights: compute does not depend on the weight values,
-and no weights can be downloaded here. The memory run uses a small network of the same shape
-(dim 32, depth 1: same STFT, bands and 8 s chunks) so that 600 s fit in minutes on two shared
-cores: the buffers that could grow with the song are the same whatever the network's size.
+and no weights can be downloaded here. Each speed run is a fresh process (CPU seconds of its
+own; the heap setting of worker/separation/heap.py is process-wide), rounds interleaved so
+that a shared machine's load falls on both pipelines. The memory run uses a small network of
+the same shape (dim 32, depth 1: same STFT, bands and 8 s chunks) so that 600 s fit in
+minutes on two shared cores: the buffers that could grow with the song are the same whatever
+the network's size.
 Needs audio-separator (installed by `make test`), as the tests do.
 """
 
@@ -20,6 +25,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +34,8 @@ import torch
 
 from scripts.bench.bench_model import SAMPLERATE, device_name, snr_db, test_signal
 from tests.roformer_reference import reference_demix, reference_network
-from worker.separation.chunking import ChunkedModel
+from worker.separation import heap
+from worker.separation.chunking import ChunkedModel, chunk_starts
 from worker.separation.device import resolve_precision
 from worker.separation.msst_config import RoformerConfig
 
@@ -55,49 +62,102 @@ def build(model: dict, seed: int = 0) -> tuple[torch.nn.Module, torch.nn.Module,
     return reference, ours, config
 
 
-def speed(seconds: float, precisions: list[str], model: dict) -> dict:
-    """Reference fp32, then ours in each precision, on one `seconds`-long mix; SNR vs reference."""
+PIPELINES = {"reference": "reference (audio-separator demix) fp32",
+             "reference+heap": "reference fp32, freed memory kept (as ours)",
+             "auto": "ours, service default", "fp32": "ours fp32", "bf16": "ours bf16"}
+
+
+def run_one(pipeline: str, seconds: float, model: dict, out: Path) -> None:
+    """In a fresh process: one pipeline over the mix; its stems to `out`, its clocks printed."""
     reference, ours, config = build(model)
     mix = 0.25 * test_signal(seconds)  # a song's level, below the reference's 0.9 limiter
-    clocks = _clocks()
-    expected = reference_demix(reference, mix.numpy(), config.chunk, config.overlap,
-                               ["vocals"], "vocals")
-    reference_s, reference_cpu = _since(clocks)
-    rows = [{"name": "reference (audio-separator demix) fp32", "seconds": round(reference_s, 2),
-             "cpu_seconds": round(reference_cpu, 2), "speedup": 1.0, "cpu_speedup": 1.0}]
-    print(_line(rows[-1]), flush=True)
-    for setting in precisions:
-        runner = ChunkedModel(ours, config, "cpu", setting)
+    precision = "fp32"
+    if pipeline.startswith("reference"):
+        if pipeline == "reference+heap":
+            heap.retain()
         clocks = _clocks()
-        out = runner.separate(mix)
-        took, cpu = _since(clocks)
-        snr = min(snr_db(torch.from_numpy(expected["primary"]), out[0]),
-                  snr_db(torch.from_numpy(expected["secondary"]), out[1]))
-        rows.append({"name": f"ours {runner.precision}"
-                             f"{' (service default)' if setting == 'auto' else ''}",
-                     "seconds": round(took, 2), "speedup": round(reference_s / took, 2),
-                     "cpu_seconds": round(cpu, 2),
-                     "cpu_speedup": round(reference_cpu / cpu, 2), "snr_db": round(snr, 1)})
-        print(_line(rows[-1]), flush=True)
+        expected = reference_demix(reference, mix.numpy(), config.chunk, config.overlap,
+                                   ["vocals"], "vocals")
+        stems = torch.stack([torch.from_numpy(expected["primary"]),
+                             torch.from_numpy(expected["secondary"])])
+    else:
+        runner = ChunkedModel(ours, config, "cpu", pipeline)
+        precision, clocks = runner.precision, _clocks()
+        stems = runner.separate(mix)
+    took, cpu = _since(clocks)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    torch.save(stems, out)
+    print(json.dumps({"seconds": took, "cpu_seconds": cpu, "precision": precision,
+                      "user_seconds": usage.ru_utime - clocks[2],
+                      "system_seconds": usage.ru_stime - clocks[3],
+                      "peak_mib": usage.ru_maxrss // 1024}))
+
+
+def speed(seconds: float, pipelines: list[str], rounds: int, model: dict) -> dict:
+    """Each pipeline in its own process, interleaved round by round (reference, ours,
+    reference, ours: a shared machine's load falls on both); SNR against the reference."""
+    runs: dict[str, list[dict]] = {name: [] for name in pipelines}
+    with tempfile.TemporaryDirectory() as folder:
+        for index in range(rounds):
+            for name in pipelines:
+                out = Path(folder) / f"{name}-{index}.pt"
+                done = subprocess.run(
+                    [sys.executable, "-m", "scripts.bench.bench_roformer", "_run", name,
+                     "--seconds", str(seconds), "--dim", str(model["dim"]), "--depth",
+                     str(model["depth"]), "--out", str(out)],
+                    capture_output=True, text=True, check=True)
+                run = json.loads(done.stdout.splitlines()[-1])
+                if not name.startswith("reference"):
+                    expected = torch.load(Path(folder) / f"{pipelines[0]}-0.pt")
+                    got = torch.load(out)
+                    run["snr_db"] = min(snr_db(expected[i], got[i]) for i in range(2))
+                runs[name].append(run)
+                print(f"  round {index + 1}: {_line(name, run)}", flush=True)
+    rows = [_row(name, runs[name], runs[pipelines[0]]) for name in pipelines]
+    print("  mean of the rounds, speed-up against the first pipeline:")
+    for row in rows:
+        print(f"    {row['name']:<46} wall {row['seconds']:7.1f} s {row['speedup']:5.2f}x  "
+              f"CPU {row['cpu_seconds']:7.1f} s {row['cpu_speedup']:5.2f}x"
+              + (f"  SNR {row['snr_db']:.1f} dB" if "snr_db" in row else ""), flush=True)
+    chunks = len(chunk_starts(int(seconds * SAMPLERATE), 441 * (DIM_T - 1),
+                              441 * (DIM_T - 1) // OVERLAP))
     return {"device": device_name(torch.device("cpu")), "song_seconds": seconds,
-            "dim": model["dim"], "depth": model["depth"],
-            "chunks": len(range(0, mix.shape[-1], config.chunk // OVERLAP)), "rows": rows}
+            "chunks": chunks, "dim": model["dim"], "depth": model["depth"], "rows": rows,
+            "runs": runs}
 
 
-def _clocks() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+def _row(name: str, runs: list[dict], baseline: list[dict]) -> dict:
+    """The mean of a pipeline's rounds, and its speed-up over the baseline's mean."""
+    def mean(rows: list[dict], key: str) -> float:
+        return sum(row[key] for row in rows) / len(rows)
+
+    row = {"name": f"{PIPELINES[name]} ({runs[0]['precision']})", "rounds": len(runs)}
+    for key in ("seconds", "cpu_seconds", "user_seconds", "system_seconds"):
+        row[key] = round(mean(runs, key), 2)
+    row["speedup"] = round(mean(baseline, "seconds") / row["seconds"], 2)
+    row["cpu_speedup"] = round(mean(baseline, "cpu_seconds") / row["cpu_seconds"], 2)
+    row["peak_mib"] = max(run["peak_mib"] for run in runs)
+    if "snr_db" in runs[0]:
+        row["snr_db"] = round(min(run["snr_db"] for run in runs), 1)
+    return row
 
 
-def _since(clocks: tuple[float, float]) -> tuple[float, float]:
+def _clocks() -> tuple[float, float, float, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter(), time.process_time(), usage.ru_utime, usage.ru_stime
+
+
+def _since(clocks: tuple[float, ...]) -> tuple[float, float]:
     """Wall and CPU seconds since `clocks`: on a shared machine the CPU seconds (all threads)
     are the work done, the wall seconds also the waiting for other processes."""
     return time.perf_counter() - clocks[0], time.process_time() - clocks[1]
 
 
-def _line(row: dict) -> str:
-    snr = f"  SNR {row['snr_db']} dB" if "snr_db" in row else ""
-    return (f"  {row['name']:<42} {row['seconds']:8.2f} s {row['speedup']:6.2f}x  "
-            f"CPU {row['cpu_seconds']:8.2f} s {row['cpu_speedup']:6.2f}x{snr}")
+def _line(name: str, run: dict) -> str:
+    snr = f"  SNR {run['snr_db']:.1f} dB" if "snr_db" in run else ""
+    return (f"{name:<15} wall {run['seconds']:7.1f} s  CPU {run['cpu_seconds']:7.1f} s "
+            f"(user {run['user_seconds']:6.1f}, system {run['system_seconds']:6.1f})  "
+            f"peak {run['peak_mib']} MiB{snr}")
 
 
 def peak_of_one(seconds: float) -> None:
@@ -135,25 +195,33 @@ def memory(lengths: list[float]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["speed", "memory", "_peak"])
-    parser.add_argument("--seconds", type=float, nargs="+", default=[16.0])
-    parser.add_argument("--precisions", default="auto,fp32",
-                        help="ours in these DEMUCS_PRECISION values, comma-separated")
+    parser.add_argument("what", choices=["speed", "memory", "_peak", "_run"])
+    parser.add_argument("pipeline", nargs="?", choices=list(PIPELINES), help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[8.0],
+                        help="speed: the mix (8 s: one chunk); memory: song lengths")
+    parser.add_argument("--pipelines", default="reference,auto",
+                        help=f"speed: comma-separated, the first is the baseline; "
+                             f"of {', '.join(PIPELINES)} (auto, fp32, bf16: DEMUCS_PRECISION)")
+    parser.add_argument("--rounds", type=int, default=1, help="speed: interleaved rounds")
     parser.add_argument("--dim", type=int, default=RELEASED["dim"], help="speed: network width")
     parser.add_argument("--depth", type=int, default=RELEASED["depth"], help="speed: blocks")
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, help="write the result here too")
     args = parser.parse_args()
+    model = {**RELEASED, "dim": args.dim, "depth": args.depth}
     if args.what == "_peak":
         peak_of_one(args.seconds[0])
         return
+    if args.what == "_run":
+        run_one(args.pipeline, args.seconds[0], model, args.out)
+        return
     if args.what == "speed":
-        model = {**RELEASED, "dim": args.dim, "depth": args.depth}
         print(f"RoFormer model stage: BS-RoFormer dim {args.dim}, depth {args.depth} "
               f"(released: 512, 12; random weights), "
               f"{args.seconds[0]:g} s stereo, num_overlap {OVERLAP}, CPU "
               f"({torch.get_num_threads()} threads, auto = "
               f"{resolve_precision('auto', torch.device('cpu'))})", flush=True)
-        result = speed(args.seconds[0], args.precisions.split(","), model)
+        result = speed(args.seconds[0], args.pipelines.split(","), args.rounds, model)
     else:
         result = memory(args.seconds)
     if args.json:

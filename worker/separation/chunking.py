@@ -65,7 +65,7 @@ class ChunkedModel(DeviceRunner):
         super().__init__(network, [network], device, precision, batch, compile, pad,
                          cap=config.batch_size or MAX_BATCH)
         if self.home.type == "cpu":
-            heap.retain()  # a fifth of the CPU time went to zeroing re-mapped activations
+            heap.retain()  # a third of the CPU time went to zeroing re-mapped activations
 
     def runnable(self) -> nn.Module:
         """The network as it runs now: in bf16 or fp16, a copy whose linear layers hold their

@@ -3,7 +3,7 @@
 glibc's malloc serves every block over its mmap threshold (at most 32 MiB) with a fresh mmap
 and unmaps it on free. A released-size RoFormer chunk makes and frees activations of 100-400
 MiB (49,662 tokens x 512 or 2,048 floats) hundreds of times, and the kernel zeroes every page
-of each again on first touch: on a 2-core Xeon that was a fifth of the process's CPU time, as
+of each again on first touch: on a 2-core Xeon that was a third of the process's CPU time, as
 system time (BENCHMARKS.md, RoFormer model stage). With mmap off for blocks and the heap not
 trimmed on free, the same pages are reused. `release` hands the free pages back between songs.
 Elsewhere (another C library) both are no-ops.

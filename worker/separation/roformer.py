@@ -28,6 +28,27 @@ from worker.separation.roformer_layers import (
     Transformer,
 )
 
+BLOCK_ELEMENTS = 2**24  # features per block of sequences: 64 MiB in, 256 MiB inside the MLP
+
+
+def in_blocks(transformer: nn.Module, x: torch.Tensor, along: int) -> None:
+    """`transformer` over the sequences of `x` `[b, frames, bands, dim]` along dimension
+    `along` (1: time, 2: frequency), a block of sequences at a time, written back in place.
+
+    Whole, a released-size chunk's activations are 100-400 MiB each; in two blocks, half that,
+    so the freed memory the CPU runner keeps for reuse (worker/separation/heap.py) is of
+    half-size blocks: a peak of 3.1-3.4 GiB, not 4.3-4.5 (BENCHMARKS.md). Smaller blocks
+    measured slower. No whole transposed copy of `x` is made.
+    """
+    d, length = x.shape[-1], x.shape[along]
+    across = 3 - along  # the other axis: which sequences
+    rows = max(1, BLOCK_ELEMENTS // (length * d * x.shape[0]))
+    for start in range(0, x.shape[across], rows):
+        part = x.narrow(across, start, min(rows, x.shape[across] - start))
+        seqs = part.movedim(along, 2)  # [b, sequences, tokens, dim]
+        out = transformer(seqs.reshape(-1, length, d))
+        seqs.copy_(out.view(seqs.shape))
+
 
 class _Roformer(nn.Module):
     """What both families share: STFT, band split, axial transformers, masks, inverse STFT."""
@@ -74,7 +95,8 @@ class _Roformer(nn.Module):
         return audio.view(b, n, s, -1)
 
     def _axial(self, x: torch.Tensor) -> torch.Tensor:
-        """The transformer blocks over `[b, frames, bands, dim]`: time, then frequency."""
+        """The transformer blocks over `[b, frames, bands, dim]`: time, then frequency, in
+        place (nothing else holds `x`: the band split's output, or a sum made here)."""
         b, t, f, d = x.shape
         store: list[torch.Tensor] = []
         for block in cast("list[nn.ModuleList]", self.layers):
@@ -83,10 +105,8 @@ class _Roformer(nn.Module):
             if self.skip_connection:
                 for earlier in store:
                     x = x + earlier
-            time_transformer, freq_transformer = block[-2], block[-1]
-            x = time_transformer(x.transpose(1, 2).reshape(b * f, t, d))
-            x = freq_transformer(x.view(b, f, t, d).transpose(1, 2).reshape(b * t, f, d))
-            x = x.view(b, t, f, d)
+            in_blocks(block[-2], x, along=1)
+            in_blocks(block[-1], x, along=2)
             if self.skip_connection:
                 store.append(x)
         return x
