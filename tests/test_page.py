@@ -53,6 +53,16 @@ def browser():
         chromium.close()
 
 
+def watch(page, origin: str, problems: list[str], elsewhere: list[str]) -> None:
+    """Collect the page's console errors and uncaught exceptions in `problems`, and the URL of
+    every request outside `origin` in `elsewhere`."""
+    page.on("request", lambda request: request.url.startswith(origin) or elsewhere.append(
+        request.url))
+    page.on("console", lambda message: message.type == "error" and problems.append(
+        message.text))
+    page.on("pageerror", lambda error: problems.append(str(error)))
+
+
 @pytest.fixture
 def open_page(browser):
     """Factory of pages, each in a fresh browser profile (another person's browser)."""
@@ -62,12 +72,7 @@ def open_page(browser):
         context = browser.new_context(accept_downloads=True, viewport={"width": 900, "height": 900})
         contexts.append(context)
         page = context.new_page()
-        origin = "/".join(url.split("/")[:3]) + "/"
-        page.on("request", lambda request: request.url.startswith(origin) or elsewhere.append(
-            request.url))
-        page.on("console", lambda message: message.type == "error" and problems.append(
-            message.text))
-        page.on("pageerror", lambda error: problems.append(str(error)))
+        watch(page, "/".join(url.split("/")[:3]) + "/", problems, elsewhere)
         response = page.goto(url)
         assert response is not None and response.ok
         expect(page.locator("body")).to_have_attribute("data-ready", "true")

@@ -20,7 +20,7 @@ from scripts.local.make_samples import synthesize
 from tests.conftest import LiveStack
 from tests.helpers import fresh_stores, wait_for_job
 from tests.stems import write_lossless
-from tests.test_page import browser, missing_tool  # noqa: F401  (the module's chromium)
+from tests.test_page import browser, missing_tool, watch  # noqa: F401  (the module's chromium)
 from tests.test_page_studio import AXE
 
 pytestmark = pytest.mark.slow
@@ -87,11 +87,7 @@ def open_song(browser, served):  # noqa: F811
         context = browser.new_context(viewport={"width": 1000, "height": 1000}, **options)
         contexts.append(context)
         page = context.new_page()
-        page.on("request", lambda request: request.url.startswith(base_url) or elsewhere.append(
-            request.url))
-        page.on("console", lambda message: message.type == "error" and problems.append(
-            message.text))
-        page.on("pageerror", lambda error: problems.append(str(error)))
+        watch(page, base_url, problems, elsewhere)
         page.goto(f"{base_url}/#{SONG}")
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         expect(page.get_by_role("progressbar", name=f"Progress of {NAME}")).to_have_attribute(

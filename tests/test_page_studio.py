@@ -23,7 +23,7 @@ from scripts.local.make_samples import synthesize
 from tests.conftest import LiveStack
 from tests.helpers import fresh_stores, wait_for_job
 from tests.stems import write_lossless
-from tests.test_page import INKED, browser, missing_tool  # noqa: F401  (the module's chromium)
+from tests.test_page import INKED, browser, missing_tool, watch  # noqa: F401  (the module's chromium)
 
 pytestmark = pytest.mark.slow
 
@@ -95,11 +95,7 @@ def open_song(browser, studio):  # noqa: F811
                                       **options)
         contexts.append(context)
         page = context.new_page()
-        page.on("request", lambda request: request.url.startswith(base_url) or elsewhere.append(
-            request.url))
-        page.on("console", lambda message: message.type == "error" and problems.append(
-            message.text))
-        page.on("pageerror", lambda error: problems.append(str(error)))
+        watch(page, base_url, problems, elsewhere)
         page.goto(f"{base_url}/#{song_hash}")
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
         expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuetext", "Done")
