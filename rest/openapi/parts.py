@@ -24,6 +24,12 @@ def json_response(schema_name: str, description: str) -> dict:
         "schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
 
 
+def json_body(schema_name: str) -> dict:
+    """A required JSON request body that is the named component schema."""
+    return {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}
+
+
 def errors(*codes: int) -> dict:
     """The JSON error response under each of these status codes."""
     return {str(code): ERROR for code in codes}

@@ -5,7 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from common.tracks import FORMATS, MP3_BITRATES
-from rest.openapi.parts import BITRATE, BITS, FORMAT, HASH, MODEL, errors, json_response, query
+from rest.openapi.parts import (
+          BITRATE,
+          BITS,
+          FORMAT,
+          HASH,
+          MODEL,
+          errors,
+          json_body,
+          json_response,
+          query,
+)
 from rest.probe import FORMATS as ACCEPTED
 
 _TRACK = {"name": "track", "in": "path", "required": True,
@@ -100,8 +110,7 @@ PATHS = {
         "summary": "Stems of a song made from several models': avg, max_spec, min_spec or pick; "
                    "follow it with ?model=<the answer's model> on status, track and zip",
         "parameters": [HASH],
-        "requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/EnsembleSpec"}}}},
+        "requestBody": json_body("EnsembleSpec"),
         "responses": {"202": json_response("Ensemble", "Queued, waiting for its members, or known"),
                       **errors(400, 401, 403, 404, 429, 503)},
     }},

@@ -4,7 +4,7 @@ request, and playback of the lossless stems by byte range (their seek index, the
 from __future__ import annotations
 
 from common.tracks import FORMATS, MP3_BITRATES
-from rest.openapi.parts import HASH, MODEL, errors, json_response
+from rest.openapi.parts import HASH, MODEL, errors, json_body, json_response
 
 _MADE = {"description": "Being made from the song's stems; ask again after Retry-After seconds "
                         "at Location",
@@ -22,8 +22,7 @@ PATHS = {
         "summary": "Queue a mix of a separated song's stems (gains in dB, mute, solo, start, end "
                    "in seconds, format, bits or bitrate, model); fetch it from Location",
         "parameters": [HASH],
-        "requestBody": {"required": True, "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/Mix"}}}},
+        "requestBody": json_body("Mix"),
         "responses": {"200": json_response("MixQueued", "Made already: Location names it"),
                       "202": json_response("MixQueued", "Being made: Location names it, ask "
                                                         "after Retry-After"),
