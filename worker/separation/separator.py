@@ -14,6 +14,7 @@ from common.settings import Settings
 from worker.runtime.cores import usable_cores
 from worker.runtime.errors import ModelLoadError, SeparationFailed
 from worker.runtime.progress import Progress
+from worker.separation import heap
 from worker.separation.audio import Summary
 from worker.separation.batched import BatchedModel
 from worker.separation.chunking import ChunkedModel
@@ -50,6 +51,9 @@ class Separator:
         self.device = pick_device(settings.demucs_device)
         self.overlap = settings.demucs_overlap
         self.shifts = settings.demucs_shifts
+        # Freed stretches and activations go back whole, so memory does not creep with the
+        # song's length; a RoFormer on the CPU keeps them instead (heap.retain), for speed.
+        heap.map_large_blocks()
         self.roformer = roformer_files(settings.demucs_model, settings.models_dir) is not None
         try:
             how = self._load_roformer(settings) if self.roformer else self._load_demucs(settings)
