@@ -43,19 +43,10 @@ def lossless_stem(seconds: int, seed: int) -> bytes:
     return out.getvalue()
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of a process and all its descendants."""
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            with open(f"/proc/{current}/statm") as statm:
-                total += int(statm.read().split()[1]) * 4096
-            with open(f"/proc/{current}/task/{current}/children") as children:
-                todo += [int(child) for child in children.read().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return total
+def resident_bytes(pid: int) -> int:
+    """Resident bytes of a live process."""
+    with open(f"/proc/{pid}/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
 
 
 def high_water_mb(pid: int) -> float:
@@ -90,12 +81,14 @@ class TreePeak(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.05):
-            self.peak = max(self.peak, tree_rss(self.pid))
+            total = 0
             for pid in [self.pid, *descendants(self.pid)]:
                 try:  # a pool process's VmHWM is lost when it exits: keep the last one read
+                    total += resident_bytes(pid)
                     self.hwm[pid] = high_water_mb(pid)
                 except (FileNotFoundError, ProcessLookupError, StopIteration):
                     continue
+            self.peak = max(self.peak, total)
 
     def stop(self) -> dict:
         self.done.set()
