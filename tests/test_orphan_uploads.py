@@ -22,10 +22,10 @@ from worker.separation.lossless import StemSink
 DEAD, OTHER = "a" * 64, "b" * 64
 
 
-def open_uploads(storage: Storage) -> list[str]:
-    """Objects of the output bucket with a multipart upload still open."""
-    uploads = storage.client._list_multipart_uploads(storage.output_bucket).uploads
-    return sorted(upload.object_name for upload in uploads)
+def open_uploads(storage: Storage, prefix: str = "") -> list[str]:
+    """Objects of the output bucket (under `prefix`) with a multipart upload still open."""
+    uploads = storage.client._list_multipart_uploads(storage.output_bucket, prefix=prefix)
+    return sorted(upload.object_name for upload in uploads.uploads)
 
 
 def half_sent_stem(storage: Storage, song_hash: str, stem: str = "drums") -> StemSink:
@@ -93,11 +93,6 @@ def test_a_live_workers_reaper_aborts_the_uploads_of_a_worker_that_died(jobs, st
 STEMS = ["drums", "bass", "other", "vocals"]
 
 
-def open_uploads_under(storage: Storage, prefix: str) -> list[str]:
-    uploads = storage.client._list_multipart_uploads(storage.output_bucket, prefix=prefix)
-    return sorted(upload.object_name for upload in uploads.uploads)
-
-
 def quiet_stems(seconds: int) -> bytes:
     """A stem of `seconds` of near silence as the separation worker stores it, written a
     minute at a time (small to store, full size once rendered as wav)."""
@@ -160,16 +155,16 @@ def test_a_render_worker_killed_mid_upload_aborts_it_when_it_comes_back_under_it
     render = handed_to_render(jobs, storage, song, 480, "wav-24+vocals")  # 2 tracks of 80 MB
     prefix = job_prefix(song, MODEL, "wav-24+vocals")
     first = render_worker("render-in-pod")
-    wait_for(lambda: open_uploads_under(storage, prefix), 240, "no upload was started",
+    wait_for(lambda: open_uploads(storage, prefix), 240, "no upload was started",
              interval=0.02)
     stack.kill_group(first)  # kill -9, with its pool
-    left = open_uploads_under(storage, prefix)
+    left = open_uploads(storage, prefix)
     assert left, "the upload ended before the kill: nothing to check"
 
     render_worker("render-in-pod", MAX_DEATHS=max_deaths)
 
     job = done(jobs, render)
-    assert open_uploads_under(storage, "") == []
+    assert open_uploads(storage) == []
     if max_deaths == "1":
         assert job.status is JobStatus.FAILED and job.error.startswith("worker_lost")
         return
@@ -193,5 +188,5 @@ def test_a_render_attempt_aborts_what_an_earlier_attempt_left_open_before_storin
     render_worker("render-retry")
 
     assert done(jobs, render).status is JobStatus.DONE
-    assert open_uploads_under(storage, "") == [other.name]
+    assert open_uploads(storage) == [other.name]
     other.abort()
