@@ -6,15 +6,15 @@ from typing import Any
 
 from common.tracks import FORMATS, MP3_BITRATES
 from rest.openapi.parts import (
-          BITRATE,
-          BITS,
-          FORMAT,
-          HASH,
-          MODEL,
-          errors,
-          json_body,
-          json_response,
-          query,
+    BITRATE,
+    BITS,
+    FORMAT,
+    HASH,
+    MODEL,
+    errors,
+    json_body,
+    json_response,
+    query,
 )
 from rest.probe import FORMATS as ACCEPTED
 
